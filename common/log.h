@@ -1,0 +1,22 @@
+/* Logging shared by every process: one line per event on stderr, prefixed
+ * with time, pid and level, so the interleaved output of master and workers
+ * stays readable. Never pass an upstream API key to these functions. */
+#ifndef LLMR_LOG_H
+#define LLMR_LOG_H
+
+#include <stdarg.h>
+
+enum llmr_log_level { LLMR_LOG_ERROR, LLMR_LOG_WARN, LLMR_LOG_INFO, LLMR_LOG_DEBUG };
+
+extern int llmr_log_level;
+
+void llmr_log(enum llmr_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#define llmr_error(...) llmr_log(LLMR_LOG_ERROR, __VA_ARGS__)
+#define llmr_warn(...)  llmr_log(LLMR_LOG_WARN, __VA_ARGS__)
+#define llmr_info(...)  llmr_log(LLMR_LOG_INFO, __VA_ARGS__)
+#define llmr_debug(...) \
+    do { if (llmr_log_level >= LLMR_LOG_DEBUG) llmr_log(LLMR_LOG_DEBUG, __VA_ARGS__); } while (0)
+
+#endif

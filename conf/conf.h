@@ -1,0 +1,109 @@
+/* conf: the configuration as owned C structs.  llmr_conf_load() parses a
+ * libconfig file (DESIGN.md §4), resolves os.environ/ references, validates
+ * every value and destroys libconfig's tree before it returns.  Nothing here
+ * knows about processes, sockets or shared memory; the master fills in
+ * `slot` in each deployment after mapping the config onto the segment. */
+#ifndef LLMR_CONF_H
+#define LLMR_CONF_H
+
+#include <stddef.h>
+
+#define LLMR_ID_MAX 64          /* deployment id and model group name, with NUL */
+
+enum llmr_provider {
+    LLMR_PROVIDER_OPENAI,       /* bare model name or openai/<model> */
+    LLMR_PROVIDER_AZURE         /* azure/<deployment> */
+};
+
+enum llmr_strategy {
+    LLMR_STRATEGY_SIMPLE_SHUFFLE,
+    LLMR_STRATEGY_LEAST_BUSY,
+    LLMR_STRATEGY_USAGE_BASED,
+    LLMR_STRATEGY_LATENCY_BASED
+};
+
+typedef struct llmr_deployment {
+    char *model_name;           /* the model group clients ask for */
+    char *model;                /* litellm_params.model as written */
+    enum llmr_provider provider;
+    char *upstream_model;       /* model without provider prefix; for azure the deployment */
+    char *api_key;              /* resolved; NULL when none; never logged */
+    char *api_base;             /* without trailing '/'; default per provider */
+    char *api_version;          /* azure only; NULL otherwise */
+    long rpm, tpm;              /* 0 = unlimited */
+    double weight;              /* 0 = not set */
+    int order;                  /* 0 = not set */
+    int max_parallel_requests;  /* 0 = unlimited */
+    double timeout;             /* seconds; 0 = router timeout */
+    long max_input_tokens;      /* 0 = unknown */
+    char id[LLMR_ID_MAX];       /* model_info.id, else a stable hash of litellm_params */
+    int line;                   /* line of the model_list entry, for messages */
+    int group;                  /* index into llmr_conf.groups */
+    int slot;                   /* shm slot, set by the master; -1 before */
+} llmr_deployment;
+
+typedef struct llmr_group {
+    char *name;
+    int *deployments;           /* indices into llmr_conf.deployments */
+    int ndeployments;
+} llmr_group;
+
+typedef struct llmr_fallback {
+    char *model;                /* the group that failed */
+    char **fallbacks;           /* groups to try, in order */
+    int nfallbacks;
+} llmr_fallback;
+
+typedef struct llmr_fallback_list {
+    llmr_fallback *items;
+    int n;
+} llmr_fallback_list;
+
+typedef struct llmr_conf {
+    char *file;                 /* path as given, for messages */
+
+    /* server */
+    char **listen;              /* "host:port" or "[v6]:port" */
+    int nlisten;
+    int workers;                /* 0 = one per CPU core */
+    char *master_key;           /* resolved; NULL = no auth */
+    char *pid_file;
+    char *shm_name;
+    long max_body_bytes;
+    double drain_timeout;
+
+    /* router_settings */
+    enum llmr_strategy routing_strategy;
+    int num_retries;
+    double retry_after;
+    double timeout;
+    double stream_timeout;      /* 0 = use timeout */
+    int allowed_fails;
+    double cooldown_time;
+    llmr_fallback_list fallbacks;
+    llmr_fallback_list context_window_fallbacks;
+    llmr_fallback_list content_policy_fallbacks;
+    char **default_fallbacks;
+    int ndefault_fallbacks;
+    double lowest_latency_buffer;
+
+    /* model_list */
+    llmr_deployment *deployments;
+    int ndeployments;
+    llmr_group *groups;         /* in order of first appearance */
+    int ngroups;
+} llmr_conf;
+
+/* Parses and validates `path`.  On success returns 0 and sets *out.  On
+ * error returns -1 and writes "FILE:LINE: key: what is wrong (allowed: ...)"
+ * into err. */
+int llmr_conf_load(const char *path, llmr_conf **out, char *err, size_t errlen);
+
+void llmr_conf_free(llmr_conf *conf);
+
+/* The group called `name`, or -1. */
+int llmr_conf_find_group(const llmr_conf *conf, const char *name, size_t len);
+
+const char *llmr_strategy_name(enum llmr_strategy s);
+
+#endif

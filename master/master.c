@@ -1,0 +1,475 @@
+/* The master's process cycle, after nginx's: signal handlers only set
+ * flags, the loop sleeps in sigsuspend() and acts on them.  A reload builds
+ * the new config, slots and listeners first and swaps only on success. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "log.h"
+#include "master.h"
+#include "worker.h"
+
+#define STOP_GRACE 5.0          /* seconds past a deadline before SIGKILL */
+#define RESPAWN_MAX_DELAY 30.0
+
+static volatile sig_atomic_t sig_reload, sig_quit, sig_terminate, sig_child, sig_alarm;
+
+static void on_signal(int signo)
+{
+    switch (signo) {
+    case SIGHUP: sig_reload = 1; break;
+    case SIGQUIT: sig_quit = 1; break;
+    case SIGTERM: case SIGINT: sig_terminate = 1; break;
+    case SIGCHLD: sig_child = 1; break;
+    case SIGALRM: sig_alarm = 1; break;
+    }
+}
+
+static const int master_signals[] = { SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGCHLD, SIGALRM };
+#define NSIGNALS (int)(sizeof(master_signals) / sizeof(master_signals[0]))
+
+static double now_mono(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int install_signals(sigset_t *blocked)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigemptyset(blocked);
+    for (int i = 0; i < NSIGNALS; i++) {
+        if (sigaction(master_signals[i], &sa, NULL) == -1)
+            return -1;
+        sigaddset(blocked, master_signals[i]);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    /* Blocked except inside sigsuspend(), so no flag is ever missed. */
+    return sigprocmask(SIG_BLOCK, blocked, NULL);
+}
+
+static void child_signals(void)
+{
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGCHLD, SIG_DFL);
+    signal(SIGALRM, SIG_DFL);
+}
+
+static int live_procs(const llmr_cycle *cy)
+{
+    int n = 0;
+
+    for (int i = 0; i < LLMR_MAX_PROCS; i++)
+        n += cy->procs[i].pid > 0;
+    return n;
+}
+
+static uint32_t oldest_live_gen(const llmr_cycle *cy)
+{
+    uint32_t g = cy->generation;
+
+    for (int i = 0; i < LLMR_MAX_PROCS; i++)
+        if (cy->procs[i].pid > 0 && cy->procs[i].gen < g)
+            g = cy->procs[i].gen;
+    return g;
+}
+
+static void free_cycle_in_child(llmr_cycle *cy)
+{
+    llmr_conf_free(cy->conf);
+    llmr_shm_detach(&cy->shm);
+    curl_global_cleanup();
+    free(cy);
+}
+
+/* Forks the worker for entry p.  The child never returns. */
+static int spawn(llmr_cycle *cy, llmr_proc *p)
+{
+    int fds[LLMR_MAX_LISTEN];
+    pid_t pid;
+
+    for (int i = 0; i < cy->nlisteners; i++)
+        fds[i] = cy->listeners[i].fd;
+    pid = fork();
+    if (pid == -1) {
+        llmr_error("fork: %s", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        int code;
+        child_signals();
+        code = llmr_worker_main(cy->conf, &cy->shm, fds, cy->nlisteners, p->index,
+                                cy->generation);
+        free_cycle_in_child(cy);
+        exit(code);
+    }
+    p->pid = pid;
+    p->gen = cy->generation;
+    p->draining = 0;
+    p->started = now_mono();
+    p->respawn_at = 0;
+    return 0;
+}
+
+static llmr_proc *free_proc(llmr_cycle *cy)
+{
+    for (int i = 0; i < LLMR_MAX_PROCS; i++)
+        if (cy->procs[i].pid == 0 && cy->procs[i].respawn_at == 0)
+            return &cy->procs[i];
+    return NULL;
+}
+
+static int worker_count(const llmr_conf *conf)
+{
+    long n = conf->workers > 0 ? conf->workers : sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+static int spawn_generation(llmr_cycle *cy)
+{
+    int n = worker_count(cy->conf);
+
+    for (int i = 0; i < n; i++) {
+        llmr_proc *p = free_proc(cy);
+        if (p == NULL) {
+            llmr_error("too many worker processes (at most %d)", LLMR_MAX_PROCS);
+            return -1;
+        }
+        memset(p, 0, sizeof(*p));
+        p->index = i;
+        if (spawn(cy, p) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void signal_procs(llmr_cycle *cy, int signo, int only_gen_before)
+{
+    for (int i = 0; i < LLMR_MAX_PROCS; i++) {
+        llmr_proc *p = &cy->procs[i];
+        if (p->pid <= 0 || (only_gen_before && p->gen >= cy->generation))
+            continue;
+        if (signo == SIGQUIT)
+            p->draining = 1;
+        if (kill(p->pid, signo) == -1 && errno != ESRCH)
+            llmr_warn("kill(%d, %d): %s", (int)p->pid, signo, strerror(errno));
+    }
+}
+
+static void schedule_respawn(llmr_proc *p)
+{
+    double lived = now_mono() - p->started, delay = 0;
+
+    /* A worker that keeps dying right after start would otherwise spin the
+     * master in a fork loop: back off exponentially. */
+    if (lived < 2.0) {
+        p->fails++;
+        delay = 0.1 * (double)(1 << (p->fails < 9 ? p->fails : 9));
+        if (delay > RESPAWN_MAX_DELAY)
+            delay = RESPAWN_MAX_DELAY;
+    } else {
+        p->fails = 0;
+    }
+    p->respawn_at = now_mono() + delay;
+}
+
+static void reaped(llmr_cycle *cy, llmr_proc *p, int status)
+{
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+
+    p->pid = 0;
+    if (p->draining || cy->quitting || p->gen != cy->generation) {
+        llmr_debug("worker %d (generation %u) exited", p->index, p->gen);
+        memset(p, 0, sizeof(*p));
+        return;
+    }
+    if (code == LLMR_EXIT_FATAL) {
+        llmr_error("worker %d exited with fatal code %d and cannot be respawned",
+                   p->index, code);
+        memset(p, 0, sizeof(*p));
+        return;
+    }
+    if (WIFSIGNALED(status))
+        llmr_warn("worker %d exited on signal %d; respawning", p->index, WTERMSIG(status));
+    else
+        llmr_warn("worker %d exited with code %d; respawning", p->index, code);
+    schedule_respawn(p);
+}
+
+static void reap(llmr_cycle *cy)
+{
+    pid_t pid;
+    int status;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (int i = 0; i < LLMR_MAX_PROCS; i++) {
+            if (cy->procs[i].pid == pid) {
+                reaped(cy, &cy->procs[i], status);
+                break;
+            }
+        }
+    }
+}
+
+static void respawn_due(llmr_cycle *cy)
+{
+    double now = now_mono();
+
+    for (int i = 0; i < LLMR_MAX_PROCS; i++) {
+        llmr_proc *p = &cy->procs[i];
+        if (p->pid == 0 && p->respawn_at > 0 && p->respawn_at <= now)
+            if (spawn(cy, p) < 0)
+                schedule_respawn(p);
+    }
+}
+
+static int pending_respawns(const llmr_cycle *cy)
+{
+    for (int i = 0; i < LLMR_MAX_PROCS; i++)
+        if (cy->procs[i].pid == 0 && cy->procs[i].respawn_at > 0)
+            return 1;
+    return 0;
+}
+
+/* Wakes the loop with SIGALRM at the next respawn or stop deadline. */
+static void arm_timer(const llmr_cycle *cy)
+{
+    double next = 0, now = now_mono(), wait;
+    struct itimerval it;
+
+    for (int i = 0; i < LLMR_MAX_PROCS; i++)
+        if (cy->procs[i].pid == 0 && cy->procs[i].respawn_at > 0
+            && (next == 0 || cy->procs[i].respawn_at < next))
+            next = cy->procs[i].respawn_at;
+    if (cy->quitting && (next == 0 || cy->stop_deadline < next))
+        next = cy->stop_deadline;
+    memset(&it, 0, sizeof(it));
+    if (next > 0) {
+        wait = next - now < 0.001 ? 0.001 : next - now;
+        it.it_value.tv_sec = (time_t)wait;
+        it.it_value.tv_usec = (suseconds_t)((wait - (double)(time_t)wait) * 1e6);
+    }
+    setitimer(ITIMER_REAL, &it, NULL);
+}
+
+static void stop(llmr_cycle *cy, int how)
+{
+    if (cy->quitting == 2 || cy->quitting == how)
+        return;
+    cy->quitting = how;
+    cy->stop_deadline = now_mono() + STOP_GRACE
+                      + (how == 1 ? cy->conf->drain_timeout : 0);
+    llmr_info("%s stop: signalling %d worker(s)", how == 1 ? "graceful" : "fast",
+              live_procs(cy));
+    signal_procs(cy, how == 1 ? SIGQUIT : SIGTERM, 0);
+}
+
+static int write_pid_file(const char *path)
+{
+    FILE *f = fopen(path, "w");
+
+    if (f == NULL || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0) {
+        llmr_error("pid file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Settings that live in the master's own resources cannot change without a
+ * restart; a reload keeps the running values and says so. */
+static void keep_fixed_settings(const llmr_conf *old, llmr_conf *conf)
+{
+    if (strcmp(old->shm_name, conf->shm_name) != 0)
+        llmr_warn("reload: server.shm_name changes only on restart; keeping %s",
+                  old->shm_name);
+    if (strcmp(old->pid_file, conf->pid_file) != 0)
+        llmr_warn("reload: server.pid_file changes only on restart; keeping %s",
+                  old->pid_file);
+}
+
+static void reload(llmr_cycle *cy)
+{
+    char err[1024];
+    llmr_conf *conf = NULL;
+    llmr_listener next[LLMR_MAX_LISTEN];
+    int nnext = 0;
+
+    llmr_info("reloading %s", cy->conf_path);
+    if (llmr_conf_load(cy->conf_path, &conf, err, sizeof(err)) < 0) {
+        llmr_error("reload failed, configuration unchanged: %s", err);
+        return;
+    }
+    keep_fixed_settings(cy->conf, conf);
+    if (llmr_listeners_reconcile(conf, cy->listeners, cy->nlisteners, next, &nnext) < 0) {
+        llmr_error("reload failed, configuration unchanged: cannot listen");
+        llmr_conf_free(conf);
+        return;
+    }
+    if (llmr_shm_map_slots(&cy->shm, conf, cy->generation + 1, oldest_live_gen(cy)) < 0) {
+        llmr_error("reload failed, configuration unchanged: shared segment full");
+        llmr_listeners_close_unused(next, nnext, cy->listeners, cy->nlisteners);
+        llmr_conf_free(conf);
+        return;
+    }
+    /* Commit: from here on the new generation is the running one. */
+    free(conf->shm_name);
+    conf->shm_name = strdup(cy->conf->shm_name);
+    free(conf->pid_file);
+    conf->pid_file = strdup(cy->conf->pid_file);
+    llmr_listeners_close_unused(cy->listeners, cy->nlisteners, next, nnext);
+    memcpy(cy->listeners, next, sizeof(next[0]) * (size_t)nnext);
+    cy->nlisteners = nnext;
+    llmr_conf_free(cy->conf);
+    cy->conf = conf;
+    cy->generation++;
+    /* Cancel respawns of the old generation: the new one replaces them. */
+    for (int i = 0; i < LLMR_MAX_PROCS; i++)
+        if (cy->procs[i].pid == 0)
+            memset(&cy->procs[i], 0, sizeof(cy->procs[i]));
+    if (spawn_generation(cy) < 0)
+        llmr_error("reload: could not start every worker of generation %u", cy->generation);
+    signal_procs(cy, SIGQUIT, 1);
+    llmr_info("reloaded: generation %u, %d deployment(s), %d worker(s)", cy->generation,
+              conf->ndeployments, worker_count(conf));
+}
+
+static int cycle_init(llmr_cycle *cy, const char *conf_path)
+{
+    char err[1024];
+    pid_t other;
+
+    cy->conf_path = conf_path;
+    if (llmr_conf_load(conf_path, &cy->conf, err, sizeof(err)) < 0) {
+        llmr_error("%s", err);
+        return -1;
+    }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        llmr_error("curl_global_init failed");
+        return -1;
+    }
+    if (llmr_shm_create(&cy->shm, cy->conf->shm_name) < 0)
+        return -1;
+    other = atomic_load(&cy->shm.seg->hdr.master_pid);
+    if (other > 0 && other != getpid() && kill(other, 0) == 0) {
+        llmr_error("another llmroute (pid %d) uses shared segment %s", (int)other,
+                   cy->conf->shm_name);
+        return -1;
+    }
+    cy->owns_shm = 1;
+    atomic_store(&cy->shm.seg->hdr.master_pid, (int32_t)getpid());
+    if (llmr_listeners_reconcile(cy->conf, NULL, 0, cy->listeners, &cy->nlisteners) < 0)
+        return -1;
+    cy->generation = 1;
+    if (llmr_shm_map_slots(&cy->shm, cy->conf, cy->generation, cy->generation) < 0)
+        return -1;
+    if (write_pid_file(cy->conf->pid_file) < 0)
+        return -1;
+    cy->wrote_pid = 1;
+    return 0;
+}
+
+static void cycle_free(llmr_cycle *cy)
+{
+    if (cy->conf != NULL && cy->wrote_pid)
+        unlink(cy->conf->pid_file);
+    llmr_conf_free(cy->conf);
+    for (int i = 0; i < cy->nlisteners; i++)
+        close(cy->listeners[i].fd);
+    if (cy->owns_shm)
+        llmr_shm_destroy(&cy->shm);
+    else
+        llmr_shm_detach(&cy->shm);
+    curl_global_cleanup();
+    free(cy);
+}
+
+static void kill_stragglers(llmr_cycle *cy)
+{
+    if (cy->quitting && now_mono() >= cy->stop_deadline) {
+        llmr_warn("%d worker(s) still running past the stop deadline; killing them",
+                  live_procs(cy));
+        signal_procs(cy, SIGKILL, 0);
+        cy->stop_deadline = now_mono() + 1.0;
+    }
+}
+
+/* Acts on the flags the handlers set.  Returns 0 to go on, 1 when done. */
+static int handle_events(llmr_cycle *cy)
+{
+    if (sig_child) {
+        sig_child = 0;
+        reap(cy);
+    }
+    if (sig_terminate) {
+        sig_terminate = 0;
+        stop(cy, 2);
+    }
+    if (sig_quit) {
+        sig_quit = 0;
+        stop(cy, 1);
+    }
+    if (sig_reload) {
+        sig_reload = 0;
+        if (!cy->quitting)
+            reload(cy);
+    }
+    sig_alarm = 0;
+    if (cy->quitting)
+        return live_procs(cy) == 0 ? 1 : (kill_stragglers(cy), 0);
+    respawn_due(cy);
+    if (live_procs(cy) == 0 && !pending_respawns(cy)) {
+        llmr_error("no worker process left; exiting");
+        return -1;
+    }
+    return 0;
+}
+
+int llmr_master_run(const char *conf_path)
+{
+    llmr_cycle *cy = calloc(1, sizeof(*cy));
+    sigset_t blocked, none;
+    int rc = 0;
+
+    if (cy == NULL)
+        return 1;
+    if (install_signals(&blocked) < 0 || cycle_init(cy, conf_path) < 0)
+        goto failed;
+    if (spawn_generation(cy) < 0)
+        goto failed;
+    llmr_info("llmroute %s started: %d worker(s), %d deployment(s), listening on %s%s",
+              LLMR_VERSION, worker_count(cy->conf), cy->conf->ndeployments,
+              cy->listeners[0].addr, cy->nlisteners > 1 ? " and more" : "");
+    sigemptyset(&none);
+    while (rc == 0) {
+        arm_timer(cy);
+        while (!sig_reload && !sig_quit && !sig_terminate && !sig_child && !sig_alarm)
+            sigsuspend(&none);
+        rc = handle_events(cy);
+    }
+    llmr_info("llmroute stopped");
+    cycle_free(cy);
+    return rc < 0 ? 1 : 0;
+
+failed:
+    if (live_procs(cy) > 0) {
+        signal_procs(cy, SIGKILL, 0);
+        while (wait(NULL) > 0)
+            ;
+    }
+    cycle_free(cy);
+    return 1;
+}

@@ -1,0 +1,62 @@
+/* master: the process cycle.  It owns the config, the shared segment and
+ * the listening sockets, forks the workers and acts on signals. */
+#ifndef LLMR_MASTER_H
+#define LLMR_MASTER_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "conf.h"
+#include "shm.h"
+
+#define LLMR_VERSION "0.1.0"
+#define LLMR_MAX_LISTEN 16
+#define LLMR_MAX_PROCS 512
+
+typedef struct llmr_listener {
+    char addr[128];
+    int fd;
+} llmr_listener;
+
+typedef struct llmr_proc {
+    pid_t pid;                  /* 0 = empty entry */
+    uint32_t gen;
+    int index;
+    int draining;
+    int fails;                  /* quick deaths in a row, for back-off */
+    double started;             /* monotonic seconds */
+    double respawn_at;          /* > 0: waiting to respawn */
+} llmr_proc;
+
+typedef struct llmr_cycle {
+    const char *conf_path;
+    llmr_conf *conf;
+    llmr_shm shm;
+    llmr_listener listeners[LLMR_MAX_LISTEN];
+    int nlisteners;
+    uint32_t generation;
+    llmr_proc procs[LLMR_MAX_PROCS];
+    int owns_shm;               /* created or took over the segment */
+    int wrote_pid;
+    int quitting;               /* 1 graceful, 2 fast */
+    double stop_deadline;
+} llmr_cycle;
+
+/* Runs the master until it stops; returns the process exit code. */
+int llmr_master_run(const char *conf_path);
+
+/* listen.c */
+int llmr_listen_open(const char *addr);
+/* Makes `to` hold a socket for each of conf's addresses, reusing from's
+ * where the address is the same.  Returns 0, or -1 with `to` closed. */
+int llmr_listeners_reconcile(const llmr_conf *conf, const llmr_listener *from, int nfrom,
+                             llmr_listener *to, int *nto);
+/* Closes those of `old` not present in `cur`. */
+void llmr_listeners_close_unused(const llmr_listener *old, int nold,
+                                 const llmr_listener *cur, int ncur);
+
+/* status.c */
+int llmr_status_print(const char *conf_path);
+
+#endif

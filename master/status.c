@@ -1,0 +1,66 @@
+/* `llmroute status`: the live state of every deployment, read straight from
+ * the shared segment, like varnishstat. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "master.h"
+
+static const llmr_slot *find_slot(const llmr_shm *shm, const char *id)
+{
+    for (int i = 0; i < LLMR_SHM_SLOTS; i++) {
+        const llmr_slot *s = &shm->seg->slots[i];
+        if (atomic_load(&s->state) == LLMR_SLOT_USED && strcmp(s->id, id) == 0)
+            return s;
+    }
+    return NULL;
+}
+
+#define LD(f) ((long long)atomic_load_explicit(&s->f, memory_order_relaxed))
+
+static void print_slot(const llmr_deployment *d, const char *group, const llmr_slot *s)
+{
+    long long ok = LD(successes);
+    double avg = ok > 0 ? (double)LD(latency_us_total) / (double)ok / 1000.0 : 0;
+
+    printf("%-24s %-20s %10lld %10lld %8lld %8lld %12lld %12lld %9.1f\n", d->id, group,
+           LD(requests), ok, LD(failures), LD(inflight), LD(prompt_tokens),
+           LD(completion_tokens), avg);
+}
+
+int llmr_status_print(const char *conf_path)
+{
+    char err[1024];
+    llmr_conf *conf = NULL;
+    llmr_shm shm;
+
+    if (llmr_conf_load(conf_path, &conf, err, sizeof(err)) < 0) {
+        fprintf(stderr, "llmroute: %s\n", err);
+        return 1;
+    }
+    if (llmr_shm_attach(&shm, conf->shm_name) < 0) {
+        fprintf(stderr, "llmroute: no running instance: shared segment %s: %s\n",
+                conf->shm_name, strerror(errno));
+        llmr_conf_free(conf);
+        return 1;
+    }
+    printf("master pid %d, config generation %u, up %llds, segment %s\n",
+           (int)atomic_load(&shm.seg->hdr.master_pid),
+           atomic_load(&shm.seg->hdr.generation),
+           (long long)(time(NULL) - shm.seg->hdr.start_time), conf->shm_name);
+    printf("%-24s %-20s %10s %10s %8s %8s %12s %12s %9s\n", "DEPLOYMENT", "GROUP",
+           "REQUESTS", "SUCCESS", "FAILED", "INFLIGHT", "PROMPT_TOK", "COMPL_TOK", "AVG_MS");
+    for (int i = 0; i < conf->ndeployments; i++) {
+        const llmr_deployment *d = &conf->deployments[i];
+        const llmr_slot *s = find_slot(&shm, d->id);
+        if (s != NULL)
+            print_slot(d, conf->groups[d->group].name, s);
+        else
+            printf("%-24s %-20s (not loaded by the running master: reload it)\n", d->id,
+                   conf->groups[d->group].name);
+    }
+    llmr_shm_detach(&shm);
+    llmr_conf_free(conf);
+    return 0;
+}

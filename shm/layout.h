@@ -1,0 +1,59 @@
+/* The one definition of the shared segment.  Every process maps the same
+ * bytes, so everything a worker writes is a single lock-free atomic word:
+ * a worker killed at any instant leaves no lock held and no half-written
+ * structure behind.  Bump LLMR_SHM_VERSION on any change to these structs. */
+#ifndef LLMR_SHM_LAYOUT_H
+#define LLMR_SHM_LAYOUT_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "conf.h"
+
+#if ATOMIC_LLONG_LOCK_FREE != 2
+#error "llmroute needs lock-free 64-bit atomics"
+#endif
+
+#define LLMR_SHM_MAGIC      0x31524d4c524d4c4cULL   /* "LLMRLMR1" */
+#define LLMR_SHM_VERSION    1
+#define LLMR_SHM_SLOTS      1024
+#define LLMR_CACHE_LINE     64
+
+/* Slot states, written by the master only. */
+enum llmr_slot_state { LLMR_SLOT_FREE = 0, LLMR_SLOT_USED = 1 };
+
+typedef struct llmr_slot {
+    /* Identity: written by the master while no worker of a generation that
+     * uses this slot is alive, read by workers and `llmroute status`. */
+    _Atomic uint32_t state;
+    _Atomic uint32_t last_gen;      /* newest config generation using it */
+    char id[LLMR_ID_MAX];
+    char group[LLMR_ID_MAX];
+
+    /* Counters: workers add to them with relaxed atomics. */
+    _Alignas(LLMR_CACHE_LINE) _Atomic int64_t requests;  /* attempts sent */
+    _Atomic int64_t successes;
+    _Atomic int64_t failures;
+    _Atomic int64_t prompt_tokens;
+    _Atomic int64_t completion_tokens;
+    _Atomic int64_t inflight;
+    _Atomic int64_t latency_us_total; /* sum over successes, for a mean */
+} __attribute__((aligned(LLMR_CACHE_LINE))) llmr_slot;
+
+typedef struct llmr_shm_header {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t header_size;
+    uint32_t slot_size;
+    uint32_t nslots;
+    int64_t  start_time;            /* unix seconds the segment was created */
+    _Atomic uint32_t generation;    /* config generation the master runs */
+    _Atomic int32_t master_pid;
+} __attribute__((aligned(LLMR_CACHE_LINE))) llmr_shm_header;
+
+typedef struct llmr_shm_segment {
+    llmr_shm_header hdr;
+    llmr_slot slots[LLMR_SHM_SLOTS];
+} llmr_shm_segment;
+
+#endif

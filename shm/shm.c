@@ -1,0 +1,176 @@
+#include "shm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static int header_matches(const llmr_shm_header *h)
+{
+    return h->magic == LLMR_SHM_MAGIC && h->version == LLMR_SHM_VERSION
+        && h->header_size == sizeof(llmr_shm_header)
+        && h->slot_size == sizeof(llmr_slot) && h->nslots == LLMR_SHM_SLOTS;
+}
+
+static void header_init(llmr_shm_header *h)
+{
+    memset(h, 0, sizeof(*h));
+    h->magic = LLMR_SHM_MAGIC;
+    h->version = LLMR_SHM_VERSION;
+    h->header_size = sizeof(llmr_shm_header);
+    h->slot_size = sizeof(llmr_slot);
+    h->nslots = LLMR_SHM_SLOTS;
+    h->start_time = (int64_t)time(NULL);
+}
+
+static void *map_fd(int fd, int prot)
+{
+    void *p = mmap(NULL, sizeof(llmr_shm_segment), prot, MAP_SHARED, fd, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+int llmr_shm_create(llmr_shm *shm, const char *name)
+{
+    struct stat st;
+    int fd, fresh;
+
+    memset(shm, 0, sizeof(*shm));
+    snprintf(shm->name, sizeof(shm->name), "%s", name);
+    fd = shm_open(name, O_RDWR | O_CREAT, 0600);
+    if (fd == -1) {
+        llmr_error("shm_open(\"%s\") failed: %s", name, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) == -1)
+        goto failed;
+    fresh = (size_t)st.st_size != sizeof(llmr_shm_segment);
+    if (fresh && ftruncate(fd, sizeof(llmr_shm_segment)) == -1)
+        goto failed;
+    shm->seg = map_fd(fd, PROT_READ | PROT_WRITE);
+    if (shm->seg == NULL)
+        goto failed;
+    close(fd);
+    if (!fresh && !header_matches(&shm->seg->hdr)) {
+        llmr_warn("shared segment %s has another layout (version %u); re-creating it",
+                  name, shm->seg->hdr.version);
+        fresh = 1;
+    }
+    if (fresh) {
+        memset(shm->seg, 0, sizeof(llmr_shm_segment));
+        header_init(&shm->seg->hdr);
+    }
+    return 0;
+
+failed:
+    llmr_error("shared segment %s: %s", name, strerror(errno));
+    close(fd);
+    return -1;
+}
+
+int llmr_shm_attach(llmr_shm *shm, const char *name)
+{
+    struct stat st;
+    int fd;
+
+    memset(shm, 0, sizeof(*shm));
+    snprintf(shm->name, sizeof(shm->name), "%s", name);
+    fd = shm_open(name, O_RDONLY, 0);
+    if (fd == -1)
+        return -1;
+    if (fstat(fd, &st) == -1 || (size_t)st.st_size != sizeof(llmr_shm_segment)) {
+        close(fd);
+        errno = EPROTO;
+        return -1;
+    }
+    shm->seg = map_fd(fd, PROT_READ);
+    close(fd);
+    if (shm->seg == NULL)
+        return -1;
+    if (!header_matches(&shm->seg->hdr)) {
+        llmr_shm_detach(shm);
+        errno = EPROTO;
+        return -1;
+    }
+    return 0;
+}
+
+void llmr_shm_detach(llmr_shm *shm)
+{
+    if (shm->seg != NULL)
+        munmap(shm->seg, sizeof(llmr_shm_segment));
+    shm->seg = NULL;
+}
+
+void llmr_shm_destroy(llmr_shm *shm)
+{
+    llmr_shm_detach(shm);
+    if (shm->name[0] != '\0' && shm_unlink(shm->name) == -1 && errno != ENOENT)
+        llmr_warn("shm_unlink(\"%s\"): %s", shm->name, strerror(errno));
+}
+
+static int find_slot(llmr_shm_segment *seg, const char *id)
+{
+    for (int i = 0; i < LLMR_SHM_SLOTS; i++)
+        if (atomic_load(&seg->slots[i].state) == LLMR_SLOT_USED
+            && strcmp(seg->slots[i].id, id) == 0)
+            return i;
+    return -1;
+}
+
+/* A slot is reusable when no live process can still write to it: free, or
+ * last used by a generation older than every live worker's. */
+static int take_free_slot(llmr_shm_segment *seg, uint32_t gen, uint32_t oldest_live_gen)
+{
+    for (int i = 0; i < LLMR_SHM_SLOTS; i++) {
+        llmr_slot *s = &seg->slots[i];
+        uint32_t last = atomic_load(&s->last_gen);
+        if (atomic_load(&s->state) == LLMR_SLOT_FREE
+            || (last != gen && last < oldest_live_gen))
+            return i;
+    }
+    return -1;
+}
+
+static void slot_init(llmr_slot *s, const llmr_deployment *d, const char *group)
+{
+    memset(s, 0, sizeof(*s));
+    snprintf(s->id, sizeof(s->id), "%s", d->id);
+    snprintf(s->group, sizeof(s->group), "%s", group);
+    atomic_store(&s->state, LLMR_SLOT_USED);
+}
+
+int llmr_shm_map_slots(llmr_shm *shm, llmr_conf *conf, uint32_t gen,
+                       uint32_t oldest_live_gen)
+{
+    llmr_shm_segment *seg = shm->seg;
+
+    /* First pass claims the survivors so that the second pass cannot hand
+     * a survivor's slot to a new deployment. */
+    for (int i = 0; i < conf->ndeployments; i++) {
+        llmr_deployment *d = &conf->deployments[i];
+        d->slot = find_slot(seg, d->id);
+        if (d->slot >= 0)
+            atomic_store(&seg->slots[d->slot].last_gen, gen);
+    }
+    for (int i = 0; i < conf->ndeployments; i++) {
+        llmr_deployment *d = &conf->deployments[i];
+        if (d->slot >= 0)
+            continue;
+        d->slot = take_free_slot(seg, gen, oldest_live_gen);
+        if (d->slot < 0) {
+            llmr_error("shared segment: no free slot for deployment %s (%d slots)",
+                       d->id, LLMR_SHM_SLOTS);
+            return -1;
+        }
+        slot_init(&seg->slots[d->slot], d, conf->groups[d->group].name);
+        atomic_store(&seg->slots[d->slot].last_gen, gen);
+    }
+    atomic_store(&seg->hdr.generation, gen);
+    return 0;
+}

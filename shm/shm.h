@@ -1,0 +1,46 @@
+/* shm: the POSIX shared-memory segment every process maps, and the atomic
+ * counters inside its deployment slots.  Knows nothing of HTTP or processes
+ * beyond pids; the master is the only caller of the slot-table functions. */
+#ifndef LLMR_SHM_H
+#define LLMR_SHM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf.h"
+#include "layout.h"
+
+typedef struct llmr_shm {
+    char name[256];
+    llmr_shm_segment *seg;
+} llmr_shm;
+
+/* Master: open or create the segment `name`.  An existing one with the same
+ * magic and layout keeps its counters; a mismatched one is re-created with a
+ * log line. */
+int llmr_shm_create(llmr_shm *shm, const char *name);
+/* Readers (`llmroute status`): map an existing segment read-only. */
+int llmr_shm_attach(llmr_shm *shm, const char *name);
+void llmr_shm_detach(llmr_shm *shm);
+/* Master at exit: detach and remove the name. */
+void llmr_shm_destroy(llmr_shm *shm);
+
+/* Master: give every deployment of `conf` a slot, keyed by id, as
+ * generation `gen`.  A surviving id keeps its slot and counters; a new id
+ * takes a slot that no generation >= `oldest_live_gen` uses, zeroed.  Sets
+ * each deployment's `slot`.  Returns 0, or -1 when the table is full. */
+int llmr_shm_map_slots(llmr_shm *shm, llmr_conf *conf, uint32_t gen,
+                       uint32_t oldest_live_gen);
+
+/* Counters (workers). */
+static inline llmr_slot *llmr_shm_slot(llmr_shm *shm, int slot)
+{
+    return &shm->seg->slots[slot];
+}
+
+void llmr_counters_attempt_start(llmr_slot *s);
+enum llmr_outcome { LLMR_OUTCOME_SUCCESS, LLMR_OUTCOME_FAILURE, LLMR_OUTCOME_CANCELLED };
+void llmr_counters_attempt_end(llmr_slot *s, enum llmr_outcome outcome, int64_t latency_us);
+void llmr_counters_add_usage(llmr_slot *s, int64_t prompt, int64_t completion);
+
+#endif

@@ -1,0 +1,246 @@
+"""Integration test harness: real llmroute and mock processes on 127.0.0.1.
+
+Every wait polls a condition with a deadline; nothing sleeps to synchronise.
+Every process's stderr goes to a log file that is scanned for sanitizer
+reports and crashes when the test ends.
+"""
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("LLMR_BUILD", os.path.join(ROOT, "build"))
+BAD_LOG = re.compile(r"(AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|"
+                     r"runtime error:|Segmentation fault|exited on signal|"
+                     r"core dumped|double free|heap-use-after-free)")
+
+_procs = []          # every process started by the current test
+_counter = [0]
+
+
+class TestFailure(AssertionError):
+    pass
+
+
+def wait_for(cond, timeout=10.0, what="condition", interval=0.01):
+    """Polls cond() until it returns a true value; fails after timeout."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while time.monotonic() < deadline:
+        try:
+            v = cond()
+            if v:
+                return v
+        except Exception as e:  # the condition may race a starting server
+            last_exc = e
+        time.sleep(interval)
+    raise TestFailure("timed out after %.1fs waiting for %s%s" %
+                      (timeout, what, " (last error: %r)" % last_exc if last_exc else ""))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tmpdir():
+    d = tempfile.mkdtemp(prefix="llmr-test-")
+    return d
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return "<Response %d %r>" % (self.status, self.body[:300])
+
+
+def request(port, method, path, body=None, headers=None, timeout=30.0, conn=None):
+    """One HTTP request on a fresh connection (or `conn`); returns Response."""
+    own = conn is None
+    if own:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    hdrs = {"Content-Type": "application/json"}
+    hdrs.update(headers or {})
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body)
+    if isinstance(body, str):
+        body = body.encode()
+    try:
+        conn.request(method, path, body=body, headers=hdrs)
+        r = conn.getresponse()
+        data = r.read()
+        return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+    finally:
+        if own:
+            conn.close()
+
+
+def chat(port, model="gpt-3.5-turbo", content="hello", extra=None, headers=None,
+         path="/v1/chat/completions", timeout=30.0, conn=None):
+    body = {"model": model, "messages": [{"role": "user", "content": content}]}
+    body.update(extra or {})
+    return request(port, "POST", path, body, headers, timeout=timeout, conn=conn)
+
+
+class Proc:
+    """A started process whose stderr is kept in a log file."""
+
+    def __init__(self, argv, name, env=None):
+        self.name = name
+        self.dir = tmpdir()
+        self.log_path = os.path.join(self.dir, name + ".log")
+        self.log = open(self.log_path, "wb")
+        e = dict(os.environ)
+        e.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
+        e.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+        e.update(env or {})
+        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log, env=e,
+                                  cwd=ROOT)
+        self.allowed = []          # log patterns this test expects
+        _procs.append(self)
+
+    def log_text(self):
+        if not self.log.closed:
+            self.log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout=15.0):
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+                raise TestFailure("%s did not stop within %.0fs" % (self.name, timeout))
+        if self.p.stdout:
+            self.p.stdout.close()
+        self.log.close()
+        return self.p.returncode
+
+    def check_log(self):
+        text = self.log_text()
+        for line in text.splitlines():
+            if BAD_LOG.search(line) and not any(re.search(a, line) for a in self.allowed):
+                raise TestFailure("%s log has: %s\n--- log tail ---\n%s" %
+                                  (self.name, line, text[-3000:]))
+
+
+class Mock(Proc):
+    def __init__(self, name="mock", args=()):
+        super().__init__([os.path.join(BUILD, "llmroute-mock"), "-p", "0", "--name", name]
+                         + list(args), name)
+        line = self.p.stdout.readline().decode()
+        if not line.startswith("port="):
+            raise TestFailure("mock %s did not start: %r %s" % (name, line, self.log_text()))
+        self.port = int(line.strip().split("=")[1])
+        self.base = "http://127.0.0.1:%d" % self.port
+
+    def stats(self):
+        return request(self.port, "GET", "/__mock/stats").json()
+
+    def config(self, **knobs):
+        r = request(self.port, "POST", "/__mock/config", knobs)
+        assert r.status == 200, r
+
+    def reset(self):
+        assert request(self.port, "POST", "/__mock/reset", {}).status == 200
+
+
+def deployment(group, mock, model=None, dep_id=None, azure=False, key=None, params="",
+               info=""):
+    """A model_list entry in libconfig syntax."""
+    if azure:
+        lp = 'model = "azure/%s"; api_base = "%s"; api_version = "2024-02-01";' % (
+            model or dep_id or "dep", mock.base)
+    else:
+        lp = 'model = "openai/%s"; api_base = "%s/v1";' % (model or "gpt-3.5-turbo",
+                                                           mock.base)
+    if key:
+        lp += ' api_key = "%s";' % key
+    mi = ('id = "%s"; ' % dep_id if dep_id else "") + info
+    return '{ model_name = "%s"; litellm_params = { %s %s }; %s }' % (
+        group, lp, params, ("model_info = { %s };" % mi) if mi else "")
+
+
+class Daemon(Proc):
+    """The llmroute master with its workers, on a free port."""
+
+    def __init__(self, deployments, workers=2, server="", router="", env=None, port=None):
+        _counter[0] += 1
+        self.port = port or free_port()
+        d = tmpdir()
+        self.conf_path = os.path.join(d, "llmroute.conf")
+        self.pid_file = os.path.join(d, "llmroute.pid")
+        self.shm_name = "/llmr-test-%d-%d" % (os.getpid(), _counter[0])
+        self.write_conf(deployments, workers, server, router)
+        super().__init__([os.path.join(BUILD, "llmroute"), "-c", self.conf_path], "llmroute",
+                         env=env)
+        self.wait_ready()
+
+    def write_conf(self, deployments, workers=2, server="", router=""):
+        text = """server: {
+  listen = "127.0.0.1:%d";
+  workers = %d;
+  pid_file = "%s";
+  shm_name = "%s";
+  drain_timeout = 10.0;
+  %s
+};
+router_settings: { %s };
+model_list = ( %s );
+""" % (self.port, workers, self.pid_file, self.shm_name, server, router,
+           ",\n".join(deployments))
+        with open(self.conf_path, "w") as f:
+            f.write(text)
+
+    def wait_ready(self, timeout=20.0):
+        def ready():
+            if self.p.poll() is not None:
+                raise TestFailure("llmroute exited with %s:\n%s" %
+                                  (self.p.returncode, self.log_text()[-3000:]))
+            return request(self.port, "GET", "/health/readiness", timeout=2).status == 200
+        wait_for(ready, timeout, "llmroute readiness")
+
+    def workers(self):
+        """Pids of the master's children."""
+        out = subprocess.run(["pgrep", "-P", str(self.p.pid)], capture_output=True, text=True)
+        return [int(x) for x in out.stdout.split()]
+
+    def status(self):
+        return subprocess.run([os.path.join(BUILD, "llmroute"), "-c", self.conf_path,
+                               "status"], capture_output=True, text=True, cwd=ROOT)
+
+    def stop(self, sig=signal.SIGQUIT, timeout=30.0):
+        return super().stop(sig, timeout)
+
+
+def cleanup_all():
+    """Stops what a test left running and checks every log; returns errors."""
+    errors = []
+    while _procs:
+        p = _procs.pop()
+        try:
+            p.stop()
+        except Exception as e:
+            errors.append(str(e))
+        try:
+            p.check_log()
+        except Exception as e:
+            errors.append(str(e))
+    return errors

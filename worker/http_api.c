@@ -1,0 +1,282 @@
+/* The HTTP face of a worker: which path does what, authentication, request
+ * validation, and every error in OpenAI's shape. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+
+#include "log.h"
+#include "worker.h"
+
+enum route_kind { ROUTE_PROXY, ROUTE_MODELS, ROUTE_LIVE, ROUTE_READY };
+
+typedef struct route {
+    const char *path;
+    enum route_kind kind;
+    enum llmr_op op;
+} route;
+
+static const route routes[] = {
+    { "/v1/chat/completions", ROUTE_PROXY, LLMR_OP_CHAT },
+    { "/chat/completions", ROUTE_PROXY, LLMR_OP_CHAT },
+    { "/v1/completions", ROUTE_PROXY, LLMR_OP_COMPLETIONS },
+    { "/completions", ROUTE_PROXY, LLMR_OP_COMPLETIONS },
+    { "/v1/embeddings", ROUTE_PROXY, LLMR_OP_EMBEDDINGS },
+    { "/embeddings", ROUTE_PROXY, LLMR_OP_EMBEDDINGS },
+    { "/v1/models", ROUTE_MODELS, 0 },
+    { "/models", ROUTE_MODELS, 0 },
+    { "/health/liveliness", ROUTE_LIVE, 0 },
+    { "/health/liveness", ROUTE_LIVE, 0 },
+    { "/health/readiness", ROUTE_READY, 0 },
+};
+
+const char *llmr_http_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Payload Too Large";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default:  return status < 400 ? "OK" : "Error";
+    }
+}
+
+void llmr_http_reply(llmr_worker *w, struct evhttp_request *req, int status,
+                     struct evbuffer *body)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+
+    if (w->draining)
+        evhttp_add_header(out, "Connection", "close");
+    evhttp_send_reply(req, status, llmr_http_reason(status), body);
+    w->active--;
+    llmr_worker_check_drained(w);
+}
+
+void llmr_http_discard(llmr_worker *w, struct evhttp_request *req)
+{
+    /* The client is gone: evhttp detached the request from its connection,
+     * so sending "replies" only frees it. */
+    evhttp_send_reply(req, 499, "Client Closed Request", NULL);
+    w->active--;
+    llmr_worker_check_drained(w);
+}
+
+static void reply_json(llmr_worker *w, struct evhttp_request *req, int status,
+                       const char *json, size_t len)
+{
+    struct evbuffer *buf = evbuffer_new();
+
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "application/json");
+    if (buf != NULL)
+        evbuffer_add(buf, json, len);
+    llmr_http_reply(w, req, status, buf);
+    if (buf != NULL)
+        evbuffer_free(buf);
+}
+
+void llmr_http_error(llmr_worker *w, struct evhttp_request *req, int status,
+                     const char *type, const char *param, const char *code,
+                     const char *fmt, ...)
+{
+    char msg[1024], esc[2048], json[3072];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        msg[0] = '\0';
+    llmr_json_escape(esc, sizeof(esc), msg, strlen(msg));
+    n = snprintf(json, sizeof(json),
+                 "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"param\":%s%s%s,"
+                 "\"code\":%s%s%s}}",
+                 esc, type, param ? "\"" : "", param ? param : "null", param ? "\"" : "",
+                 code ? "\"" : "", code ? code : "null", code ? "\"" : "");
+    if (n < 0 || (size_t)n >= sizeof(json))
+        n = snprintf(json, sizeof(json), "{\"error\":{\"message\":\"error\",\"type\":\"%s\","
+                     "\"param\":null,\"code\":null}}", type);
+    reply_json(w, req, status, json, (size_t)n);
+}
+
+/* Constant time in the length of the expected key, so that response time
+ * does not reveal how much of a guess was right. */
+static int key_matches(const char *given, const char *expected)
+{
+    size_t n = strlen(expected), g = strlen(given);
+    unsigned char diff = (unsigned char)(g != n);
+
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)(expected[i] ^ (i < g ? given[i] : 0));
+    return diff == 0;
+}
+
+static int authorized(llmr_worker *w, struct evhttp_request *req)
+{
+    const char *h;
+
+    if (w->conf->master_key == NULL)
+        return 1;
+    h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+        return 0;
+    return key_matches(h + 7, w->conf->master_key);
+}
+
+/* Checks the body of a routed call and hands it to the proxy. */
+static void handle_proxy(llmr_worker *w, struct evhttp_request *req, enum llmr_op op)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    const char *body;
+    llmr_json *j = &w->json;
+    int model, group;
+
+    if ((long)len > w->conf->max_body_bytes) {
+        llmr_http_error(w, req, 413, "invalid_request_error", NULL, "request_too_large",
+                        "request body of %zu bytes exceeds max_body_bytes (%ld)",
+                        len, w->conf->max_body_bytes);
+        return;
+    }
+    body = (const char *)evbuffer_pullup(in, -1);
+    if (len == 0 || body == NULL
+        || llmr_json_parse(j, body, len, (int)(len / 2) + 64) < 0
+        || j->toks[0].type != JSMN_OBJECT) {
+        llmr_http_error(w, req, 400, "invalid_request_error", NULL, "invalid_json",
+                        "We could not parse the JSON body of your request: "
+                        "expected one JSON object");
+        return;
+    }
+    model = llmr_json_get(j, 0, "model");
+    if (model < 0 || j->toks[model].type != JSMN_STRING) {
+        llmr_http_error(w, req, 400, "invalid_request_error", "model", "missing_model",
+                        model < 0 ? "you must provide a model parameter"
+                                  : "model must be a string");
+        return;
+    }
+    if (op == LLMR_OP_CHAT) {
+        int m = llmr_json_get(j, 0, "messages");
+        if (m < 0 || j->toks[m].type != JSMN_ARRAY) {
+            llmr_http_error(w, req, 400, "invalid_request_error", "messages",
+                            "missing_messages", m < 0 ? "messages is required"
+                                                      : "messages must be an array");
+            return;
+        }
+    }
+    if (op == LLMR_OP_EMBEDDINGS && llmr_json_get(j, 0, "input") < 0) {
+        llmr_http_error(w, req, 400, "invalid_request_error", "input", "missing_input",
+                        "input is required");
+        return;
+    }
+    group = llmr_conf_find_group(w->conf, body + j->toks[model].start,
+                                 (size_t)(j->toks[model].end - j->toks[model].start));
+    if (group < 0) {
+        char esc[256];
+        llmr_json_escape(esc, 128, body + j->toks[model].start,
+                         (size_t)(j->toks[model].end - j->toks[model].start));
+        llmr_http_error(w, req, 404, "invalid_request_error", "model", "model_not_found",
+                        "The model `%s` does not exist", esc);
+        return;
+    }
+    llmr_proxy_start(w, req, op, group, body, len, model);
+}
+
+int llmr_http_models_build(llmr_worker *w)
+{
+    struct evbuffer *b = evbuffer_new();
+    const llmr_conf *c = w->conf;
+    char esc[2 * LLMR_ID_MAX];
+
+    if (b == NULL)
+        return -1;
+    evbuffer_add_printf(b, "{\"object\":\"list\",\"data\":[");
+    for (int g = 0; g < c->ngroups; g++) {
+        llmr_json_escape(esc, sizeof(esc), c->groups[g].name, strlen(c->groups[g].name));
+        evbuffer_add_printf(b, "%s{\"id\":\"%s\",\"object\":\"model\",\"created\":0,"
+                            "\"owned_by\":\"llmroute\"}", g ? "," : "", esc);
+    }
+    evbuffer_add_printf(b, "]}");
+    w->models_len = evbuffer_get_length(b);
+    w->models_body = malloc(w->models_len);
+    if (w->models_body != NULL)
+        evbuffer_remove(b, w->models_body, w->models_len);
+    evbuffer_free(b);
+    return w->models_body == NULL ? -1 : 0;
+}
+
+static void handle_ready(llmr_worker *w, struct evhttp_request *req)
+{
+    char json[256];
+    int n = snprintf(json, sizeof(json),
+                     "{\"status\":\"%s\",\"pid\":%d,\"generation\":%u,\"deployments\":%d}",
+                     w->draining ? "draining" : "ready", (int)getpid(), w->generation,
+                     w->conf->ndeployments);
+
+    reply_json(w, req, w->draining ? 503 : 200, json, (size_t)n);
+}
+
+static const route *find_route(const char *path)
+{
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+        if (strcmp(path, routes[i].path) == 0)
+            return &routes[i];
+    return NULL;
+}
+
+void llmr_http_handle(struct evhttp_request *req, void *arg)
+{
+    llmr_worker *w = arg;
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    enum evhttp_cmd_type method = evhttp_request_get_command(req);
+    const route *r = find_route(path != NULL ? path : "");
+
+    w->active++;
+    if (r == NULL) {
+        llmr_http_error(w, req, 404, "invalid_request_error", NULL, "not_found",
+                        "Unknown path: %s", path != NULL ? path : "");
+        return;
+    }
+    if (method != (r->kind == ROUTE_PROXY ? EVHTTP_REQ_POST : EVHTTP_REQ_GET)) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+                          r->kind == ROUTE_PROXY ? "POST" : "GET");
+        llmr_http_error(w, req, 405, "invalid_request_error", NULL, "method_not_allowed",
+                        "Method not allowed on %s", r->path);
+        return;
+    }
+    if (r->kind == ROUTE_LIVE) {
+        reply_json(w, req, 200, "\"I'm alive!\"", 12);
+        return;
+    }
+    if (r->kind == ROUTE_READY) {
+        handle_ready(w, req);
+        return;
+    }
+    if (!authorized(w, req)) {
+        llmr_http_error(w, req, 401, "invalid_request_error", NULL, "invalid_api_key",
+                        "Missing or invalid API key: send Authorization: Bearer <key>");
+        return;
+    }
+    if (r->kind == ROUTE_MODELS)
+        reply_json(w, req, 200, w->models_body, w->models_len);
+    else
+        handle_proxy(w, req, r->op);
+}

@@ -1,0 +1,80 @@
+/* Per-deployment upstream targets, built once per worker: the URL of each
+ * operation and the header list with the deployment's credentials. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "worker.h"
+
+const char *const llmr_op_path[LLMR_OP_COUNT] = {
+    [LLMR_OP_CHAT] = "chat/completions",
+    [LLMR_OP_COMPLETIONS] = "completions",
+    [LLMR_OP_EMBEDDINGS] = "embeddings",
+};
+
+static int target_build(const llmr_deployment *d, llmr_target *t)
+{
+    char url[4096];
+
+    for (int op = 0; op < LLMR_OP_COUNT; op++) {
+        int r = d->provider == LLMR_PROVIDER_AZURE
+              ? llmr_azure_url(d, (enum llmr_op)op, url, sizeof(url))
+              : llmr_openai_url(d, (enum llmr_op)op, url, sizeof(url));
+        if (r < 0 || (t->url[op] = strdup(url)) == NULL)
+            return -1;
+    }
+    t->headers = d->provider == LLMR_PROVIDER_AZURE ? llmr_azure_headers(d)
+                                                    : llmr_openai_headers(d);
+    return t->headers == NULL ? -1 : 0;
+}
+
+int llmr_targets_build(llmr_worker *w)
+{
+    const llmr_conf *c = w->conf;
+
+    w->targets = calloc((size_t)c->ndeployments, sizeof(llmr_target));
+    if (w->targets == NULL)
+        return -1;
+    for (int i = 0; i < c->ndeployments; i++) {
+        if (target_build(&c->deployments[i], &w->targets[i]) < 0) {
+            llmr_error("deployment %s: cannot build its upstream URL", c->deployments[i].id);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void llmr_targets_free(llmr_worker *w)
+{
+    if (w->targets == NULL)
+        return;
+    for (int i = 0; i < w->conf->ndeployments; i++) {
+        for (int op = 0; op < LLMR_OP_COUNT; op++)
+            free(w->targets[i].url[op]);
+        curl_slist_free_all(w->targets[i].headers);
+    }
+    free(w->targets);
+    w->targets = NULL;
+}
+
+/* Headers common to every provider.  "Expect:" stops libcurl from waiting
+ * for a 100-continue on large bodies, which would add a round trip. */
+struct curl_slist *llmr_provider_headers(struct curl_slist *h, const char *auth_name,
+                                         const char *auth_prefix, const char *key)
+{
+    char line[8192];
+    struct curl_slist *n;
+
+    n = curl_slist_append(h, "Content-Type: application/json");
+    if (n != NULL)
+        n = curl_slist_append(n, "Expect:");
+    if (n != NULL && key != NULL) {
+        int r = snprintf(line, sizeof(line), "%s: %s%s", auth_name, auth_prefix, key);
+        n = r > 0 && (size_t)r < sizeof(line) ? curl_slist_append(n, line) : NULL;
+        memset(line, 0, sizeof(line));
+    }
+    if (n == NULL)
+        curl_slist_free_all(h);
+    return n;
+}

@@ -1,0 +1,15 @@
+/* OpenAI and OpenAI-compatible servers: {api_base}/{op}, Bearer auth. */
+#include <stdio.h>
+
+#include "worker.h"
+
+int llmr_openai_url(const llmr_deployment *d, enum llmr_op op, char *buf, size_t cap)
+{
+    int r = snprintf(buf, cap, "%s/%s", d->api_base, llmr_op_path[op]);
+    return r > 0 && (size_t)r < cap ? 0 : -1;
+}
+
+struct curl_slist *llmr_openai_headers(const llmr_deployment *d)
+{
+    return llmr_provider_headers(NULL, "Authorization", "Bearer ", d->api_key);
+}

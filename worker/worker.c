@@ -1,0 +1,180 @@
+/* A worker's process cycle: set up the loop after fork, serve, drain on
+ * SIGQUIT, stop at once on SIGTERM/SIGINT. */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "proxy.h"
+#include "worker.h"
+
+static void stop_accepting(llmr_worker *w)
+{
+    for (int i = 0; i < w->nbound; i++)
+        if (w->bound[i] != NULL)
+            evhttp_del_accept_socket(w->http, w->bound[i]);
+    w->nbound = 0;
+}
+
+void llmr_worker_check_drained(llmr_worker *w)
+{
+    if (w->draining && w->active <= 0)
+        event_base_loopexit(w->base, NULL);
+}
+
+static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    llmr_worker *w = arg;
+
+    (void)fd;
+    (void)what;
+    llmr_warn("worker %d: drain_timeout passed with %ld request(s) in flight; exiting",
+              w->index, w->active);
+    event_base_loopexit(w->base, NULL);
+}
+
+/* Graceful: stop taking connections, let every request in flight finish,
+ * then leave; idle keep-alive connections close with the process. */
+static void on_quit(evutil_socket_t fd, short what, void *arg)
+{
+    llmr_worker *w = arg;
+    struct timeval tv;
+
+    (void)fd;
+    (void)what;
+    if (w->draining)
+        return;
+    w->draining = 1;
+    stop_accepting(w);
+    llmr_info("worker %d (generation %u): draining %ld request(s)", w->index,
+              w->generation, w->active);
+    tv.tv_sec = (time_t)w->conf->drain_timeout;
+    tv.tv_usec = (suseconds_t)((w->conf->drain_timeout - (double)tv.tv_sec) * 1e6);
+    evtimer_add(w->drain_timer, &tv);
+    llmr_worker_check_drained(w);
+}
+
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    llmr_worker *w = arg;
+
+    (void)fd;
+    (void)what;
+    event_base_loopbreak(w->base);
+}
+
+static int listen_on(llmr_worker *w, const int *fds, int nfds)
+{
+    w->bound = calloc((size_t)nfds, sizeof(*w->bound));
+    if (w->bound == NULL)
+        return -1;
+    for (int i = 0; i < nfds; i++) {
+        w->bound[i] = evhttp_accept_socket_with_handle(w->http, fds[i]);
+        if (w->bound[i] == NULL) {
+            llmr_error("worker %d: cannot accept on fd %d", w->index, fds[i]);
+            return -1;
+        }
+        w->nbound++;
+    }
+    return 0;
+}
+
+static int setup_signals(llmr_worker *w)
+{
+    sigset_t none;
+
+    w->sig_quit = evsignal_new(w->base, SIGQUIT, on_quit, w);
+    w->sig_term = evsignal_new(w->base, SIGTERM, on_stop, w);
+    w->sig_int = evsignal_new(w->base, SIGINT, on_stop, w);
+    w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
+    if (w->sig_quit == NULL || w->sig_term == NULL || w->sig_int == NULL
+        || w->drain_timer == NULL)
+        return -1;
+    if (evsignal_add(w->sig_quit, NULL) < 0 || evsignal_add(w->sig_term, NULL) < 0
+        || evsignal_add(w->sig_int, NULL) < 0)
+        return -1;
+    /* The master blocks these around fork; libevent delivers them now. */
+    sigemptyset(&none);
+    return sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+static int setup_http(llmr_worker *w)
+{
+    const llmr_conf *c = w->conf;
+    /* Bodies past max_body_bytes get our own JSON 413 from the handler;
+     * evhttp's hard cap only bounds memory for absurd ones. */
+    ev_ssize_t hard_cap = c->max_body_bytes * 2 + (1 << 20);
+
+    w->http = evhttp_new(w->base);
+    if (w->http == NULL)
+        return -1;
+    evhttp_set_max_body_size(w->http, hard_cap);
+    evhttp_set_max_headers_size(w->http, 64 * 1024);
+    evhttp_set_timeout(w->http, 120);
+    evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD
+                               | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS
+                               | EVHTTP_REQ_PATCH);
+    evhttp_set_gencb(w->http, llmr_http_handle, w);
+    return 0;
+}
+
+static int worker_init(llmr_worker *w, const int *fds, int nfds)
+{
+    w->base = event_base_new();
+    if (w->base == NULL || setup_signals(w) < 0 || setup_http(w) < 0
+        || llmr_upstream_init(w) < 0 || llmr_targets_build(w) < 0
+        || llmr_router_init(w) < 0 || llmr_http_models_build(w) < 0)
+        return -1;
+    return listen_on(w, fds, nfds);
+}
+
+static void worker_free(llmr_worker *w)
+{
+    llmr_proxy_abort_all(w);
+    if (w->http != NULL)
+        evhttp_free(w->http);
+    free(w->bound);
+    llmr_upstream_free(w);
+    llmr_targets_free(w);
+    llmr_router_free(w);
+    llmr_json_free(&w->json);
+    free(w->models_body);
+    if (w->sig_quit != NULL)
+        event_free(w->sig_quit);
+    if (w->sig_term != NULL)
+        event_free(w->sig_term);
+    if (w->sig_int != NULL)
+        event_free(w->sig_int);
+    if (w->drain_timer != NULL)
+        event_free(w->drain_timer);
+    if (w->base != NULL)
+        event_base_free(w->base);
+}
+
+int llmr_worker_main(const llmr_conf *conf, llmr_shm *shm, const int *fds, int nfds,
+                     int index, uint32_t generation)
+{
+    llmr_worker w;
+    pid_t master = getppid();
+
+    memset(&w, 0, sizeof(w));
+    w.conf = conf;
+    w.shm = shm;
+    w.index = index;
+    w.generation = generation;
+    /* A worker must not outlive its master and keep serving a stale config. */
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1 || getppid() != master)
+        return LLMR_EXIT_FATAL;
+    if (worker_init(&w, fds, nfds) < 0) {
+        llmr_error("worker %d: start-up failed", index);
+        worker_free(&w);
+        return LLMR_EXIT_FATAL;
+    }
+    llmr_debug("worker %d (generation %u) started", index, generation);
+    event_base_dispatch(w.base);
+    worker_free(&w);
+    return 0;
+}

@@ -1,0 +1,120 @@
+/* worker: one process serving HTTP with evhttp and calling upstreams with
+ * one libcurl multi handle, both on one libevent loop.  Everything a worker
+ * owns hangs off one llmr_worker, created after fork. */
+#ifndef LLMR_WORKER_H
+#define LLMR_WORKER_H
+
+#include <stdint.h>
+
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include "conf.h"
+#include "json.h"
+#include "shm.h"
+
+/* A worker that cannot start (bad listen socket, no memory at start-up)
+ * exits with this code; the master does not respawn it. */
+#define LLMR_EXIT_FATAL 2
+
+enum llmr_op { LLMR_OP_CHAT, LLMR_OP_COMPLETIONS, LLMR_OP_EMBEDDINGS, LLMR_OP_COUNT };
+
+/* What a worker precomputes per deployment so that the request path builds
+ * no URL and no header list. */
+typedef struct llmr_target {
+    char *url[LLMR_OP_COUNT];
+    struct curl_slist *headers;
+} llmr_target;
+
+typedef struct llmr_router {
+    double *weight;             /* per deployment, simple-shuffle weight */
+} llmr_router;
+
+typedef struct llmr_worker {
+    const llmr_conf *conf;
+    llmr_shm *shm;
+    int index;
+    uint32_t generation;
+
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket **bound;
+    int nbound;
+    struct event *sig_quit, *sig_term, *sig_int, *drain_timer;
+
+    CURLM *multi;
+    struct event *curl_timer;
+    CURL **easy_pool;           /* idle easy handles, reused */
+    int npool;
+
+    llmr_target *targets;       /* [conf->ndeployments] */
+    llmr_router router;
+    uint64_t rng;
+    llmr_json json;             /* tokenizer reused by every request */
+    char *models_body;          /* GET /v1/models, built once */
+    size_t models_len;
+
+    struct llmr_call *calls;    /* live proxied calls, for shutdown */
+    int draining;
+    long active;                /* requests not yet answered */
+    int exit_code;
+} llmr_worker;
+
+/* Runs a worker until it has drained or was told to stop; returns the exit
+ * code.  `fds` are the listening sockets inherited from the master. */
+int llmr_worker_main(const llmr_conf *conf, llmr_shm *shm, const int *fds,
+                     int nfds, int index, uint32_t generation);
+
+/* http_api.c */
+void llmr_http_handle(struct evhttp_request *req, void *arg);
+/* Replies with an OpenAI-shaped error; param and code may be NULL. */
+void llmr_http_error(llmr_worker *w, struct evhttp_request *req, int status,
+                     const char *type, const char *param, const char *code,
+                     const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+const char *llmr_http_reason(int status);
+int llmr_http_models_build(llmr_worker *w);
+/* Sends the reply and ends the request's life; while draining it asks the
+ * client to reconnect elsewhere. */
+void llmr_http_reply(llmr_worker *w, struct evhttp_request *req, int status,
+                     struct evbuffer *body);
+/* Ends a request whose client has gone, without a reply. */
+void llmr_http_discard(llmr_worker *w, struct evhttp_request *req);
+
+/* worker.c: leaves the loop once draining and idle. */
+void llmr_worker_check_drained(llmr_worker *w);
+
+/* proxy.c */
+void llmr_proxy_start(llmr_worker *w, struct evhttp_request *req, enum llmr_op op,
+                      int group, const char *body, size_t len, int model_tok);
+void llmr_proxy_done(void *call, CURLcode result);
+
+/* upstream.c */
+int llmr_upstream_init(llmr_worker *w);
+void llmr_upstream_free(llmr_worker *w);
+CURL *llmr_upstream_easy(llmr_worker *w);
+void llmr_upstream_release(llmr_worker *w, CURL *easy);
+int llmr_upstream_start(llmr_worker *w, CURL *easy);
+void llmr_upstream_abort(llmr_worker *w, CURL *easy);
+
+/* provider.c, provider_openai.c, provider_azure.c */
+int llmr_targets_build(llmr_worker *w);
+void llmr_targets_free(llmr_worker *w);
+int llmr_openai_url(const llmr_deployment *d, enum llmr_op op, char *buf, size_t cap);
+int llmr_azure_url(const llmr_deployment *d, enum llmr_op op, char *buf, size_t cap);
+struct curl_slist *llmr_openai_headers(const llmr_deployment *d);
+struct curl_slist *llmr_azure_headers(const llmr_deployment *d);
+extern const char *const llmr_op_path[LLMR_OP_COUNT];
+/* Content-Type, Expect and "<auth_name>: <auth_prefix><key>" when a key is set. */
+struct curl_slist *llmr_provider_headers(struct curl_slist *h, const char *auth_name,
+                                         const char *auth_prefix, const char *key);
+
+/* router.c */
+int llmr_router_init(llmr_worker *w);
+void llmr_router_free(llmr_worker *w);
+/* A deployment of `group` not in exclude[0..nexclude), or -1. */
+int llmr_router_pick(llmr_worker *w, int group, const int *exclude, int nexclude);
+uint64_t llmr_rand(llmr_worker *w);
+
+#endif
