@@ -58,6 +58,16 @@ const char *llmr_http_reason(int status)
     }
 }
 
+/* A request counts as active until its reply has reached the socket, so
+ * that a draining worker never exits with a reply still in its buffers. */
+static void on_reply_sent(struct evhttp_request *req, void *arg)
+{
+    llmr_worker *w = arg;
+
+    (void)req;
+    w->active--;
+}
+
 void llmr_http_reply(llmr_worker *w, struct evhttp_request *req, int status,
                      struct evbuffer *body)
 {
@@ -65,9 +75,8 @@ void llmr_http_reply(llmr_worker *w, struct evhttp_request *req, int status,
 
     if (w->draining)
         evhttp_add_header(out, "Connection", "close");
+    evhttp_request_set_on_complete_cb(req, on_reply_sent, w);
     evhttp_send_reply(req, status, llmr_http_reason(status), body);
-    w->active--;
-    llmr_worker_check_drained(w);
 }
 
 void llmr_http_discard(llmr_worker *w, struct evhttp_request *req)
@@ -76,7 +85,6 @@ void llmr_http_discard(llmr_worker *w, struct evhttp_request *req)
      * so sending "replies" only frees it. */
     evhttp_send_reply(req, 499, "Client Closed Request", NULL);
     w->active--;
-    llmr_worker_check_drained(w);
 }
 
 static void reply_json(llmr_worker *w, struct evhttp_request *req, int status,
@@ -250,6 +258,7 @@ void llmr_http_handle(struct evhttp_request *req, void *arg)
     const route *r = find_route(path != NULL ? path : "");
 
     w->active++;
+    w->started++;
     if (r == NULL) {
         llmr_http_error(w, req, 404, "invalid_request_error", NULL, "not_found",
                         "Unknown path: %s", path != NULL ? path : "");

@@ -19,21 +19,27 @@ static void stop_accepting(llmr_worker *w)
     w->nbound = 0;
 }
 
-void llmr_worker_check_drained(llmr_worker *w)
-{
-    if (w->draining && w->active <= 0)
-        event_base_loopexit(w->base, NULL);
-}
+/* While draining, a connection accepted just before the listener closed may
+ * still be delivering its request, so the worker leaves only after a whole
+ * tick in which nothing was in flight and no request started, or when
+ * drain_timeout has passed. */
+#define DRAIN_TICK_MS 100
 
-static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     llmr_worker *w = arg;
+    double waited = (double)(++w->drain_ticks) * DRAIN_TICK_MS / 1000.0;
 
     (void)fd;
     (void)what;
-    llmr_warn("worker %d: drain_timeout passed with %ld request(s) in flight; exiting",
-              w->index, w->active);
-    event_base_loopexit(w->base, NULL);
+    if (w->active <= 0 && w->started == w->started_at_tick) {
+        event_base_loopexit(w->base, NULL);
+    } else if (waited >= w->conf->drain_timeout) {
+        llmr_warn("worker %d: drain_timeout passed with %ld request(s) in flight; exiting",
+                  w->index, w->active);
+        event_base_loopexit(w->base, NULL);
+    }
+    w->started_at_tick = w->started;
 }
 
 /* Graceful: stop taking connections, let every request in flight finish,
@@ -41,7 +47,7 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 static void on_quit(evutil_socket_t fd, short what, void *arg)
 {
     llmr_worker *w = arg;
-    struct timeval tv;
+    struct timeval tv = { 0, DRAIN_TICK_MS * 1000 };
 
     (void)fd;
     (void)what;
@@ -51,10 +57,8 @@ static void on_quit(evutil_socket_t fd, short what, void *arg)
     stop_accepting(w);
     llmr_info("worker %d (generation %u): draining %ld request(s)", w->index,
               w->generation, w->active);
-    tv.tv_sec = (time_t)w->conf->drain_timeout;
-    tv.tv_usec = (suseconds_t)((w->conf->drain_timeout - (double)tv.tv_sec) * 1e6);
+    w->started_at_tick = w->started;
     evtimer_add(w->drain_timer, &tv);
-    llmr_worker_check_drained(w);
 }
 
 static void on_stop(evutil_socket_t fd, short what, void *arg)
@@ -89,7 +93,7 @@ static int setup_signals(llmr_worker *w)
     w->sig_quit = evsignal_new(w->base, SIGQUIT, on_quit, w);
     w->sig_term = evsignal_new(w->base, SIGTERM, on_stop, w);
     w->sig_int = evsignal_new(w->base, SIGINT, on_stop, w);
-    w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
+    w->drain_timer = event_new(w->base, -1, EV_PERSIST, on_drain_tick, w);
     if (w->sig_quit == NULL || w->sig_term == NULL || w->sig_int == NULL
         || w->drain_timer == NULL)
         return -1;

@@ -57,7 +57,10 @@ typedef struct llmr_worker {
 
     struct llmr_call *calls;    /* live proxied calls, for shutdown */
     int draining;
-    long active;                /* requests not yet answered */
+    long active;                /* requests whose reply is not yet sent */
+    unsigned long started;      /* requests ever started, for drain */
+    unsigned long started_at_tick;
+    unsigned drain_ticks;
     int exit_code;
 } llmr_worker;
 
@@ -82,8 +85,6 @@ void llmr_http_reply(llmr_worker *w, struct evhttp_request *req, int status,
 /* Ends a request whose client has gone, without a reply. */
 void llmr_http_discard(llmr_worker *w, struct evhttp_request *req);
 
-/* worker.c: leaves the loop once draining and idle. */
-void llmr_worker_check_drained(llmr_worker *w);
 
 /* proxy.c */
 void llmr_proxy_start(llmr_worker *w, struct evhttp_request *req, enum llmr_op op,
