@@ -29,7 +29,7 @@ typedef struct llmr_deployment {
     char *upstream_model;       /* model without provider prefix; for azure the deployment */
     char *api_key;              /* resolved; NULL when none; never logged */
     char *api_base;             /* without trailing '/'; default per provider */
-    char *api_version;          /* azure only; NULL otherwise */
+    char *api_version;          /* azure: default "2024-02-01"; openai: as written (unused) or NULL */
     long rpm, tpm;              /* 0 = unlimited */
     double weight;              /* 0 = not set */
     int order;                  /* 0 = not set */

@@ -9,6 +9,113 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define MAX_DEPTH 512
+
+/* The bytes a token spans, quotes included for strings. */
+static int tok_begin(const jsmntok_t *t)
+{
+    return t->type == JSMN_STRING ? t->start - 1 : t->start;
+}
+
+static int tok_after(const jsmntok_t *t)
+{
+    return t->type == JSMN_STRING ? t->end + 1 : t->end;
+}
+
+/* js[from..to) holds only white space and exactly one `sep` (none if 0). */
+static int gap_ok(const char *js, int from, int to, char sep)
+{
+    int seen = 0;
+
+    for (int i = from; i < to; i++) {
+        char c = js[i];
+        if (c == sep && !seen)
+            seen = 1;
+        else if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+            return 0;
+    }
+    return seen == (sep != 0);
+}
+
+/* A JSON number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int number_ok(const char *p, const char *end)
+{
+    const char *d;
+
+    if (p < end && *p == '-')
+        p++;
+    if (p < end && *p == '0')
+        p++;
+    else if (p < end && *p >= '1' && *p <= '9')
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+    else
+        return 0;
+    if (p < end && *p == '.') {
+        for (d = ++p; p < end && *p >= '0' && *p <= '9'; p++)
+            ;
+        if (p == d)
+            return 0;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        for (d = p; p < end && *p >= '0' && *p <= '9'; p++)
+            ;
+        if (p == d)
+            return 0;
+    }
+    return p == end;
+}
+
+/* jsmn's strict mode only looks at a primitive's first character. */
+static int primitive_ok(const llmr_json *j, const jsmntok_t *t)
+{
+    const char *p = j->js + t->start;
+    int n = t->end - t->start;
+
+    return (n == 4 && (memcmp(p, "true", 4) == 0 || memcmp(p, "null", 4) == 0))
+        || (n == 5 && memcmp(p, "false", 5) == 0) || number_ok(p, p + n);
+}
+
+/* jsmn checks tokens, not grammar: it accepts {"a":}, {"a" "b"} and [1,].
+ * This walk checks that every object key is a string with exactly one value
+ * and that separators stand exactly where JSON puts them.  Returns the
+ * index after the value at i, or -1. */
+static int check_value(const llmr_json *j, int i, int depth)
+{
+    const jsmntok_t *t, *e;
+    int k, n, pos;
+
+    if (i >= j->ntoks || depth > MAX_DEPTH)
+        return -1;
+    t = &j->toks[i];
+    if (t->type == JSMN_PRIMITIVE && !primitive_ok(j, t))
+        return -1;
+    if (t->type != JSMN_OBJECT && t->type != JSMN_ARRAY)
+        return t->size == 0 ? i + 1 : -1;
+    k = i + 1;
+    pos = t->start + 1;
+    for (n = 0; n < t->size; n++) {
+        if (k >= j->ntoks)
+            return -1;
+        e = &j->toks[k];
+        if (!gap_ok(j->js, pos, tok_begin(e), n ? ',' : 0))
+            return -1;
+        if (t->type == JSMN_OBJECT) {
+            if (e->type != JSMN_STRING || e->size != 1 || k + 1 >= j->ntoks
+                || !gap_ok(j->js, tok_after(e), tok_begin(&j->toks[k + 1]), ':'))
+                return -1;
+            e = &j->toks[++k];
+        }
+        if ((k = check_value(j, k, depth + 1)) < 0)
+            return -1;
+        pos = tok_after(e);
+    }
+    return gap_ok(j->js, pos, t->end - 1, 0) ? k : -1;
+}
+
 int llmr_json_parse(llmr_json *j, const char *js, size_t len, int max_tokens)
 {
     jsmn_parser p;
@@ -37,7 +144,7 @@ int llmr_json_parse(llmr_json *j, const char *js, size_t len, int max_tokens)
         j->toks = t;
         j->cap = cap;
     }
-    if (r <= 0)
+    if (r <= 0 || r > max_tokens)
         return -1;
     /* jsmn stops after the first complete value; trailing bytes other than
      * white space mean the body is not one JSON document. */
@@ -45,6 +152,10 @@ int llmr_json_parse(llmr_json *j, const char *js, size_t len, int max_tokens)
         if (js[i] != ' ' && js[i] != '\n' && js[i] != '\r' && js[i] != '\t')
             return -1;
     j->ntoks = r;
+    if (check_value(j, 0, 0) != r) {
+        j->ntoks = 0;
+        return -1;
+    }
     return 0;
 }
 

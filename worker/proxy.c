@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 
 #include "log.h"
 
@@ -41,6 +42,9 @@ static void call_unlink(llmr_call *c)
 static void call_free(llmr_call *c)
 {
     call_unlink(c);
+    if (c->client_gone != NULL)
+        event_free(c->client_gone);
+    c->client_gone = NULL;
     llmr_upstream_release(c->w, c->easy);
     c->easy = NULL;
     if (c->resp != NULL)
@@ -80,6 +84,31 @@ static void on_client_close(struct evhttp_connection *evcon, void *arg)
         llmr_http_discard(w, req);
     else
         w->active--;
+}
+
+/* evhttp stops reading a connection while its request is handled, so it
+ * would see a client leave only when the reply fails.  An EV_CLOSED watch
+ * on the socket notices at once; freeing the connection then runs
+ * on_client_close(), which aborts the upstream transfer. */
+static void on_client_gone(evutil_socket_t fd, short what, void *arg)
+{
+    llmr_call *c = arg;
+
+    (void)fd;
+    (void)what;
+    evhttp_connection_free(c->evcon);
+}
+
+static void watch_client(llmr_call *c)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(c->evcon);
+    evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
+
+    if (fd < 0 || !(event_base_get_features(c->w->base) & EV_FEATURE_EARLY_CLOSE))
+        return;
+    c->client_gone = event_new(c->w->base, fd, EV_CLOSED, on_client_gone, c);
+    if (c->client_gone != NULL)
+        event_add(c->client_gone, NULL);
 }
 
 static void add_headers(llmr_call *c)
@@ -316,6 +345,7 @@ void llmr_proxy_start(llmr_worker *w, struct evhttp_request *req, enum llmr_op o
     c->deadline_us = c->t_start_us + (int64_t)(w->conf->timeout * 1e6);
     c->dep = llmr_router_pick(w, group, NULL, 0);
     evhttp_connection_set_closecb(c->evcon, on_client_close, c);
+    watch_client(c);
     if (c->dep < 0 || attempt(c) < 0) {
         evhttp_connection_set_closecb(c->evcon, NULL, NULL);
         call_free(c);

@@ -13,6 +13,7 @@ typedef struct llmr_call {
     struct llmr_call *prev, *next;      /* the worker's live calls */
     struct evhttp_request *req;
     struct evhttp_connection *evcon;
+    struct event *client_gone;          /* EV_CLOSED on the client socket */
     enum llmr_op op;
     int group;
 

@@ -108,14 +108,18 @@ static int setup_signals(llmr_worker *w)
 static int setup_http(llmr_worker *w)
 {
     const llmr_conf *c = w->conf;
-    /* Bodies past max_body_bytes get our own JSON 413 from the handler;
-     * evhttp's hard cap only bounds memory for absurd ones. */
-    ev_ssize_t hard_cap = c->max_body_bytes * 2 + (1 << 20);
+    /* libevent 2.1 gives no hook between a request's headers and its body,
+     * so evhttp reads a body up to this hard cap and the handler answers
+     * anything past max_body_bytes with an OpenAI-shaped 413.  Past the cap
+     * evhttp discards the body itself (lingering close, so the client can
+     * still read it) and answers a plain 413. */
+    ev_ssize_t hard_cap = c->max_body_bytes * 4 + (4 << 20);
 
     w->http = evhttp_new(w->base);
     if (w->http == NULL)
         return -1;
     evhttp_set_max_body_size(w->http, hard_cap);
+    evhttp_set_flags(w->http, EVHTTP_SERVER_LINGERING_CLOSE);
     evhttp_set_max_headers_size(w->http, 64 * 1024);
     evhttp_set_timeout(w->http, 120);
     evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD

@@ -1,0 +1,128 @@
+/* simple-shuffle weighting and exclusion, least-busy ties. */
+#include "../../worker/router.c"
+
+#include "t.h"
+
+static llmr_deployment deps[4];
+static int idx[4] = { 0, 1, 2, 3 };
+static llmr_conf conf;
+static llmr_group group = { "g", idx, 4 };
+
+static void setup(int n)
+{
+    memset(deps, 0, sizeof(deps));
+    memset(&conf, 0, sizeof(conf));
+    for (int i = 0; i < n; i++)
+        deps[i].slot = i;
+    group.ndeployments = n;
+    conf.deployments = deps;
+    conf.ndeployments = n;
+    conf.groups = &group;
+    conf.ngroups = 1;
+}
+
+/* Draws n picks and returns each deployment's share. */
+static void shares(llmr_worker *w, int n, const int *ex, int nex, double *share)
+{
+    int count[4] = { 0 };
+
+    for (int i = 0; i < n; i++) {
+        int p = llmr_router_pick(w, 0, ex, nex);
+        if (p >= 0)
+            count[p]++;
+    }
+    for (int i = 0; i < 4; i++)
+        share[i] = (double)count[i] / n;
+}
+
+static void test_weight_wins_and_unset_weight_counts_one(void)
+{
+    llmr_worker w = { .conf = &conf };
+    double s[4];
+
+    setup(3);
+    deps[0].weight = 1;
+    deps[1].weight = 3;
+    deps[2].rpm = 1000000;           /* ignored: a weight is set in the group */
+    T_EQ_INT(llmr_router_init(&w), 0);
+    shares(&w, 100000, NULL, 0, s);
+    T_CHECK(s[0] > 0.19 && s[0] < 0.21);
+    T_CHECK(s[1] > 0.59 && s[1] < 0.61);
+    T_CHECK(s[2] > 0.19 && s[2] < 0.21);
+    llmr_router_free(&w);
+}
+
+static void test_rpm_then_tpm_then_uniform(void)
+{
+    llmr_worker w = { .conf = &conf };
+    double s[4];
+
+    setup(2);
+    deps[0].rpm = 100;
+    deps[1].rpm = 300;
+    T_EQ_INT(llmr_router_init(&w), 0);
+    shares(&w, 100000, NULL, 0, s);
+    T_CHECK(s[1] > 0.74 && s[1] < 0.76);
+    llmr_router_free(&w);
+
+    setup(2);
+    deps[0].rpm = 100;              /* not every deployment has rpm: use tpm */
+    deps[0].tpm = 900;
+    deps[1].tpm = 100;
+    T_EQ_INT(llmr_router_init(&w), 0);
+    shares(&w, 100000, NULL, 0, s);
+    T_CHECK(s[0] > 0.89 && s[0] < 0.91);
+    llmr_router_free(&w);
+
+    setup(4);
+    deps[2].tpm = 5;                /* partial tpm: uniform */
+    T_EQ_INT(llmr_router_init(&w), 0);
+    shares(&w, 100000, NULL, 0, s);
+    for (int i = 0; i < 4; i++)
+        T_CHECK(s[i] > 0.24 && s[i] < 0.26);
+    llmr_router_free(&w);
+}
+
+static void test_exclusion(void)
+{
+    llmr_worker w = { .conf = &conf };
+    int ex[] = { 0, 2 }, all[] = { 0, 1, 2 };
+    double s[4];
+
+    setup(3);
+    T_EQ_INT(llmr_router_init(&w), 0);
+    shares(&w, 1000, ex, 2, s);
+    T_CHECK(s[1] == 1.0);
+    T_EQ_INT(llmr_router_pick(&w, 0, all, 3), -1);
+    llmr_router_free(&w);
+}
+
+static void test_least_busy(void)
+{
+    static llmr_shm_segment seg;
+    llmr_shm shm = { .seg = &seg };
+    llmr_worker w = { .conf = &conf, .shm = &shm };
+    double s[4];
+
+    setup(3);
+    conf.routing_strategy = LLMR_STRATEGY_LEAST_BUSY;
+    T_EQ_INT(llmr_router_init(&w), 0);
+    atomic_store(&seg.slots[0].inflight, 5);
+    atomic_store(&seg.slots[1].inflight, 2);
+    atomic_store(&seg.slots[2].inflight, 2);
+    shares(&w, 10000, NULL, 0, s);
+    T_CHECK(s[0] == 0.0);
+    T_CHECK(s[1] > 0.45 && s[2] > 0.45);   /* ties broken at random */
+    int ex[] = { 1, 2 };
+    T_EQ_INT(llmr_router_pick(&w, 0, ex, 2), 0);
+    llmr_router_free(&w);
+}
+
+int main(void)
+{
+    T_RUN(test_weight_wins_and_unset_weight_counts_one);
+    T_RUN(test_rpm_then_tpm_then_uniform);
+    T_RUN(test_exclusion);
+    T_RUN(test_least_busy);
+    return T_DONE();
+}
