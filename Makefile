@@ -31,9 +31,10 @@ UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 LLMROUTE := $(BUILD)/llmroute
 MOCK     := $(BUILD)/llmroute-mock
+LAT      := $(BUILD)/llmroute-lat
 
 .PHONY: all test unit integration run bench clean deps
-all: $(LLMROUTE) $(MOCK) $(UNIT_BIN)
+all: $(LLMROUTE) $(MOCK) $(LAT) $(UNIT_BIN)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -47,6 +48,9 @@ $(LLMROUTE): $(BUILD)/master/main.o $(BUILD)/liblllmr.a
 
 $(MOCK): $(MOCK_SRC:%.c=$(BUILD)/%.o) $(BUILD)/common/log.o
 	$(CC) $(LDFLAGS) $(XLDFLAGS) -o $@ $^ $(XLDLIBS) $(LDLIBS)
+
+$(LAT): $(BUILD)/bench/latency.o
+	$(CC) $(LDFLAGS) $(XLDFLAGS) -o $@ $^
 
 # Unit tests #include the unit under test to reach its statics, so each links
 # against the library minus nothing: the linker takes the first definition.

@@ -150,6 +150,21 @@ static int authorized(llmr_worker *w, struct evhttp_request *req)
     return key_matches(h + 7, w->conf->master_key);
 }
 
+/* The "model" string token, decoded when written with JSON escapes. */
+static const char *model_name(const llmr_json *j, int model, char *buf, size_t cap,
+                              size_t *len)
+{
+    const char *name = j->js + j->toks[model].start;
+    int n;
+
+    *len = (size_t)(j->toks[model].end - j->toks[model].start);
+    if (memchr(name, '\\', *len) == NULL
+        || (n = llmr_json_unescape(buf, cap, name, *len)) < 0)
+        return name;
+    *len = (size_t)n;
+    return buf;
+}
+
 /* Checks the body of a routed call and hands it to the proxy. */
 static void handle_proxy(llmr_worker *w, struct evhttp_request *req, enum llmr_op op)
 {
@@ -157,6 +172,9 @@ static void handle_proxy(llmr_worker *w, struct evhttp_request *req, enum llmr_o
     size_t len = evbuffer_get_length(in);
     const char *body;
     llmr_json *j = &w->json;
+    const char *name;
+    char buf[256];
+    size_t name_len;
     int model, group;
 
     if ((long)len > w->conf->max_body_bytes) {
@@ -195,14 +213,12 @@ static void handle_proxy(llmr_worker *w, struct evhttp_request *req, enum llmr_o
                         "input is required");
         return;
     }
-    group = llmr_conf_find_group(w->conf, body + j->toks[model].start,
-                                 (size_t)(j->toks[model].end - j->toks[model].start));
+    name = model_name(j, model, buf, sizeof(buf), &name_len);
+    group = llmr_conf_find_group(w->conf, name, name_len);
     if (group < 0) {
-        char esc[256];
-        llmr_json_escape(esc, 128, body + j->toks[model].start,
-                         (size_t)(j->toks[model].end - j->toks[model].start));
         llmr_http_error(w, req, 404, "invalid_request_error", "model", "model_not_found",
-                        "The model `%s` does not exist", esc);
+                        "The model `%.*s` does not exist",
+                        name_len > 128 ? 128 : (int)name_len, name);
         return;
     }
     llmr_proxy_start(w, req, op, group, body, len, model);

@@ -93,6 +93,10 @@ static int check_value(const llmr_json *j, int i, int depth)
     t = &j->toks[i];
     if (t->type == JSMN_PRIMITIVE && !primitive_ok(j, t))
         return -1;
+    if (t->type == JSMN_STRING)
+        for (int p = t->start; p < t->end; p++)
+            if ((unsigned char)j->js[p] < 0x20)
+                return -1;          /* raw control characters are not JSON */
     if (t->type != JSMN_OBJECT && t->type != JSMN_ARRAY)
         return t->size == 0 ? i + 1 : -1;
     k = i + 1;
@@ -268,4 +272,98 @@ size_t llmr_json_escape(char *out, size_t cap, const char *s, size_t len)
     }
     out[o] = '\0';
     return o;
+}
+
+static int hex4(const char *s, unsigned *out)
+{
+    unsigned v = 0;
+
+    for (int i = 0; i < 4; i++) {
+        char c = s[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+        else return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static size_t utf8_put(char *o, unsigned cp)
+{
+    if (cp < 0x80) {
+        o[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (char)(0xc0 | (cp >> 6));
+        o[1] = (char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xe0 | (cp >> 12));
+        o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        o[2] = (char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    o[0] = (char)(0xf0 | (cp >> 18));
+    o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+    o[3] = (char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+/* One escape at s[i] (s[i] == '\\'): appends its bytes, returns its length. */
+static int unescape_one(const char *s, size_t i, size_t len, char *o, size_t *n)
+{
+    static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+    const char *k;
+    unsigned cp, lo;
+
+    if (i + 1 >= len)
+        return -1;
+    if (s[i + 1] != 'u') {
+        if ((k = strchr(from, s[i + 1])) == NULL || s[i + 1] == '\0')
+            return -1;
+        o[0] = to[k - from];
+        *n = 1;
+        return 2;
+    }
+    if (i + 6 > len || hex4(s + i + 2, &cp) < 0)
+        return -1;
+    if (cp >= 0xd800 && cp < 0xdc00) {
+        if (i + 12 > len || s[i + 6] != '\\' || s[i + 7] != 'u'
+            || hex4(s + i + 8, &lo) < 0 || lo < 0xdc00 || lo > 0xdfff)
+            return -1;
+        *n = utf8_put(o, 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00));
+        return 12;
+    }
+    *n = utf8_put(o, cp);
+    return 6;
+}
+
+int llmr_json_unescape(char *out, size_t cap, const char *s, size_t len)
+{
+    size_t o = 0, i = 0;
+
+    while (i < len) {
+        char tmp[4];
+        size_t n = 1;
+        int used = 1;
+
+        if (s[i] == '\\') {
+            if ((used = unescape_one(s, i, len, tmp, &n)) < 0)
+                return -1;
+        } else {
+            tmp[0] = s[i];
+        }
+        if (o + n >= cap)
+            return -1;
+        memcpy(out + o, tmp, n);
+        o += n;
+        i += (size_t)used;
+    }
+    out[o] = '\0';
+    return (int)o;
 }

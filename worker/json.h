@@ -39,4 +39,9 @@ int llmr_json_is_true(const llmr_json *j, int i);
  * and always NUL-terminates. */
 size_t llmr_json_escape(char *out, size_t cap, const char *s, size_t len);
 
+/* Decodes the inside of a JSON string (escapes, \\uXXXX with surrogate
+ * pairs, into UTF-8).  Returns the length, or -1 when it does not fit in
+ * cap bytes or is malformed. */
+int llmr_json_unescape(char *out, size_t cap, const char *s, size_t len);
+
 #endif

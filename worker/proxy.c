@@ -145,17 +145,16 @@ static void fail(llmr_call *c, int status, const char *type, const char *code,
 {
     llmr_worker *w = c->w;
     struct evhttp_request *req = c->req;
-    const llmr_deployment *d = &w->conf->deployments[c->dep];
+    const char *id = w->conf->deployments[c->dep].id;
+    const char *group = w->conf->groups[c->group].name;
 
     evhttp_connection_set_closecb(c->evcon, NULL, NULL);
-    c->content_type[0] = '\0';
     c->retry_after[0] = '\0';
     add_headers(c);
-    llmr_warn("%s: deployment %s %s: %s", w->conf->groups[c->group].name, d->id, what,
-              curl_easy_strerror(result));
     call_free(c);
+    llmr_warn("%s: deployment %s %s: %s", group, id, what, curl_easy_strerror(result));
     llmr_http_error(w, req, status, type, NULL, code, "deployment %s of model group %s %s: %s",
-                    d->id, w->conf->groups[c->group].name, what, curl_easy_strerror(result));
+                    id, group, what, curl_easy_strerror(result));
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *arg)

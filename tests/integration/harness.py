@@ -189,6 +189,7 @@ class Daemon(Proc):
         self.pid_file = os.path.join(d, "llmroute.pid")
         self.shm_name = "/llmr-test-%d-%d" % (os.getpid(), _counter[0])
         self.write_conf(deployments, workers, server, router)
+        self.env = env or {}
         super().__init__([os.path.join(BUILD, "llmroute"), "-c", self.conf_path], "llmroute",
                          env=env)
         self.wait_ready()
@@ -210,12 +211,17 @@ model_list = ( %s );
             f.write(text)
 
     def wait_ready(self, timeout=20.0):
+        exited = []
+
         def ready():
             if self.p.poll() is not None:
-                raise TestFailure("llmroute exited with %s:\n%s" %
-                                  (self.p.returncode, self.log_text()[-3000:]))
+                exited.append(self.p.returncode)
+                return True
             return request(self.port, "GET", "/health/readiness", timeout=2).status == 200
         wait_for(ready, timeout, "llmroute readiness")
+        if exited:
+            raise TestFailure("llmroute exited with %s:\n%s" %
+                              (exited[0], self.log_text()[-3000:]))
 
     def workers(self):
         """Pids of the master's children."""
@@ -223,8 +229,10 @@ model_list = ( %s );
         return [int(x) for x in out.stdout.split()]
 
     def status(self):
+        env = dict(os.environ)
+        env.update(self.env)
         return subprocess.run([os.path.join(BUILD, "llmroute"), "-c", self.conf_path,
-                               "status"], capture_output=True, text=True, cwd=ROOT)
+                               "status"], capture_output=True, text=True, cwd=ROOT, env=env)
 
     def stop(self, sig=signal.SIGQUIT, timeout=30.0):
         return super().stop(sig, timeout)

@@ -1,7 +1,9 @@
-/* Unit tests for conf/conf.c.  Run from the repository root (the example
+/* Unit tests for conf/.  Run from the repository root (the example
  * config is read as conf/llmroute.conf).  Each test writes its configs to
  * mkstemp files in /tmp and removes them. */
 #include "../../conf/conf.c"
+#include "../../conf/conf_models.c"
+#include "../../conf/conf_value.c"
 
 #include <unistd.h>
 

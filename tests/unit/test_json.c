@@ -97,8 +97,33 @@ static void test_escape(void)
     T_EQ_STR(out, "ab");
 }
 
+static void test_unescape(void)
+{
+    char out[32];
+    const char *s = "gpt\\u002d3.5 \\\"q\\\" \\u00e9 \\ud83d\\ude00";
+
+    T_EQ_INT(llmr_json_unescape(out, sizeof(out), s, strlen(s)), 19);
+    T_EQ_STR(out, "gpt-3.5 \"q\" \xc3\xa9 \xf0\x9f\x98\x80");
+    T_EQ_INT(llmr_json_unescape(out, sizeof(out), "\\x", 2), -1);
+    T_EQ_INT(llmr_json_unescape(out, sizeof(out), "\\u12", 4), -1);
+    T_EQ_INT(llmr_json_unescape(out, sizeof(out), "\\ud83d", 6), -1);   /* lone surrogate */
+    T_EQ_INT(llmr_json_unescape(out, 4, "abcd", 4), -1);                  /* does not fit */
+}
+
+static void test_control_chars_rejected(void)
+{
+    llmr_json j = { 0 };
+
+    T_EQ_INT(parse(&j, "{\"a\":\"x\x01y\"}"), -1);
+    T_EQ_INT(parse(&j, "{\"a\":\"x\ny\"}"), -1);
+    T_EQ_INT(parse(&j, "{\"a\":\"x\\ny \xc3\xa9\"}"), 0);
+    llmr_json_free(&j);
+}
+
 int main(void)
 {
+    T_RUN(test_unescape);
+    T_RUN(test_control_chars_rejected);
     T_RUN(test_get_top_level_only);
     T_RUN(test_rejects_invalid);
     T_RUN(test_grows_and_caps_tokens);

@@ -1,0 +1,69 @@
+/* What the pieces of conf/ share; nothing outside conf/ includes this.
+ * conf.c reads the file and its sections, conf_value.c reads one value and
+ * words the messages, conf_models.c reads model_list and the fallbacks. */
+#ifndef LLMR_CONF_INTERNAL_H
+#define LLMR_CONF_INTERNAL_H
+
+#include <libconfig.h>
+#include <stddef.h>
+
+#include "conf.h"
+
+#define CONF_MAX_SECONDS     1e9     /* keeps seconds * 1e6 inside int64 */
+#define CONF_MAX_WEIGHT      1e9
+
+typedef char conf_kpath[256];   /* "model_list[3].litellm_params.api_key" */
+
+/* One load: the file for messages, where they go, and the conf being built. */
+typedef struct conf_cx {
+    const char *file;
+    char *err;
+    size_t errlen;
+    llmr_conf *conf;
+} conf_cx;
+
+
+/* conf_value.c: messages.  The conf_fail* functions always return -1. */
+
+__attribute__((format(printf, 2, 3)))
+const char *conf_kpf(char *buf, const char *fmt, ...);
+const char *conf_kp(char *buf, const char *parent, const char *name);
+unsigned conf_setting_line(const config_setting_t *s);
+__attribute__((format(printf, 4, 5)))
+int conf_fail(conf_cx *cx, const config_setting_t *s, const char *key,
+              const char *fmt, ...);
+int conf_fail_oom(conf_cx *cx, const config_setting_t *s, const char *key);
+void conf_join(char *buf, size_t len, const char *const *words, int n);
+int conf_check_keys(conf_cx *cx, const config_setting_t *grp, const char *path,
+                    const char *const *allowed);
+
+
+/* conf_value.c: values.  An absent optional member leaves *out alone. */
+
+int conf_has_ctl(const char *s);
+const char *conf_str_value(conf_cx *cx, const config_setting_t *s,
+                           const char *path);
+int conf_opt_str(conf_cx *cx, const config_setting_t *grp, const char *parent,
+                 const char *name, char **out, const config_setting_t **where);
+int conf_opt_long(conf_cx *cx, const config_setting_t *grp, const char *parent,
+                  const char *name, long *out, long min, long max);
+int conf_opt_int(conf_cx *cx, const config_setting_t *grp, const char *parent,
+                 const char *name, int *out, int min, int max);
+int conf_opt_num(conf_cx *cx, const config_setting_t *grp, const char *parent,
+                 const char *name, double *out, double min, int exclusive,
+                 double max);
+int conf_need_group(conf_cx *cx, const config_setting_t *s, const char *path,
+                    const char *example);
+int conf_is_string_list(const config_setting_t *s);
+
+
+/* conf_models.c.  Fallbacks name model groups: parse model_list first. */
+
+int conf_parse_model_list(conf_cx *cx, const config_setting_t *root);
+int conf_parse_fallbacks(conf_cx *cx, const config_setting_t *rs,
+                         const char *name, llmr_fallback_list *out);
+int conf_parse_group_names(conf_cx *cx, const config_setting_t *s,
+                           const char *path, const char *self,
+                           char ***out, int *nout);
+
+#endif

@@ -1,0 +1,342 @@
+"""The benchmark behind `make bench` (DESIGN.md §10).
+
+Runs on 127.0.0.1, one scenario after another under identical load:
+direct to the mock, nginx as a keep-alive reverse proxy, llmroute with 1 and
+2 workers.  Reports requests/s, latency p50/p99, CPU microseconds per
+request of the proxy's own processes, peak RSS per process; then the added
+latency at concurrency 1, and the highest request rate llmroute sustains
+against a 20 ms upstream with p99 under 30 ms.  Writes bench/results.json.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BODY = json.dumps({"model": "bench", "messages": [
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "Say hello in one short sentence, please."}]})
+
+
+def wait_for(cond, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if cond():
+                return
+        except Exception:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError("timed out waiting for " + what)
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_ok(port, path):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=1) as r:
+            return r.status == 200
+    except Exception:
+        return False
+
+
+class Server:
+    """A process tree whose CPU time and memory we measure."""
+
+    def __init__(self, name, argv, port, ready_path, tmp):
+        self.name, self.port = name, port
+        self.log = open(os.path.join(tmp, name + ".log"), "wb")
+        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log, cwd=ROOT)
+        if port == 0:                      # the mock prints its port
+            self.port = int(self.p.stdout.readline().decode().split("=")[1])
+        wait_for(lambda: http_ok(self.port, ready_path), 15, name + " ready")
+
+    def pids(self):
+        out = subprocess.run(["pgrep", "-P", str(self.p.pid)], capture_output=True, text=True)
+        return [self.p.pid] + [int(x) for x in out.stdout.split()]
+
+    def cpu_ns(self):
+        total = 0
+        for pid in self.pids():
+            try:
+                for task in os.listdir("/proc/%d/task" % pid):
+                    with open("/proc/%d/task/%s/schedstat" % (pid, task)) as f:
+                        total += int(f.read().split()[0])
+            except OSError:
+                pass
+        return total
+
+    def rss_kb(self):
+        """Peak RSS (VmHWM) of each process, master first."""
+        out = []
+        for pid in self.pids():
+            try:
+                with open("/proc/%d/status" % pid) as f:
+                    m = re.search(r"VmHWM:\s+(\d+)", f.read())
+                    out.append(int(m.group(1)))
+            except OSError:
+                pass
+        return out
+
+    def stop(self):
+        self.p.send_signal(signal.SIGTERM)
+        try:
+            self.p.wait(15)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+        self.p.stdout.close()
+        self.log.close()
+
+
+def parse_wrk(out):
+    def us(v, unit):
+        return float(v) * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
+    r = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
+    for pct in ("50", "99"):
+        m = re.search(r"\s%s%%\s+([\d.]+)(us|ms|s)" % pct, out)
+        r["p%s_us" % pct] = us(m.group(1), m.group(2))
+    m = re.search(r"(\d+) requests in", out)
+    r["requests"] = int(m.group(1))
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    r["errors"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    r["errors"] += sum(map(int, m.groups())) if m else 0
+    return r
+
+
+def run_wrk(port, path, args, lua):
+    cmd = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d",
+           "%ds" % args.duration, "--latency", "-s", lua,
+           "http://127.0.0.1:%d%s" % (port, path)]
+    return parse_wrk(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+
+
+def measure(server, port, path, args, lua):
+    """wrk against port; CPU and RSS of `server` (None for direct)."""
+    run_wrk_warm = dict(vars(args))
+    subprocess.run(["wrk", "-t1", "-c8", "-d1s", "-s", lua,
+                    "http://127.0.0.1:%d%s" % (port, path)], capture_output=True)
+    cpu0 = server.cpu_ns() if server else 0
+    r = run_wrk(port, path, args, lua)
+    if server:
+        r["cpu_us_per_req"] = (server.cpu_ns() - cpu0) / 1e3 / max(r["requests"], 1)
+        r["rss_kb"] = server.rss_kb()
+    del run_wrk_warm
+    return r
+
+
+def nginx_conf(tmp, port, upstream, workers):
+    path = os.path.join(tmp, "nginx.conf")
+    with open(path, "w") as f:
+        f.write("""daemon off;
+master_process on;
+worker_processes %d;
+pid %s/nginx.pid;
+error_log %s/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %s;
+  proxy_temp_path %s;
+  upstream mock { server 127.0.0.1:%d; keepalive 128; }
+  server {
+    listen 127.0.0.1:%d;
+    location / {
+      proxy_pass http://mock;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering on;
+    }
+  }
+}
+""" % (workers, tmp, tmp, tmp, tmp, upstream, port))
+    return path
+
+
+def llmroute_conf(tmp, name, port, upstream, workers):
+    path = os.path.join(tmp, name + ".conf")
+    deps = ",\n".join(
+        '{ model_name = "bench"; litellm_params = { model = "openai/gpt-3.5-turbo"; '
+        'api_base = "http://127.0.0.1:%d/v1"; api_key = "sk-bench"; }; '
+        'model_info = { id = "mock-%s"; }; }' % (upstream, c) for c in "ab")
+    with open(path, "w") as f:
+        f.write("""server: { listen = "127.0.0.1:%d"; workers = %d;
+  pid_file = "%s/%s.pid"; shm_name = "/llmr-bench-%d-%s"; };
+model_list = ( %s );
+""" % (port, workers, tmp, name, os.getpid(), name, deps))
+    return path
+
+
+def start_llmroute(args, tmp, name, upstream, workers):
+    port = free_port()
+    conf = llmroute_conf(tmp, name, port, upstream, workers)
+    return Server(name, [os.path.join(args.build, "llmroute"), "-c", conf], port,
+                  "/health/readiness", tmp)
+
+
+def rate_steps(args, tmp, lat):
+    """Open-loop rates against a 20 ms upstream; the highest rate held with
+    p99 < 30 ms, no errors and at least 95% of the asked rate delivered."""
+    mock = Server("mock20", [os.path.join(args.build, "llmroute-mock"), "-p", "0",
+                             "--latency", "20"], 0, "/v1/models", tmp)
+    lr = start_llmroute(args, tmp, "llmroute-rate", mock.port, 2)
+    body = os.path.join(tmp, "body.json")
+    steps, best = [], 0
+    try:
+        for rate in args.rates:
+            clients = max(16, int(rate * 0.02 * 3))
+            log = os.path.join(tmp, "h2load-%d.log" % rate)
+            cmd = ["h2load", "--h1", "-c", str(clients), "--rps", "%.3f" % (rate / clients),
+                   "-D", str(args.rate_duration), "--warm-up-time", "1", "-d", body,
+                   "-H", "Content-Type: application/json", "--log-file", log,
+                   "http://127.0.0.1:%d/v1/chat/completions" % lr.port]
+            out = subprocess.run(cmd, capture_output=True, text=True).stdout
+            lats, errors = [], 0
+            with open(log) as f:
+                for line in f:
+                    t, status, dur = line.split()
+                    lats.append(int(dur))
+                    errors += status != "200"
+            m = re.search(r"(\d+) failed, (\d+) errored, (\d+) timeout", out)
+            if m:
+                errors += sum(map(int, m.groups()))
+            lats.sort()
+            p99 = lats[int(0.99 * (len(lats) - 1))] / 1e3 if lats else float("inf")
+            got = len(lats) / args.rate_duration
+            ok = p99 < 30 and errors == 0 and got >= 0.95 * rate
+            steps.append({"rate": rate, "achieved": round(got), "p99_ms": round(p99, 2),
+                          "errors": errors, "ok": ok})
+            if not ok:
+                break
+            best = rate
+    finally:
+        lr.stop()
+        mock.stop()
+    return {"steps": steps, "max_rate_p99_under_30ms": best}
+
+
+def fmt_row(name, r, direct):
+    cpu = "%.1f" % r["cpu_us_per_req"] if "cpu_us_per_req" in r else "-"
+    rss = "/".join("%.1f" % (k / 1024) for k in r.get("rss_kb", [])) or "-"
+    return "%-18s %10.0f %8.2fx %9.0f %9.0f %8s %8d   %s" % (
+        name, r["rps"], r["rps"] / direct["rps"], r["p50_us"], r["p99_us"], cpu,
+        r["errors"], rss)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--duration", type=int, default=8)
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--lat-requests", type=int, default=10000)
+    ap.add_argument("--rates", type=int, nargs="*",
+                    default=[250, 500, 1000, 2000, 3000, 4000, 6000, 8000])
+    ap.add_argument("--rate-duration", type=int, default=5)
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results.json"))
+    args = ap.parse_args()
+    args.build = os.path.abspath(args.build)
+    tmp = tempfile.mkdtemp(prefix="llmr-bench-")
+    lua = os.path.join(tmp, "post.lua")
+    with open(lua, "w") as f:
+        f.write('wrk.method = "POST"\nwrk.body = %s\n'
+                'wrk.headers["Content-Type"] = "application/json"\n' % json.dumps(BODY))
+    with open(os.path.join(tmp, "body.json"), "w") as f:
+        f.write(BODY)
+    res = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(),
+           "duration_s": args.duration, "connections": args.connections}
+    path = "/v1/chat/completions"
+    servers = []
+    try:
+        mock = Server("mock", [os.path.join(args.build, "llmroute-mock"), "-p", "0"], 0,
+                      "/v1/models", tmp)
+        servers.append(mock)
+        print("zero-latency mock on :%d; %d connections, %d s per run" %
+              (mock.port, args.connections, args.duration), flush=True)
+        res["direct"] = measure(None, mock.port, path, args, lua)
+        for workers in (1, 2):
+            port = free_port()
+            ng = Server("nginx-%dw" % workers,
+                        ["nginx", "-c", nginx_conf(tmp, port, mock.port, workers)], port,
+                        "/v1/models", tmp)
+            res["nginx_%dw" % workers] = measure(ng, port, path, args, lua)
+            ng.stop()
+            lr = start_llmroute(args, tmp, "llmroute-%dw" % workers, mock.port, workers)
+            res["llmroute_%dw" % workers] = measure(lr, lr.port, path, args, lua)
+            if workers == 1:
+                res["idle_rss_kb"] = None
+            lr.stop()
+        # Added latency at concurrency 1, interleaved rounds.
+        lr = start_llmroute(args, tmp, "llmroute-lat", mock.port, 1)
+        res["idle_worker_rss_kb"] = lr.rss_kb()[1:]
+        out = subprocess.run([os.path.join(args.build, "llmroute-lat"), "-n",
+                              str(args.lat_requests), "-r", "20", "-b",
+                              os.path.join(tmp, "body.json"), str(mock.port), str(lr.port),
+                              path], capture_output=True, text=True, check=True).stdout
+        res["added_latency"] = json.loads(out)
+        lr.stop()
+        port = free_port()
+        ng = Server("nginx-lat", ["nginx", "-c", nginx_conf(tmp, port, mock.port, 1)], port,
+                    "/v1/models", tmp)
+        out = subprocess.run([os.path.join(args.build, "llmroute-lat"), "-n",
+                              str(args.lat_requests), "-r", "20", "-b",
+                              os.path.join(tmp, "body.json"), str(mock.port), str(port),
+                              path], capture_output=True, text=True, check=True).stdout
+        res["nginx_added_latency"] = json.loads(out)
+        ng.stop()
+        res["rate_20ms"] = rate_steps(args, tmp, None)
+    finally:
+        for s in servers:
+            s.stop()
+    res["streaming"] = "skipped: streaming relay not implemented yet (issue 4)"
+    report(res)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(res, f, indent=2)
+    print("\nwrote " + os.path.relpath(args.out, ROOT))
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report(res):
+    d = res["direct"]
+    print("\n%-18s %10s %9s %9s %9s %8s %8s   %s" % (
+        "scenario", "req/s", "vs direct", "p50 us", "p99 us", "cpu us/r", "errors",
+        "peak RSS MiB (master/workers)"))
+    print(fmt_row("direct", d, d))
+    for k in ("nginx_1w", "llmroute_1w", "nginx_2w", "llmroute_2w"):
+        print(fmt_row(k.replace("_", " "), res[k], d))
+    for w in ("1w", "2w"):
+        ratio = res["llmroute_" + w]["cpu_us_per_req"] / res["nginx_" + w]["cpu_us_per_req"]
+        res["cpu_ratio_vs_nginx_" + w] = round(ratio, 2)
+        print("llmroute %s: CPU per request %.2fx nginx's; throughput %.2fx direct" % (
+            w, ratio, res["llmroute_" + w]["rps"] / d["rps"]))
+    a, n = res["added_latency"], res["nginx_added_latency"]
+    print("added latency at concurrency 1 over %d requests: llmroute p50 %+.1f us, p99 %+.1f us"
+          " (nginx p50 %+.1f us, p99 %+.1f us)" % (a["requests"], a["added_p50_us"],
+                                                   a["added_p99_us"], n["added_p50_us"],
+                                                   n["added_p99_us"]))
+    print("idle worker peak RSS: %s MiB" %
+          ", ".join("%.1f" % (k / 1024) for k in res["idle_worker_rss_kb"]))
+    r = res["rate_20ms"]
+    print("20 ms upstream, open loop: " + "; ".join(
+        "%d/s -> %d/s p99 %.1f ms%s" % (s["rate"], s["achieved"], s["p99_ms"],
+                                         "" if s["ok"] else " (fails)") for s in r["steps"]))
+    print("highest rate with p99 < 30 ms and no errors: %d/s" % r["max_rate_p99_under_30ms"])
+    print("streaming: " + res["streaming"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
