@@ -3,12 +3,12 @@
 
 CC       ?= cc
 SANITIZE ?=
-PKGS     := libevent libcurl libconfig
 CFLAGS   ?= -O2 -g
 XCFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread \
-            -Icommon -Iconf -Ishm -Iworker -Imaster \
-            $(shell pkg-config --cflags $(PKGS))
-XLDLIBS  := $(shell pkg-config --libs $(PKGS)) -levent_pthreads -lrt -lm -pthread
+            -Icommon -Iconf -Ishm -Iworker -Imaster
+# Fixed, not from pkg-config: on a fresh machine the libraries are installed
+# by the first rule that runs, after this Makefile has been read.
+XLDLIBS  := -levent -lcurl -lconfig -lrt -lm -pthread
 
 ifneq ($(SANITIZE),)
 XCFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -36,7 +36,14 @@ LAT      := $(BUILD)/llmroute-lat
 .PHONY: all test unit integration run bench clean deps
 all: $(LLMROUTE) $(MOCK) $(LAT) $(UNIT_BIN)
 
-$(BUILD)/%.o: %.c
+# Installs the build dependencies once per build tree (idempotent script).
+DEPS_OK := $(BUILD)/.deps-ok
+$(DEPS_OK): scripts/install-deps.sh
+	@mkdir -p $(dir $@)
+	scripts/install-deps.sh
+	@touch $@
+
+$(BUILD)/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(XCFLAGS) -MMD -MP -c -o $@ $<
 
@@ -73,8 +80,7 @@ run: all
 bench: all
 	@BUILD=$(BUILD) scripts/bench.sh
 
-deps:
-	scripts/install-deps.sh
+deps: $(DEPS_OK)
 
 clean:
 	rm -rf build

@@ -124,9 +124,19 @@ def run_wrk(port, path, args, lua):
     return parse_wrk(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
 
 
+def run_lat(args, tmp, port_a, port_b, path):
+    r = subprocess.run([os.path.join(args.build, "llmroute-lat"), "-n", str(args.lat_requests),
+                        "-r", "20", "-b", os.path.join(tmp, "body.json"), str(port_a),
+                        str(port_b), path], capture_output=True, text=True)
+    if r.returncode != 0:
+        logs = "".join("\n--- %s\n%s" % (f, open(os.path.join(tmp, f), errors="replace").read()[-1500:])
+                       for f in sorted(os.listdir(tmp)) if f.endswith(".log"))
+        raise RuntimeError("llmroute-lat failed: " + r.stderr + logs)
+    return json.loads(r.stdout)
+
+
 def measure(server, port, path, args, lua):
     """wrk against port; CPU and RSS of `server` (None for direct)."""
-    run_wrk_warm = dict(vars(args))
     subprocess.run(["wrk", "-t1", "-c8", "-d1s", "-s", lua,
                     "http://127.0.0.1:%d%s" % (port, path)], capture_output=True)
     cpu0 = server.cpu_ns() if server else 0
@@ -134,7 +144,6 @@ def measure(server, port, path, args, lua):
     if server:
         r["cpu_us_per_req"] = (server.cpu_ns() - cpu0) / 1e3 / max(r["requests"], 1)
         r["rss_kb"] = server.rss_kb()
-    del run_wrk_warm
     return r
 
 
@@ -149,6 +158,7 @@ error_log %s/nginx-error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
+  keepalive_requests 1000000;
   client_body_temp_path %s;
   proxy_temp_path %s;
   upstream mock { server 127.0.0.1:%d; keepalive 128; }
@@ -276,26 +286,16 @@ def main():
             ng.stop()
             lr = start_llmroute(args, tmp, "llmroute-%dw" % workers, mock.port, workers)
             res["llmroute_%dw" % workers] = measure(lr, lr.port, path, args, lua)
-            if workers == 1:
-                res["idle_rss_kb"] = None
             lr.stop()
         # Added latency at concurrency 1, interleaved rounds.
         lr = start_llmroute(args, tmp, "llmroute-lat", mock.port, 1)
         res["idle_worker_rss_kb"] = lr.rss_kb()[1:]
-        out = subprocess.run([os.path.join(args.build, "llmroute-lat"), "-n",
-                              str(args.lat_requests), "-r", "20", "-b",
-                              os.path.join(tmp, "body.json"), str(mock.port), str(lr.port),
-                              path], capture_output=True, text=True, check=True).stdout
-        res["added_latency"] = json.loads(out)
+        res["added_latency"] = run_lat(args, tmp, mock.port, lr.port, path)
         lr.stop()
         port = free_port()
         ng = Server("nginx-lat", ["nginx", "-c", nginx_conf(tmp, port, mock.port, 1)], port,
                     "/v1/models", tmp)
-        out = subprocess.run([os.path.join(args.build, "llmroute-lat"), "-n",
-                              str(args.lat_requests), "-r", "20", "-b",
-                              os.path.join(tmp, "body.json"), str(mock.port), str(port),
-                              path], capture_output=True, text=True, check=True).stdout
-        res["nginx_added_latency"] = json.loads(out)
+        res["nginx_added_latency"] = run_lat(args, tmp, mock.port, port, path)
         ng.stop()
         res["rate_20ms"] = rate_steps(args, tmp, None)
     finally:
