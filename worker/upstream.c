@@ -87,6 +87,8 @@ static int watch_socket(CURL *easy, curl_socket_t s, int what, void *arg, void *
         if (ev == NULL)
             return -1;
         curl_multi_assign(w->multi, s, ev);
+    } else if (event_get_events(ev) == kind && event_pending(ev, EV_READ | EV_WRITE, NULL)) {
+        return 0;
     } else {
         event_del(ev);
         event_assign(ev, w->base, s, kind, on_socket_ready, w);

@@ -129,9 +129,25 @@ static int setup_http(llmr_worker *w)
     return 0;
 }
 
+/* With the changelist, libevent folds the interest changes a loop
+ * iteration makes on one fd (evhttp and libcurl both toggle read and write
+ * per request) into at most one epoll_ctl. */
+static struct event_base *new_base(void)
+{
+    struct event_config *cfg = event_config_new();
+    struct event_base *base;
+
+    if (cfg == NULL)
+        return NULL;
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    return base;
+}
+
 static int worker_init(llmr_worker *w, const int *fds, int nfds)
 {
-    w->base = event_base_new();
+    w->base = new_base();
     if (w->base == NULL || setup_signals(w) < 0 || setup_http(w) < 0
         || llmr_upstream_init(w) < 0 || llmr_targets_build(w) < 0
         || llmr_router_init(w) < 0 || llmr_http_models_build(w) < 0)
