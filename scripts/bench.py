@@ -197,22 +197,19 @@ def start_llmroute(args, tmp, name, upstream, workers):
                   "/health/readiness", tmp)
 
 
-def rate_steps(args, tmp, lat):
+def rate_steps(args, tmp, mock_port, port, name):
     """Open-loop rates against a 20 ms upstream; the highest rate held with
     p99 < 30 ms, no errors and at least 95% of the asked rate delivered."""
-    mock = Server("mock20", [os.path.join(args.build, "llmroute-mock"), "-p", "0",
-                             "--latency", "20"], 0, "/v1/models", tmp)
-    lr = start_llmroute(args, tmp, "llmroute-rate", mock.port, 2)
     body = os.path.join(tmp, "body.json")
     steps, best = [], 0
-    try:
+    if True:
         for rate in args.rates:
             clients = max(16, int(rate * 0.02 * 3))
-            log = os.path.join(tmp, "h2load-%d.log" % rate)
+            log = os.path.join(tmp, "h2load-%s-%d.log" % (name, rate))
             cmd = ["h2load", "--h1", "-c", str(clients), "--rps", "%.3f" % (rate / clients),
                    "-D", str(args.rate_duration), "--warm-up-time", "1", "-d", body,
                    "-H", "Content-Type: application/json", "--log-file", log,
-                   "http://127.0.0.1:%d/v1/chat/completions" % lr.port]
+                   "http://127.0.0.1:%d/v1/chat/completions" % port]
             out = subprocess.run(cmd, capture_output=True, text=True).stdout
             lats, errors = [], 0
             with open(log) as f:
@@ -232,10 +229,21 @@ def rate_steps(args, tmp, lat):
             if not ok:
                 break
             best = rate
+    return {"steps": steps, "max_rate_p99_under_30ms": best}
+
+
+def rate_scenario(args, tmp):
+    """The same rate steps straight to the 20 ms mock and through llmroute
+    with 2 workers."""
+    mock = Server("mock20", [os.path.join(args.build, "llmroute-mock"), "-p", "0",
+                             "--latency", "20"], 0, "/v1/models", tmp)
+    lr = start_llmroute(args, tmp, "llmroute-rate", mock.port, 2)
+    try:
+        return {"direct": rate_steps(args, tmp, mock.port, mock.port, "direct"),
+                "llmroute_2w": rate_steps(args, tmp, mock.port, lr.port, "llmroute")}
     finally:
         lr.stop()
         mock.stop()
-    return {"steps": steps, "max_rate_p99_under_30ms": best}
 
 
 def fmt_row(name, r, direct):
@@ -297,7 +305,7 @@ def main():
                     "/v1/models", tmp)
         res["nginx_added_latency"] = run_lat(args, tmp, mock.port, port, path)
         ng.stop()
-        res["rate_20ms"] = rate_steps(args, tmp, None)
+        res["rate_20ms"] = rate_scenario(args, tmp)
     finally:
         for s in servers:
             s.stop()
@@ -330,11 +338,13 @@ def report(res):
                                                    n["added_p99_us"]))
     print("idle worker peak RSS: %s MiB" %
           ", ".join("%.1f" % (k / 1024) for k in res["idle_worker_rss_kb"]))
-    r = res["rate_20ms"]
-    print("20 ms upstream, open loop: " + "; ".join(
-        "%d/s -> %d/s p99 %.1f ms%s" % (s["rate"], s["achieved"], s["p99_ms"],
-                                         "" if s["ok"] else " (fails)") for s in r["steps"]))
-    print("highest rate with p99 < 30 ms and no errors: %d/s" % r["max_rate_p99_under_30ms"])
+    for name, r in res["rate_20ms"].items():
+        print("20 ms upstream, open loop, %s: " % name + "; ".join(
+            "%d/s -> %d/s p99 %.1f ms%s" % (s["rate"], s["achieved"], s["p99_ms"],
+                                             "" if s["ok"] else " (fails)")
+            for s in r["steps"]))
+        print("  highest rate with p99 < 30 ms and no errors, %s: %d/s" % (
+            name, r["max_rate_p99_under_30ms"]))
     print("streaming: " + res["streaming"])
 
 
