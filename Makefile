@@ -45,7 +45,8 @@ $(DEPS_OK): scripts/install-deps.sh
 
 $(BUILD)/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(XCFLAGS) -MMD -MP -c -o $@ $<
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) $(XCFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/liblllmr.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^

@@ -28,7 +28,7 @@ static const char *const root_keys[] = {
 };
 static const char *const server_keys[] = {
     "listen", "workers", "master_key", "pid_file", "shm_name",
-    "max_body_bytes", "drain_timeout", NULL
+    "max_body_bytes", "drain_timeout", "worker_rlimit_nofile", NULL
 };
 static const char *const router_keys[] = {
     "routing_strategy", "num_retries", "retry_after", "timeout",
@@ -183,7 +183,9 @@ static int parse_server(conf_cx *cx, const config_setting_t *s)
     if (conf_opt_long(cx, s, p, "max_body_bytes", &c->max_body_bytes, 1,
                       LONG_MAX) != 0
         || conf_opt_num(cx, s, p, "drain_timeout", &c->drain_timeout, 0, 0,
-                        CONF_MAX_SECONDS) != 0)
+                        CONF_MAX_SECONDS) != 0
+        || conf_opt_long(cx, s, p, "worker_rlimit_nofile", &c->worker_rlimit_nofile, 0,
+                         1L << 24) != 0)
         return -1;
     return 0;
 }

@@ -71,6 +71,7 @@ typedef struct llmr_conf {
     char *shm_name;
     long max_body_bytes;
     double drain_timeout;
+    long worker_rlimit_nofile;  /* 0 = keep the inherited limit */
 
     /* router_settings */
     enum llmr_strategy routing_strategy;

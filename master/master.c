@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -133,6 +134,23 @@ static llmr_proc *free_proc(llmr_cycle *cy)
     return NULL;
 }
 
+/* Like nginx's worker_rlimit_nofile: each stream holds two sockets, so
+ * thousands of streams need more than the usual 1024 descriptors.  Set in
+ * the master, inherited by every worker forked after. */
+static void apply_rlimit(const llmr_conf *conf)
+{
+    struct rlimit rl;
+
+    if (conf->worker_rlimit_nofile <= 0 || getrlimit(RLIMIT_NOFILE, &rl) == -1)
+        return;
+    rl.rlim_cur = (rlim_t)conf->worker_rlimit_nofile;
+    if (rl.rlim_max < rl.rlim_cur)
+        rl.rlim_max = rl.rlim_cur;      /* only root may raise the hard limit */
+    if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+        llmr_warn("server.worker_rlimit_nofile = %ld: setrlimit: %s",
+                  conf->worker_rlimit_nofile, strerror(errno));
+}
+
 static int worker_count(const llmr_conf *conf)
 {
     long n = conf->workers > 0 ? conf->workers : sysconf(_SC_NPROCESSORS_ONLN);
@@ -143,6 +161,7 @@ static int spawn_generation(llmr_cycle *cy)
 {
     int n = worker_count(cy->conf);
 
+    apply_rlimit(cy->conf);
     for (int i = 0; i < n; i++) {
         llmr_proc *p = free_proc(cy);
         if (p == NULL) {

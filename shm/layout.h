@@ -15,7 +15,7 @@
 #endif
 
 #define LLMR_SHM_MAGIC      0x31524d4c524d4c4cULL   /* "LLMRLMR1" */
-#define LLMR_SHM_VERSION    1
+#define LLMR_SHM_VERSION    2
 #define LLMR_SHM_SLOTS      1024
 #define LLMR_CACHE_LINE     64
 
@@ -38,6 +38,14 @@ typedef struct llmr_slot {
     _Atomic int64_t completion_tokens;
     _Atomic int64_t inflight;
     _Atomic int64_t latency_us_total; /* sum over successes, for a mean */
+    _Atomic int64_t latency_ewma_us;  /* whole response, non-streaming */
+    _Atomic int64_t ttft_ewma_us;     /* streams: time to the first byte */
+
+    /* Health: failures this minute packed as (minute << 32) | count so one
+     * CAS rolls the window over; the cooldown deadline only ever grows. */
+    _Alignas(LLMR_CACHE_LINE) _Atomic uint64_t fail_window;
+    _Atomic int64_t cooldown_until_ms; /* CLOCK_REALTIME ms; 0 = never */
+    _Atomic int64_t cooldowns;         /* times a cooldown started */
 } __attribute__((aligned(LLMR_CACHE_LINE))) llmr_slot;
 
 typedef struct llmr_shm_header {

@@ -42,5 +42,27 @@ void llmr_counters_attempt_start(llmr_slot *s);
 enum llmr_outcome { LLMR_OUTCOME_SUCCESS, LLMR_OUTCOME_FAILURE, LLMR_OUTCOME_CANCELLED };
 void llmr_counters_attempt_end(llmr_slot *s, enum llmr_outcome outcome, int64_t latency_us);
 void llmr_counters_add_usage(llmr_slot *s, int64_t prompt, int64_t completion);
+/* Moves an exponentially weighted mean 1/8 of the way towards x. */
+void llmr_ewma_add(_Atomic int64_t *v, int64_t x);
+
+/* Wall-clock milliseconds: windows and cooldowns are compared across
+ * processes, so they use one clock everybody reads the same. */
+int64_t llmr_now_ms(void);
+/* Counts x in a (minute << 32) | count word for minute `minute`; returns
+ * the count this minute including x. */
+uint32_t llmr_window_add(_Atomic uint64_t *w, uint32_t minute, uint32_t x);
+/* Counts a failure that may cool the deployment down: past allowed_fails
+ * this minute, the deployment is skipped until now + max(cooldown_ms,
+ * at_least_ms).  Returns 1 when this failure started or extended a
+ * cooldown.  cooldown_ms = 0 disables cooldowns. */
+int llmr_counters_fail(llmr_slot *s, int allowed_fails, int64_t cooldown_ms,
+                       int64_t at_least_ms, int64_t now_ms);
+/* Raises the cooldown deadline to until_ms unless it is already later. */
+void llmr_cooldown_extend(llmr_slot *s, int64_t until_ms);
+static inline int64_t llmr_cooldown_left_ms(const llmr_slot *s, int64_t now_ms)
+{
+    int64_t until = atomic_load_explicit(&s->cooldown_until_ms, memory_order_relaxed);
+    return until > now_ms ? until - now_ms : 0;
+}
 
 #endif

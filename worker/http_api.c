@@ -79,6 +79,19 @@ void llmr_http_reply(llmr_worker *w, struct evhttp_request *req, int status,
     evhttp_send_reply(req, status, llmr_http_reason(status), body);
 }
 
+void llmr_http_stream_start(llmr_worker *w, struct evhttp_request *req, int status)
+{
+    if (w->draining)
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+    evhttp_send_reply_start(req, status, llmr_http_reason(status));
+}
+
+void llmr_http_stream_end(llmr_worker *w, struct evhttp_request *req)
+{
+    evhttp_request_set_on_complete_cb(req, on_reply_sent, w);
+    evhttp_send_reply_end(req);
+}
+
 void llmr_http_discard(llmr_worker *w, struct evhttp_request *req)
 {
     /* The client is gone: evhttp detached the request from its connection,

@@ -1,5 +1,11 @@
+/* One routed request's life (DESIGN.md §7): pick a deployment of the
+ * group, call it; on a retryable failure try a fresh deployment of the same
+ * group (429s after a back-off timer), then each fallback group in order;
+ * answer with the first success, or with the last failure once everything
+ * is spent.  A stream commits to its deployment with its first byte. */
 #include "proxy.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +16,8 @@
 #include <event2/bufferevent.h>
 
 #include "log.h"
+
+static void try_group(llmr_call *c);
 
 int64_t llmr_now_us(void)
 {
@@ -44,25 +52,41 @@ static void call_free(llmr_call *c)
     call_unlink(c);
     if (c->client_gone != NULL)
         event_free(c->client_gone);
-    c->client_gone = NULL;
+    if (c->timer != NULL)
+        event_free(c->timer);
     llmr_upstream_release(c->w, c->easy);
-    c->easy = NULL;
     if (c->resp != NULL)
         evbuffer_free(c->resp);
+    if (c->chunk != NULL)
+        evbuffer_free(c->chunk);
+    llmr_sse_free(&c->sse);
     free(c->up_body);
     free(c);
 }
 
-static llmr_slot *dep_slot(llmr_call *c)
+static const llmr_deployment *dep_of(llmr_call *c)
 {
-    return llmr_shm_slot(c->w->shm, c->w->conf->deployments[c->dep].slot);
+    return &c->w->conf->deployments[c->dep];
 }
 
-/* Ends the attempt in flight, if any, with `outcome` for its deployment. */
+static llmr_slot *dep_slot(llmr_call *c)
+{
+    return llmr_shm_slot(c->w->shm, dep_of(c)->slot);
+}
+
+static const char *group_name(llmr_call *c, int pos)
+{
+    return c->w->conf->groups[c->plan[pos]].name;
+}
+
+/* Ends the attempt in flight with `outcome` for its deployment. */
 static void attempt_end(llmr_call *c, enum llmr_outcome outcome)
 {
-    if (c->dep < 0)
-        return;
+    if (c->easy != NULL) {
+        llmr_upstream_abort(c->w, c->easy);
+        llmr_upstream_release(c->w, c->easy);
+        c->easy = NULL;
+    }
     llmr_counters_attempt_end(dep_slot(c), outcome, llmr_now_us() - c->t_attempt_us);
 }
 
@@ -73,10 +97,8 @@ static void on_client_close(struct evhttp_connection *evcon, void *arg)
     struct evhttp_request *req = c->req;
 
     (void)evcon;
-    if (c->easy != NULL) {
-        llmr_upstream_abort(w, c->easy);
+    if (c->easy != NULL)
         attempt_end(c, LLMR_OUTCOME_CANCELLED);
-    }
     call_free(c);
     /* A detached request is ours to free; one still attached belongs to a
      * connection that evhttp is freeing itself. */
@@ -111,7 +133,8 @@ static void watch_client(llmr_call *c)
         event_add(c->client_gone, NULL);
 }
 
-static void add_headers(llmr_call *c)
+/* The x-llmroute-* headers of every routed response. */
+void llmr_proxy_headers(llmr_call *c)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(c->req);
     char n[16];
@@ -119,42 +142,70 @@ static void add_headers(llmr_call *c)
     if (c->retry_after[0])
         evhttp_add_header(out, "Retry-After", c->retry_after);
     if (c->dep >= 0)
-        evhttp_add_header(out, "x-llmroute-deployment", c->w->conf->deployments[c->dep].id);
+        evhttp_add_header(out, "x-llmroute-deployment", dep_of(c)->id);
     snprintf(n, sizeof(n), "%d", c->attempts);
     evhttp_add_header(out, "x-llmroute-attempts", n);
-    evhttp_add_header(out, "x-llmroute-model-group", c->w->conf->groups[c->group].name);
+    evhttp_add_header(out, "x-llmroute-model-group", group_name(c, 0));
+    if (c->pos > 0)
+        evhttp_add_header(out, "x-llmroute-fallback", group_name(c, c->pos));
 }
 
 /* The call is answered: detach from the client's connection first, since
  * sending may close it and that must not look like the client leaving. */
-static void finish(llmr_call *c, int status)
+static void detach(llmr_call *c)
+{
+    evhttp_connection_set_closecb(c->evcon, NULL, NULL);
+}
+
+static void reply_buffered(llmr_call *c, int status)
 {
     llmr_worker *w = c->w;
     struct evhttp_request *req = c->req;
 
-    evhttp_connection_set_closecb(c->evcon, NULL, NULL);
-    add_headers(c);
+    detach(c);
+    llmr_proxy_headers(c);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       c->content_type[0] ? c->content_type : "application/json");
     llmr_http_reply(w, req, status, c->resp);
     call_free(c);
 }
 
-static void fail(llmr_call *c, int status, const char *type, const char *code,
-                 const char *what, CURLcode result)
+/* Everything is spent: the last upstream answer if there was one, else our
+ * own error for what went wrong. */
+static void reply_final(llmr_call *c)
 {
     llmr_worker *w = c->w;
     struct evhttp_request *req = c->req;
-    const char *id = w->conf->deployments[c->dep].id;
-    const char *group = w->conf->groups[c->group].name;
+    char what[256], retry[24];
+    int status;
 
-    evhttp_connection_set_closecb(c->evcon, NULL, NULL);
+    if (c->final_status >= 400) {      /* an upstream answered: pass it on */
+        reply_buffered(c, c->final_status);
+        return;
+    }
+    detach(c);
     c->retry_after[0] = '\0';
-    add_headers(c);
+    llmr_proxy_headers(c);
+    if (c->final_err == LLMR_ERR_NONE) {      /* no attempt: all cooling down */
+        snprintf(retry, sizeof(retry), "%lld", (long long)((c->cooling_wait_ms + 999) / 1000));
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", retry);
+        snprintf(what, sizeof(what), "no deployment of model group %s is available: every "
+                 "deployment is cooling down after failures", group_name(c, 0));
+        call_free(c);
+        llmr_http_error(w, req, 429, "rate_limit_error", NULL, "no_deployment_available",
+                        "%s", what);
+        return;
+    }
+    status = c->final_err == LLMR_ERR_TIMEOUT ? 504 : 502;
+    snprintf(what, sizeof(what), "model group %s: %s after %d attempt(s)%s",
+             group_name(c, 0), c->final_err == LLMR_ERR_TIMEOUT ? "upstream timed out"
+             : "upstream unreachable", c->attempts,
+             c->dep >= 0 ? ", last on deployment " : "");
+    if (c->dep >= 0)
+        strncat(what, dep_of(c)->id, sizeof(what) - strlen(what) - 1);
     call_free(c);
-    llmr_warn("%s: deployment %s %s: %s", group, id, what, curl_easy_strerror(result));
-    llmr_http_error(w, req, status, type, NULL, code, "deployment %s of model group %s %s: %s",
-                    id, group, what, curl_easy_strerror(result));
+    llmr_http_error(w, req, status, status == 504 ? "timeout" : "api_connection_error", NULL,
+                    status == 504 ? "timeout" : "upstream_unreachable", "%s", what);
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
@@ -162,6 +213,11 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
     llmr_call *c = arg;
     size_t len = size * n;
 
+    if (c->stream && c->status >= 200 && c->status < 300) {
+        if (!c->committed)
+            llmr_stream_commit(c);
+        return llmr_stream_write(c, data, len);
+    }
     if (evbuffer_get_length(c->resp) + len > (size_t)LLMR_RESPONSE_MAX)
         return 0;
     return evbuffer_add(c->resp, data, len) == 0 ? len : 0;
@@ -182,13 +238,15 @@ static void copy_header_value(char *dst, size_t cap, const char *v, size_t len)
 }
 
 /* Keeps what the client needs from the upstream's headers.  A new status
- * line (after a redirect or a 100 Continue) starts over. */
+ * line (after a 100 Continue) starts over. */
 static size_t on_header(char *data, size_t size, size_t n, void *arg)
 {
     llmr_call *c = arg;
     size_t len = size * n;
 
-    if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) {
+    if (len >= 12 && memcmp(data, "HTTP/", 5) == 0) {
+        const char *sp = memchr(data, ' ', len);
+        c->status = sp != NULL ? strtol(sp + 1, NULL, 10) : 0;
         c->content_type[0] = '\0';
         c->retry_after[0] = '\0';
     } else if (len > 13 && strncasecmp(data, "content-type:", 13) == 0) {
@@ -205,9 +263,11 @@ static int build_body(llmr_call *c, const llmr_deployment *d)
 {
     size_t mlen = strlen(d->upstream_model);
     size_t cap = c->len - (c->model_end - c->model_start) + 2 * mlen + 1;
-    char *b = malloc(cap), *p;
+    char *b, *p;
 
-    if (b == NULL)
+    if (c->up_model != NULL && strcmp(c->up_model, d->upstream_model) == 0)
+        return 0;
+    if ((b = malloc(cap)) == NULL)
         return -1;
     memcpy(b, c->body, c->model_start);
     p = b + c->model_start;
@@ -217,6 +277,7 @@ static int build_body(llmr_call *c, const llmr_deployment *d)
     free(c->up_body);
     c->up_body = b;
     c->up_len = (size_t)(p - b);
+    c->up_model = d->upstream_model;
     return 0;
 }
 
@@ -230,7 +291,9 @@ static long attempt_timeout_ms(llmr_call *c, const llmr_deployment *d)
     return left < 1000 ? 1 : (long)(left / 1000);
 }
 
-static int attempt_setup(llmr_call *c, const llmr_deployment *d)
+/* Every option is set on every attempt: easy handles are reused without a
+ * reset (upstream.c). */
+static void attempt_setup(llmr_call *c, const llmr_deployment *d)
 {
     const llmr_target *t = &c->w->targets[c->dep];
     CURL *e = c->easy;
@@ -248,15 +311,26 @@ static int attempt_setup(llmr_call *c, const llmr_deployment *d)
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, attempt_timeout_ms(c, d));
-    return 0;
+}
+
+/* A stream's first byte must come within stream_timeout (else timeout). */
+static void on_first_byte_deadline(evutil_socket_t fd, short what, void *arg);
+
+static int64_t first_byte_budget_us(llmr_call *c)
+{
+    double t = c->w->conf->stream_timeout;
+
+    return c->stream && t > 0 ? (int64_t)(t * 1e6) : 0;
 }
 
 /* Starts one attempt on deployment c->dep. */
 static int attempt(llmr_call *c)
 {
-    const llmr_deployment *d = &c->w->conf->deployments[c->dep];
+    const llmr_deployment *d = dep_of(c);
+    int64_t fb = first_byte_budget_us(c);
 
     c->attempts++;
+    c->group_attempts++;
     c->status = 0;
     c->content_type[0] = c->retry_after[0] = '\0';
     evbuffer_drain(c->resp, evbuffer_get_length(c->resp));
@@ -269,55 +343,283 @@ static int attempt(llmr_call *c)
         attempt_end(c, LLMR_OUTCOME_CANCELLED);
         return -1;
     }
+    if (fb > 0) {
+        struct timeval tv = { (time_t)(fb / 1000000), (suseconds_t)(fb % 1000000) };
+        event_assign(c->timer, c->w->base, -1, 0, on_first_byte_deadline, c);
+        evtimer_add(c->timer, &tv);
+    }
     return 0;
 }
 
-/* Usage from a JSON response, into the deployment's counters. */
+/* Seconds from a Retry-After header (delta-seconds; an HTTP date is not
+ * worth parsing for a back-off), or -1. */
+static int64_t retry_after_ms(const llmr_call *c)
+{
+    char *end;
+    double v;
+
+    if (!c->retry_after[0])
+        return -1;
+    v = strtod(c->retry_after, &end);
+    return end != c->retry_after && v >= 0 && v < 1e6 ? (int64_t)(v * 1000) : -1;
+}
+
+/* How long to wait before the next attempt in the group: a 429 waits for
+ * its Retry-After when 0 < it <= 60 s, else 0.5 s doubling to 8 s with
+ * +-25% jitter; router_settings.retry_after is a floor for every retry. */
+static int64_t backoff_ms(llmr_call *c, enum llmr_err err, int64_t ra)
+{
+    int64_t floor = (int64_t)(c->w->conf->retry_after * 1000), wait = 0;
+
+    if (err == LLMR_ERR_RATE_LIMIT) {
+        if (ra > 0 && ra <= 60000) {
+            wait = ra;
+        } else {
+            int step = c->backoff_step < 4 ? c->backoff_step : 4;
+            wait = 500LL << step;
+            wait += (int64_t)(llmr_rand(c->w) % (uint64_t)(wait / 2 + 1)) - wait / 4;
+            c->backoff_step++;
+        }
+    }
+    return wait > floor ? wait : floor;
+}
+
+/* Appends the groups of `list`'s entry for group g that the plan does not
+ * hold yet.  Returns how many were added. */
+static int plan_append(llmr_call *c, const llmr_fallback_list *list, int g)
+{
+    const llmr_conf *conf = c->w->conf;
+    char *const *names = NULL;
+    int n = 0, added = 0;
+
+    for (int i = 0; i < list->n; i++)
+        if (strcmp(list->items[i].model, conf->groups[g].name) == 0) {
+            names = list->items[i].fallbacks;
+            n = list->items[i].nfallbacks;
+        }
+    if (list == &conf->fallbacks && names == NULL) {
+        names = conf->default_fallbacks;
+        n = conf->ndefault_fallbacks;
+    }
+    for (int i = 0; i < n && c->nplan < LLMR_PLAN_MAX; i++) {
+        int fg = llmr_conf_find_group(conf, names[i], strlen(names[i])), seen = 0;
+        for (int k = 0; k < c->nplan; k++)
+            seen |= c->plan[k] == fg;
+        if (fg >= 0 && !seen) {
+            c->plan[c->nplan++] = fg;
+            added++;
+        }
+    }
+    return added;
+}
+
+/* Moves to the next group of the plan with fresh per-group state.
+ * Returns 0 when the plan is spent. */
+static int next_group(llmr_call *c)
+{
+    if (!c->fallbacks_added) {
+        c->fallbacks_added = 1;
+        plan_append(c, &c->w->conf->fallbacks, c->plan[0]);
+    }
+    if (++c->pos >= c->nplan)
+        return 0;
+    c->nfailed = 0;
+    c->group_attempts = 0;
+    c->backoff_step = 0;
+    return 1;
+}
+
+/* Context-window and content-policy errors skip the rest of the group and
+ * go to their own fallbacks (of the current group, else of the one asked
+ * for); the general fallbacks no longer apply. */
+static int switch_plan(llmr_call *c, const llmr_fallback_list *list)
+{
+    c->nplan = c->pos + 1;
+    c->fallbacks_added = 1;
+    if (plan_append(c, list, c->plan[c->pos]) == 0 && c->pos > 0)
+        plan_append(c, list, c->plan[0]);
+    return next_group(c);
+}
+
+static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    try_group(arg);
+}
+
+/* Decides what follows a failed attempt. */
+static void after_failure(llmr_call *c, enum llmr_err err, int64_t ra)
+{
+    const llmr_conf *conf = c->w->conf;
+    int64_t wait;
+
+    if (c->nfailed < LLMR_FAILED_MAX)
+        c->failed[c->nfailed++] = c->dep;
+    if (err == LLMR_ERR_CONTEXT_WINDOW || err == LLMR_ERR_CONTENT_POLICY) {
+        if (switch_plan(c, err == LLMR_ERR_CONTEXT_WINDOW ? &conf->context_window_fallbacks
+                                                          : &conf->content_policy_fallbacks))
+            try_group(c);
+        else
+            reply_final(c);
+        return;
+    }
+    if (llmr_err_retryable(err) && c->group_attempts <= conf->num_retries) {
+        wait = backoff_ms(c, err, ra);
+        if (llmr_now_us() + wait * 1000 >= c->deadline_us) {
+            reply_final(c);         /* no wait may run past the timeout */
+            return;
+        }
+        if (wait > 0) {
+            struct timeval tv = { (time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000 };
+            event_assign(c->timer, c->w->base, -1, 0, on_retry_timer, c);
+            evtimer_add(c->timer, &tv);
+        } else {
+            try_group(c);
+        }
+        return;
+    }
+    if (next_group(c))
+        try_group(c);
+    else
+        reply_final(c);
+}
+
+/* Picks a deployment of the current group and calls it; a group whose
+ * deployments are all cooling down passes to the next one. */
+static void try_group(llmr_call *c)
+{
+    int64_t wait = 0;
+
+    for (;;) {
+        if (llmr_now_us() >= c->deadline_us) {
+            c->final_err = LLMR_ERR_TIMEOUT;
+            c->final_status = 0;
+            reply_final(c);
+            return;
+        }
+        c->dep = llmr_router_pick(c->w, c->plan[c->pos], c->failed, c->nfailed, &wait);
+        if (c->dep >= 0)
+            break;
+        if (wait > 0 && (c->cooling_wait_ms == 0 || wait < c->cooling_wait_ms))
+            c->cooling_wait_ms = wait;
+        if (!next_group(c)) {
+            reply_final(c);
+            return;
+        }
+    }
+    if (attempt(c) < 0) {
+        llmr_error("%s: cannot start a call to %s", group_name(c, c->pos), dep_of(c)->id);
+        c->final_err = LLMR_ERR_OTHER;
+        c->final_status = 0;
+        reply_final(c);
+    }
+}
+
+/* Usage of a response into the deployment's counters. */
 static void account_usage(llmr_call *c)
 {
     llmr_json *j = &c->w->json;
     size_t len = evbuffer_get_length(c->resp);
-    const char *body = (const char *)evbuffer_pullup(c->resp, -1);
+    const char *body;
     int64_t prompt = 0, completion = 0;
     int u;
 
-    if (body == NULL || llmr_json_parse(j, body, len, (int)(len / 2) + 64) < 0
-        || j->toks[0].type != JSMN_OBJECT)
+    if (c->committed) {
+        llmr_stream_usage(c, &prompt, &completion);
+        llmr_counters_add_usage(dep_slot(c), prompt, completion);
         return;
-    u = llmr_json_get(j, 0, "usage");
-    if (u < 0)
+    }
+    body = (const char *)evbuffer_pullup(c->resp, -1);
+    if (body == NULL || llmr_json_parse(j, body, len, (int)(len / 2) + 64) < 0
+        || j->toks[0].type != JSMN_OBJECT || (u = llmr_json_get(j, 0, "usage")) < 0)
         return;
     llmr_json_int(j, llmr_json_get(j, u, "prompt_tokens"), &prompt);
     llmr_json_int(j, llmr_json_get(j, u, "completion_tokens"), &completion);
     llmr_counters_add_usage(dep_slot(c), prompt, completion);
 }
 
+/* Records a failure against the deployment: its counters, and the window
+ * that may cool it down for every worker. */
+static void count_failure(llmr_call *c, enum llmr_err err, int64_t ra)
+{
+    const llmr_conf *conf = c->w->conf;
+
+    attempt_end(c, LLMR_OUTCOME_FAILURE);
+    if (llmr_err_retryable(err)
+        && llmr_counters_fail(dep_slot(c), conf->allowed_fails,
+                              (int64_t)(conf->cooldown_time * 1000),
+                              err == LLMR_ERR_RATE_LIMIT ? ra : 0, llmr_now_ms()))
+        llmr_warn("deployment %s cools down after %s (more than %d failures this minute)",
+                  dep_of(c)->id, llmr_err_name(err), conf->allowed_fails);
+}
+
+static void on_first_byte_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    llmr_call *c = arg;
+
+    (void)fd;
+    (void)what;
+    if (c->committed || c->easy == NULL)
+        return;
+    llmr_warn("%s: deployment %s sent no first byte within stream_timeout",
+              group_name(c, c->pos), dep_of(c)->id);
+    count_failure(c, LLMR_ERR_TIMEOUT, -1);
+    evbuffer_drain(c->resp, evbuffer_get_length(c->resp));
+    c->final_err = LLMR_ERR_TIMEOUT;
+    c->final_status = 0;
+    after_failure(c, LLMR_ERR_TIMEOUT, -1);
+}
+
+static void done_success(llmr_call *c)
+{
+    if (c->timer != NULL)
+        evtimer_del(c->timer);
+    llmr_counters_attempt_end(dep_slot(c), LLMR_OUTCOME_SUCCESS,
+                              llmr_now_us() - c->t_attempt_us);
+    if (!c->committed)
+        llmr_ewma_add(&dep_slot(c)->latency_ewma_us, llmr_now_us() - c->t_attempt_us);
+    account_usage(c);
+    if (c->committed) {
+        detach(c);
+        llmr_stream_end(c, LLMR_ERR_NONE, NULL);
+        call_free(c);
+    } else {
+        reply_buffered(c, (int)c->status);
+    }
+}
+
 void llmr_proxy_done(void *arg, CURLcode result)
 {
     llmr_call *c = arg;
-    long status = 0;
+    const char *body = (const char *)evbuffer_pullup(c->resp, -1);
+    enum llmr_err err = llmr_classify(dep_of(c), result, c->status, body,
+                                      evbuffer_get_length(c->resp));
+    int64_t ra = retry_after_ms(c);
 
-    curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
     llmr_upstream_release(c->w, c->easy);
     c->easy = NULL;
-    if (result == CURLE_OPERATION_TIMEDOUT) {
-        attempt_end(c, LLMR_OUTCOME_FAILURE);
-        fail(c, 504, "timeout", "timeout", "timed out", result);
+    if (err == LLMR_ERR_NONE) {
+        done_success(c);
         return;
     }
-    if (result != CURLE_OK) {
-        attempt_end(c, LLMR_OUTCOME_FAILURE);
-        fail(c, 502, "api_connection_error", "upstream_unreachable", "is unreachable", result);
+    if (c->timer != NULL)
+        evtimer_del(c->timer);
+    count_failure(c, err, ra);
+    llmr_warn("%s: deployment %s failed: %s (%s, HTTP %ld)", group_name(c, c->pos),
+              dep_of(c)->id, llmr_err_name(err), curl_easy_strerror(result), c->status);
+    if (c->committed) {     /* the client has bytes: end its stream with an error */
+        char msg[256];
+        snprintf(msg, sizeof(msg), "upstream deployment %s failed mid-stream: %s",
+                 dep_of(c)->id, llmr_err_name(err));
+        detach(c);
+        llmr_stream_end(c, err, msg);
+        call_free(c);
         return;
     }
-    c->status = status;
-    if (status >= 200 && status < 300) {
-        attempt_end(c, LLMR_OUTCOME_SUCCESS);
-        account_usage(c);
-    } else {
-        attempt_end(c, LLMR_OUTCOME_FAILURE);
-    }
-    finish(c, (int)status);
+    c->final_err = err;
+    c->final_status = result == CURLE_OK ? (int)c->status : 0;
+    after_failure(c, err, ra);
 }
 
 void llmr_proxy_start(llmr_worker *w, struct evhttp_request *req, enum llmr_op op,
@@ -325,7 +627,10 @@ void llmr_proxy_start(llmr_worker *w, struct evhttp_request *req, enum llmr_op o
 {
     llmr_call *c = calloc(1, sizeof(*c));
 
-    if (c == NULL || (c->resp = evbuffer_new()) == NULL) {
+    if (c == NULL || (c->resp = evbuffer_new()) == NULL
+        || (c->timer = evtimer_new(w->base, on_retry_timer, c)) == NULL) {
+        if (c != NULL && c->resp != NULL)
+            evbuffer_free(c->resp);
         free(c);
         llmr_http_error(w, req, 500, "server_error", NULL, NULL, "out of memory");
         return;
@@ -335,34 +640,29 @@ void llmr_proxy_start(llmr_worker *w, struct evhttp_request *req, enum llmr_op o
     c->req = req;
     c->evcon = evhttp_request_get_connection(req);
     c->op = op;
-    c->group = group;
+    c->stream = op != LLMR_OP_EMBEDDINGS
+             && llmr_json_is_true(&w->json, llmr_json_get(&w->json, 0, "stream"));
     c->body = body;
     c->len = len;
     c->model_start = (size_t)w->json.toks[model_tok].start;
     c->model_end = (size_t)w->json.toks[model_tok].end;
+    c->plan[0] = group;
+    c->nplan = 1;
+    c->dep = -1;
     c->t_start_us = llmr_now_us();
     c->deadline_us = c->t_start_us + (int64_t)(w->conf->timeout * 1e6);
-    c->dep = llmr_router_pick(w, group, NULL, 0);
     evhttp_connection_set_closecb(c->evcon, on_client_close, c);
     watch_client(c);
-    if (c->dep < 0 || attempt(c) < 0) {
-        evhttp_connection_set_closecb(c->evcon, NULL, NULL);
-        call_free(c);
-        llmr_http_error(w, req, 503, "server_error", NULL, "no_deployment",
-                        "no deployment of model group %s could take the request",
-                        w->conf->groups[group].name);
-    }
+    try_group(c);
 }
 
 void llmr_proxy_abort_all(llmr_worker *w)
 {
     while (w->calls != NULL) {
         llmr_call *c = w->calls;
-        evhttp_connection_set_closecb(c->evcon, NULL, NULL);
-        if (c->easy != NULL) {
-            llmr_upstream_abort(w, c->easy);
+        detach(c);
+        if (c->easy != NULL)
             attempt_end(c, LLMR_OUTCOME_CANCELLED);
-        }
         call_free(c);
         w->active--;
     }

@@ -1,4 +1,5 @@
-/* One routed request's life: pick a deployment, call it, answer. */
+/* One routed request's life: pick a deployment, call it, retry or fall back
+ * on failure, answer (streams chunk by chunk). */
 #ifndef LLMR_PROXY_H
 #define LLMR_PROXY_H
 
@@ -7,6 +8,17 @@
 #include "worker.h"
 
 #define LLMR_RESPONSE_MAX (64L << 20)   /* an upstream body past this is an error */
+#define LLMR_PLAN_MAX 32                /* groups one request may walk */
+#define LLMR_FAILED_MAX 64              /* deployments remembered as failed */
+#define LLMR_STREAM_HIGH_WATER (64 * 1024)  /* client output that pauses upstream */
+
+/* Usage of a stream, from its final usage chunk or estimated. */
+typedef struct llmr_sse {
+    struct evbuffer *line;              /* a data line split across reads */
+    int64_t prompt, completion;         /* from a usage chunk, when sent */
+    int64_t content_bytes, content_events;
+    int got_usage;
+} llmr_sse;
 
 typedef struct llmr_call {
     llmr_worker *w;
@@ -14,27 +26,62 @@ typedef struct llmr_call {
     struct evhttp_request *req;
     struct evhttp_connection *evcon;
     struct event *client_gone;          /* EV_CLOSED on the client socket */
+    struct event *timer;                /* back-off wait, or first-byte deadline */
     enum llmr_op op;
-    int group;
+    int stream;                         /* the client asked for stream: true */
 
     const char *body;                   /* the client's body, owned by req */
     size_t len;
     size_t model_start, model_end;      /* the "model" string's inside */
     char *up_body;                      /* body with the deployment's model */
     size_t up_len;
+    const char *up_model;               /* the model up_body was built for */
+
+    /* The plan: groups in the order they are tried.  plan[0] is the group
+     * the client asked for; fallbacks are appended when it is spent. */
+    int plan[LLMR_PLAN_MAX];
+    int nplan, pos;
+    int fallbacks_added;                /* 0, or which list was appended */
+    int failed[LLMR_FAILED_MAX];        /* deployments that failed in this group */
+    int nfailed;
+    int group_attempts;
+    int attempts;
+    int backoff_step;
 
     int dep;                            /* deployment of the attempt, or -1 */
-    int attempts;
     CURL *easy;
-    struct evbuffer *resp;
+    struct evbuffer *resp;              /* buffered body (non-streams, errors) */
     long status;
     char content_type[128];
     char retry_after[16];
     int64_t t_start_us, t_attempt_us, deadline_us;
+    int64_t cooling_wait_ms;            /* when a group had only cooling deployments */
+
+    int committed;                      /* the client has the first byte */
+    int paused;                         /* upstream paused for a slow client */
+    struct evbuffer *chunk;
+    llmr_sse sse;
+
+    int final_status;                   /* the last failure, to answer with */
+    enum llmr_err final_err;
 } llmr_call;
 
 /* Worker shutdown: drops every live call without answering. */
 void llmr_proxy_abort_all(llmr_worker *w);
 int64_t llmr_now_us(void);
+
+/* stream.c */
+/* Starts the chunked reply with the upstream's status and headers. */
+void llmr_stream_commit(llmr_call *c);
+/* Relays upstream bytes; returns len, or CURL_WRITEFUNC_PAUSE when the
+ * client is too far behind. */
+size_t llmr_stream_write(llmr_call *c, const char *data, size_t len);
+/* Ends a committed stream; with err set, an SSE error event first. */
+void llmr_stream_end(llmr_call *c, enum llmr_err err, const char *message);
+/* Usage of the stream: reported, or estimated from its content. */
+void llmr_stream_usage(llmr_call *c, int64_t *prompt, int64_t *completion);
+void llmr_sse_free(llmr_sse *s);
+/* Upper bound of the prompt's tokens: string bytes / 4, plus 4 a message. */
+int64_t llmr_estimate_prompt_tokens(const char *body, size_t len, llmr_json *j);
 
 #endif

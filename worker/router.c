@@ -54,7 +54,8 @@ int llmr_router_init(llmr_worker *w)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     w->rng = ((uint64_t)getpid() << 32) ^ (uint64_t)ts.tv_nsec ^ (uint64_t)w->index;
     w->router.weight = calloc((size_t)c->ndeployments, sizeof(double));
-    if (w->router.weight == NULL)
+    w->router.cand = calloc((size_t)c->ndeployments, sizeof(int));
+    if (w->router.weight == NULL || w->router.cand == NULL)
         return -1;
     for (int g = 0; g < c->ngroups; g++)
         group_weights(c, &c->groups[g], w->router.weight);
@@ -65,71 +66,94 @@ void llmr_router_free(llmr_worker *w)
 {
     free(w->router.weight);
     w->router.weight = NULL;
+    free(w->router.cand);
+    w->router.cand = NULL;
 }
 
-static int excluded(int i, const int *exclude, int nexclude)
+static int listed(int i, const int *list, int n)
 {
-    for (int k = 0; k < nexclude; k++)
-        if (exclude[k] == i)
+    for (int k = 0; k < n; k++)
+        if (list[k] == i)
             return 1;
     return 0;
 }
 
-static int pick_shuffle(llmr_worker *w, const llmr_group *g, const int *exclude,
-                        int nexclude)
+static int pick_shuffle(llmr_worker *w, const int *cand, int n)
 {
     double total = 0, r;
-    int last = -1;
 
-    for (int k = 0; k < g->ndeployments; k++)
-        if (!excluded(g->deployments[k], exclude, nexclude))
-            total += w->router.weight[g->deployments[k]];
+    for (int k = 0; k < n; k++)
+        total += w->router.weight[cand[k]];
     if (total <= 0)
-        return -1;
+        return cand[llmr_rand(w) % (uint64_t)n];
     r = rand_unit(w) * total;
-    for (int k = 0; k < g->ndeployments; k++) {
-        int i = g->deployments[k];
-        if (excluded(i, exclude, nexclude))
-            continue;
-        last = i;
-        r -= w->router.weight[i];
+    for (int k = 0; k < n; k++) {
+        r -= w->router.weight[cand[k]];
         if (r < 0)
-            return i;
+            return cand[k];
     }
-    return last;    /* rounding left r just above zero */
+    return cand[n - 1];     /* rounding left r just above zero */
 }
 
 /* least-busy: fewest in-flight requests across every worker, ties broken
  * at random so that idle deployments share the load. */
-static int pick_least_busy(llmr_worker *w, const llmr_group *g, const int *exclude,
-                           int nexclude)
+static int pick_least_busy(llmr_worker *w, const int *cand, int n)
 {
     int best = -1, ties = 0;
     int64_t best_n = 0;
 
-    for (int k = 0; k < g->ndeployments; k++) {
-        int i = g->deployments[k];
-        int64_t n;
-        if (excluded(i, exclude, nexclude))
-            continue;
-        n = atomic_load_explicit(&llmr_shm_slot(w->shm, w->conf->deployments[i].slot)->inflight,
-                                 memory_order_relaxed);
-        if (best < 0 || n < best_n) {
+    for (int k = 0; k < n; k++) {
+        int i = cand[k];
+        int64_t busy = atomic_load_explicit(
+            &llmr_shm_slot(w->shm, w->conf->deployments[i].slot)->inflight,
+            memory_order_relaxed);
+        if (best < 0 || busy < best_n) {
             best = i;
-            best_n = n;
+            best_n = busy;
             ties = 1;
-        } else if (n == best_n && llmr_rand(w) % (uint64_t)++ties == 0) {
+        } else if (busy == best_n && llmr_rand(w) % (uint64_t)++ties == 0) {
             best = i;
         }
     }
     return best;
 }
 
-int llmr_router_pick(llmr_worker *w, int group, const int *exclude, int nexclude)
+/* The group's deployments that are not cooling down, and of those the ones
+ * not in avoid[] when there is any. */
+static int candidates(llmr_worker *w, const llmr_group *g, const int *avoid, int navoid,
+                      int64_t *wait_ms)
 {
-    const llmr_group *g = &w->conf->groups[group];
+    int64_t now = llmr_now_ms(), soonest = 0;
+    int n = 0, fresh = 0;
 
+    for (int k = 0; k < g->ndeployments; k++) {
+        int i = g->deployments[k];
+        int64_t left = llmr_cooldown_left_ms(
+            llmr_shm_slot(w->shm, w->conf->deployments[i].slot), now);
+        if (left > 0) {
+            soonest = soonest == 0 || left < soonest ? left : soonest;
+            continue;
+        }
+        if (!listed(i, avoid, navoid)) {    /* fresh ones first */
+            w->router.cand[n++] = w->router.cand[fresh];
+            w->router.cand[fresh++] = i;
+        } else {
+            w->router.cand[n++] = i;
+        }
+    }
+    if (wait_ms != NULL)
+        *wait_ms = soonest;
+    return fresh > 0 ? fresh : n;
+}
+
+int llmr_router_pick(llmr_worker *w, int group, const int *avoid, int navoid,
+                     int64_t *wait_ms)
+{
+    int n = candidates(w, &w->conf->groups[group], avoid, navoid, wait_ms);
+
+    if (n == 0)
+        return -1;
     if (w->conf->routing_strategy == LLMR_STRATEGY_LEAST_BUSY)
-        return pick_least_busy(w, g, exclude, nexclude);
-    return pick_shuffle(w, g, exclude, nexclude);
+        return pick_least_busy(w, w->router.cand, n);
+    return pick_shuffle(w, w->router.cand, n);
 }

@@ -29,6 +29,7 @@ typedef struct llmr_target {
 
 typedef struct llmr_router {
     double *weight;             /* per deployment, simple-shuffle weight */
+    int *cand;                  /* scratch: candidates of one pick */
 } llmr_router;
 
 typedef struct llmr_worker {
@@ -82,6 +83,9 @@ int llmr_http_models_build(llmr_worker *w);
  * client to reconnect elsewhere. */
 void llmr_http_reply(llmr_worker *w, struct evhttp_request *req, int status,
                      struct evbuffer *body);
+/* A chunked reply: headers now, body with evhttp_send_reply_chunk(). */
+void llmr_http_stream_start(llmr_worker *w, struct evhttp_request *req, int status);
+void llmr_http_stream_end(llmr_worker *w, struct evhttp_request *req);
 /* Ends a request whose client has gone, without a reply. */
 void llmr_http_discard(llmr_worker *w, struct evhttp_request *req);
 
@@ -111,11 +115,28 @@ extern const char *const llmr_op_path[LLMR_OP_COUNT];
 struct curl_slist *llmr_provider_headers(struct curl_slist *h, const char *auth_name,
                                          const char *auth_prefix, const char *key);
 
+/* classify.c: what an upstream failure means for routing */
+enum llmr_err {
+    LLMR_ERR_NONE, LLMR_ERR_RATE_LIMIT, LLMR_ERR_CONTEXT_WINDOW, LLMR_ERR_CONTENT_POLICY,
+    LLMR_ERR_AUTH, LLMR_ERR_NOT_FOUND, LLMR_ERR_BAD_REQUEST, LLMR_ERR_TIMEOUT,
+    LLMR_ERR_SERVER, LLMR_ERR_CONNECTION, LLMR_ERR_OTHER
+};
+enum llmr_err llmr_classify(const llmr_deployment *d, CURLcode result, long status,
+                            const char *body, size_t len);
+/* Worth another attempt in the same group; these also count towards a
+ * deployment's cooldown (429, 408, 5xx, timeouts, connection errors). */
+int llmr_err_retryable(enum llmr_err e);
+const char *llmr_err_name(enum llmr_err e);
+
 /* router.c */
 int llmr_router_init(llmr_worker *w);
 void llmr_router_free(llmr_worker *w);
-/* A deployment of `group` not in exclude[0..nexclude), or -1. */
-int llmr_router_pick(llmr_worker *w, int group, const int *exclude, int nexclude);
+/* A deployment of `group` that is not cooling down, preferring one not in
+ * avoid[0..navoid) (those that already failed this request).  Returns -1
+ * when every deployment is cooling; then *wait_ms (if not NULL) is the time
+ * until the first cooldown ends. */
+int llmr_router_pick(llmr_worker *w, int group, const int *avoid, int navoid,
+                     int64_t *wait_ms);
 uint64_t llmr_rand(llmr_worker *w);
 
 #endif

@@ -213,6 +213,7 @@ static void test_every_value_set(void)
         "  listen = \"[::1]:8080\";\n"
         "  workers = 4; master_key = \"sk-master\"; pid_file = \"/run/x.pid\";\n"
         "  shm_name = \"/other\"; max_body_bytes = 4294967296L; drain_timeout = 5;\n"
+        "  worker_rlimit_nofile = 20000;\n"
         "};\n"
         "router_settings: {\n"
         "  routing_strategy = \"least-busy\";\n"
@@ -234,6 +235,7 @@ static void test_every_value_set(void)
     T_EQ_STR(c->shm_name, "/other");
     T_EQ_INT(c->max_body_bytes, 4294967296LL);
     T_CHECK(c->drain_timeout == 5.0);
+    T_EQ_INT(c->worker_rlimit_nofile, 20000);
     T_EQ_INT(c->routing_strategy, LLMR_STRATEGY_LEAST_BUSY);
     T_EQ_INT(c->num_retries, 0);
     T_CHECK(c->retry_after == 1.5);
@@ -317,7 +319,7 @@ static void test_unknown_keys(void)
                "unknown key (allowed: server, router_settings, model_list)");
     EXPECT_ERR("server = {\n  workers = 1;\n  listn = \"x\";\n};\n" ML, 3, "server.listn",
                "unknown key (allowed: listen, workers, master_key, pid_file, shm_name, "
-               "max_body_bytes, drain_timeout)");
+               "max_body_bytes, drain_timeout, worker_rlimit_nofile)");
     EXPECT_ERR(ML "router_settings = {\n num_retry = 1;\n};\n", 3, "router_settings.num_retry",
                "unknown key (allowed: routing_strategy, num_retries,");
     EXPECT_ERR("model_list = (\n {\n  model_name = \"g\";\n  modelinfo = {};\n"
@@ -383,6 +385,8 @@ static void test_ranges(void)
                "must be an integer >= 0");
     EXPECT_ERR("server = {\n max_body_bytes = 0;\n};\n" ML, 2, "server.max_body_bytes",
                "must be an integer >= 1");
+    EXPECT_ERR("server = {\n worker_rlimit_nofile = -1;\n};\n" ML, 2,
+               "server.worker_rlimit_nofile", "must be an integer");
     EXPECT_ERR("server = {\n drain_timeout = -0.5;\n};\n" ML, 2, "server.drain_timeout",
                "must be a number >= 0");
     EXPECT_ERR(ML "router_settings = {\n\n num_retries = -1;\n};\n", 4,

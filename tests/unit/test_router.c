@@ -1,8 +1,11 @@
-/* simple-shuffle weighting and exclusion, least-busy ties. */
+/* simple-shuffle weighting, avoiding failed deployments, skipping cooling
+ * ones, least-busy ties. */
 #include "../../worker/router.c"
 
 #include "t.h"
 
+static llmr_shm_segment seg;
+static llmr_shm shm = { .seg = &seg };
 static llmr_deployment deps[4];
 static int idx[4] = { 0, 1, 2, 3 };
 static llmr_conf conf;
@@ -11,6 +14,7 @@ static llmr_group group = { "g", idx, 4 };
 static void setup(int n)
 {
     memset(deps, 0, sizeof(deps));
+    memset(&seg, 0, sizeof(seg));
     memset(&conf, 0, sizeof(conf));
     for (int i = 0; i < n; i++)
         deps[i].slot = i;
@@ -27,7 +31,7 @@ static void shares(llmr_worker *w, int n, const int *ex, int nex, double *share)
     int count[4] = { 0 };
 
     for (int i = 0; i < n; i++) {
-        int p = llmr_router_pick(w, 0, ex, nex);
+        int p = llmr_router_pick(w, 0, ex, nex, NULL);
         if (p >= 0)
             count[p]++;
     }
@@ -37,7 +41,7 @@ static void shares(llmr_worker *w, int n, const int *ex, int nex, double *share)
 
 static void test_weight_wins_and_unset_weight_counts_one(void)
 {
-    llmr_worker w = { .conf = &conf };
+    llmr_worker w = { .conf = &conf, .shm = &shm };
     double s[4];
 
     setup(3);
@@ -54,7 +58,7 @@ static void test_weight_wins_and_unset_weight_counts_one(void)
 
 static void test_rpm_then_tpm_then_uniform(void)
 {
-    llmr_worker w = { .conf = &conf };
+    llmr_worker w = { .conf = &conf, .shm = &shm };
     double s[4];
 
     setup(2);
@@ -83,9 +87,9 @@ static void test_rpm_then_tpm_then_uniform(void)
     llmr_router_free(&w);
 }
 
-static void test_exclusion(void)
+static void test_avoid_failed_then_any(void)
 {
-    llmr_worker w = { .conf = &conf };
+    llmr_worker w = { .conf = &conf, .shm = &shm };
     int ex[] = { 0, 2 }, all[] = { 0, 1, 2 };
     double s[4];
 
@@ -93,14 +97,38 @@ static void test_exclusion(void)
     T_EQ_INT(llmr_router_init(&w), 0);
     shares(&w, 1000, ex, 2, s);
     T_CHECK(s[1] == 1.0);
-    T_EQ_INT(llmr_router_pick(&w, 0, all, 3), -1);
+    /* Every deployment failed already: retry on any of them. */
+    shares(&w, 3000, all, 3, s);
+    T_CHECK(s[0] > 0.2 && s[1] > 0.2 && s[2] > 0.2);
+    llmr_router_free(&w);
+}
+
+static void test_cooling_deployments_skipped(void)
+{
+    llmr_worker w = { .conf = &conf, .shm = &shm };
+    int64_t wait = -1, now = llmr_now_ms();
+    double s[4];
+
+    setup(3);
+    T_EQ_INT(llmr_router_init(&w), 0);
+    atomic_store(&seg.slots[1].cooldown_until_ms, now + 60000);
+    shares(&w, 2000, NULL, 0, s);
+    T_CHECK(s[1] == 0.0 && s[0] > 0.4 && s[2] > 0.4);
+    /* A cooling deployment is skipped even when the others failed. */
+    int avoid[] = { 0, 2 };
+    shares(&w, 1000, avoid, 2, s);
+    T_CHECK(s[1] == 0.0);
+    atomic_store(&seg.slots[0].cooldown_until_ms, now + 5000);
+    atomic_store(&seg.slots[2].cooldown_until_ms, now + 30000);
+    T_EQ_INT(llmr_router_pick(&w, 0, NULL, 0, &wait), -1);
+    T_CHECK(wait > 4000 && wait <= 5000);       /* the soonest cooldown end */
+    atomic_store(&seg.slots[0].cooldown_until_ms, now - 1);   /* expired */
+    T_EQ_INT(llmr_router_pick(&w, 0, NULL, 0, &wait), 0);
     llmr_router_free(&w);
 }
 
 static void test_least_busy(void)
 {
-    static llmr_shm_segment seg;
-    llmr_shm shm = { .seg = &seg };
     llmr_worker w = { .conf = &conf, .shm = &shm };
     double s[4];
 
@@ -114,7 +142,7 @@ static void test_least_busy(void)
     T_CHECK(s[0] == 0.0);
     T_CHECK(s[1] > 0.45 && s[2] > 0.45);   /* ties broken at random */
     int ex[] = { 1, 2 };
-    T_EQ_INT(llmr_router_pick(&w, 0, ex, 2), 0);
+    T_EQ_INT(llmr_router_pick(&w, 0, ex, 2, NULL), 0);
     llmr_router_free(&w);
 }
 
@@ -122,7 +150,8 @@ int main(void)
 {
     T_RUN(test_weight_wins_and_unset_weight_counts_one);
     T_RUN(test_rpm_then_tpm_then_uniform);
-    T_RUN(test_exclusion);
+    T_RUN(test_avoid_failed_then_any);
+    T_RUN(test_cooling_deployments_skipped);
     T_RUN(test_least_busy);
     return T_DONE();
 }

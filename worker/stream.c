@@ -1,0 +1,197 @@
+/* Server-sent events relayed chunk by chunk.  The upstream transfer pauses
+ * while the client's output buffer is past LLMR_STREAM_HIGH_WATER and
+ * resumes when it drains, so a stream holds at most that much plus one
+ * libcurl read (16 KiB) and one partial SSE line. */
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "log.h"
+#include "proxy.h"
+
+#define SSE_LINE_MAX (1 << 20)  /* longer data lines are relayed, not read */
+
+void llmr_proxy_headers(llmr_call *c);
+
+static llmr_slot *slot_of(llmr_call *c)
+{
+    return llmr_shm_slot(c->w->shm, c->w->conf->deployments[c->dep].slot);
+}
+
+void llmr_stream_commit(llmr_call *c)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(c->req);
+
+    c->committed = 1;
+    if (c->timer != NULL)
+        evtimer_del(c->timer);
+    llmr_ewma_add(&slot_of(c)->ttft_ewma_us, llmr_now_us() - c->t_attempt_us);
+    llmr_proxy_headers(c);
+    evhttp_add_header(out, "Content-Type",
+                      c->content_type[0] ? c->content_type : "text/event-stream");
+    evhttp_add_header(out, "Cache-Control", "no-cache");
+    c->chunk = evbuffer_new();
+    llmr_http_stream_start(c->w, c->req, (int)c->status);
+}
+
+/* Reads the JSON of one "data:" line for usage, or for content to count. */
+static void sse_event(llmr_call *c, const char *js, size_t len)
+{
+    llmr_json *j = &c->w->json;
+    int u, ch, d, s;
+
+    if (llmr_json_parse(j, js, len, 4096) < 0 || j->toks[0].type != JSMN_OBJECT)
+        return;
+    u = llmr_json_get(j, 0, "usage");
+    if (u >= 0 && j->toks[u].type == JSMN_OBJECT) {
+        c->sse.got_usage = 1;
+        llmr_json_int(j, llmr_json_get(j, u, "prompt_tokens"), &c->sse.prompt);
+        llmr_json_int(j, llmr_json_get(j, u, "completion_tokens"), &c->sse.completion);
+    }
+    ch = llmr_json_get(j, 0, "choices");
+    if (ch < 0 || j->toks[ch].type != JSMN_ARRAY || j->toks[ch].size == 0)
+        return;
+    d = llmr_json_get(j, ch + 1, "delta");
+    s = d >= 0 ? llmr_json_get(j, d, "content") : llmr_json_get(j, ch + 1, "text");
+    if (s >= 0 && j->toks[s].type == JSMN_STRING && j->toks[s].end > j->toks[s].start) {
+        c->sse.content_bytes += j->toks[s].end - j->toks[s].start;
+        c->sse.content_events++;
+    }
+}
+
+static void sse_line(llmr_call *c, const char *p, size_t n)
+{
+    if (n > 0 && p[n - 1] == '\r')
+        n--;
+    if (n < 5 || memcmp(p, "data:", 5) != 0)
+        return;
+    p += 5;
+    n -= 5;
+    while (n > 0 && *p == ' ') {
+        p++;
+        n--;
+    }
+    if (n > 0 && *p == '{')
+        sse_event(c, p, n);
+}
+
+/* Splits the relayed bytes into lines, keeping a partial one for later. */
+static void sse_scan(llmr_call *c, const char *data, size_t len)
+{
+    const char *end = data + len, *nl;
+
+    if (c->sse.line == NULL && (c->sse.line = evbuffer_new()) == NULL)
+        return;
+    while (data < end && (nl = memchr(data, '\n', (size_t)(end - data))) != NULL) {
+        size_t held = evbuffer_get_length(c->sse.line);
+        if (held == 0) {
+            sse_line(c, data, (size_t)(nl - data));
+        } else if (held < SSE_LINE_MAX) {
+            evbuffer_add(c->sse.line, data, (size_t)(nl - data));
+            held = evbuffer_get_length(c->sse.line);
+            sse_line(c, (const char *)evbuffer_pullup(c->sse.line, -1), held);
+            evbuffer_drain(c->sse.line, held);
+        } else {
+            evbuffer_drain(c->sse.line, held);
+        }
+        data = nl + 1;
+    }
+    if (data < end && evbuffer_get_length(c->sse.line) < SSE_LINE_MAX)
+        evbuffer_add(c->sse.line, data, (size_t)(end - data));
+}
+
+/* The client caught up: let the upstream transfer go on. */
+static void on_drained(struct evhttp_connection *evcon, void *arg)
+{
+    llmr_call *c = arg;
+
+    (void)evcon;
+    if (c->paused && c->easy != NULL) {
+        c->paused = 0;
+        curl_easy_pause(c->easy, CURLPAUSE_CONT);
+    }
+}
+
+size_t llmr_stream_write(llmr_call *c, const char *data, size_t len)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(c->evcon);
+
+    if (evbuffer_get_length(bufferevent_get_output(bev)) > LLMR_STREAM_HIGH_WATER) {
+        c->paused = 1;
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    sse_scan(c, data, len);
+    if (c->chunk == NULL || evbuffer_add(c->chunk, data, len) != 0)
+        return 0;
+    evhttp_send_reply_chunk_with_cb(c->req, c->chunk, on_drained, c);
+    return len;
+}
+
+void llmr_stream_end(llmr_call *c, enum llmr_err err, const char *message)
+{
+    if (err != LLMR_ERR_NONE && c->chunk != NULL) {
+        char esc[512];
+        llmr_json_escape(esc, sizeof(esc), message, strlen(message));
+        evbuffer_add_printf(c->chunk,
+                            "data: {\"error\":{\"message\":\"%s\",\"type\":\"%s\","
+                            "\"param\":null,\"code\":\"%s\"}}\n\n",
+                            esc, err == LLMR_ERR_TIMEOUT ? "timeout" : "api_error",
+                            llmr_err_name(err));
+        evhttp_send_reply_chunk(c->req, c->chunk);
+    }
+    llmr_http_stream_end(c->w, c->req);
+}
+
+void llmr_stream_usage(llmr_call *c, int64_t *prompt, int64_t *completion)
+{
+    if (c->sse.got_usage) {
+        *prompt = c->sse.prompt;
+        *completion = c->sse.completion;
+        return;
+    }
+    /* No usage chunk: about 4 bytes of text a token, and at least one token
+     * per content event, since servers stream roughly a token at a time. */
+    *completion = (c->sse.content_bytes + 3) / 4;
+    if (*completion < c->sse.content_events)
+        *completion = c->sse.content_events;
+    *prompt = llmr_estimate_prompt_tokens(c->body, c->len, &c->w->json);
+}
+
+void llmr_sse_free(llmr_sse *s)
+{
+    if (s->line != NULL)
+        evbuffer_free(s->line);
+    s->line = NULL;
+}
+
+/* Adds up the bytes of every string value in the subtree at i; returns the
+ * index after it. */
+static int string_bytes(const llmr_json *j, int i, int64_t *bytes)
+{
+    int end = llmr_json_skip(j, i);
+
+    for (int k = i; k < end; k++)
+        if (j->toks[k].type == JSMN_STRING && j->toks[k].size == 0)   /* values only */
+            *bytes += j->toks[k].end - j->toks[k].start;
+    return end;
+}
+
+int64_t llmr_estimate_prompt_tokens(const char *body, size_t len, llmr_json *j)
+{
+    static const char *const fields[] = { "messages", "prompt", "input" };
+    int64_t bytes = 0, messages = 0;
+
+    if (llmr_json_parse(j, body, len, (int)(len / 2) + 64) < 0)
+        return (int64_t)(len / 4) + 1;
+    for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++) {
+        int v = llmr_json_get(j, 0, fields[f]);
+        if (v < 0)
+            continue;
+        if (j->toks[v].type == JSMN_ARRAY && f == 0)
+            messages += j->toks[v].size;
+        string_bytes(j, v, &bytes);
+    }
+    return (bytes + 3) / 4 + 4 * messages + 3;
+}
