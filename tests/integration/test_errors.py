@@ -82,6 +82,11 @@ class _DebugArgs(Proc):
         super().__init__(list(argv) + ["-d"], name, env=env)
 
 
+# One attempt per request and no cooldowns: these tests look at how one
+# upstream answer is passed on; retries and cooldowns are tested apart.
+SINGLE_ATTEMPT = "num_retries = 0; cooldown_time = 0.0;"
+
+
 class DebugDaemon(Daemon, _DebugArgs):
     """A Daemon started with -d, so that every debug log line is checked too."""
 
@@ -350,7 +355,8 @@ def test_upstream_refused_is_502():
     dead = free_port()        # nothing listens here
     dead_mock = type("M", (), {"base": "http://127.0.0.1:%d" % dead})()
     d = Daemon([deployment(GROUP, m, dep_id="ok"),
-                deployment("dead", dead_mock, dep_id="dead-1")], workers=2)
+                deployment("dead", dead_mock, dep_id="dead-1")], workers=2,
+               router=SINGLE_ATTEMPT)
     pids = started(d)
     for path, extra in (("/v1/chat/completions", {"messages": []}),
                         ("/v1/completions", {"prompt": "x"}),
@@ -382,7 +388,8 @@ def test_upstream_timeout_is_504():
 
 def test_upstream_errors_pass_through():
     m = Mock("a")
-    d = Daemon([deployment(GROUP, m, model="upstream-model")], workers=2)
+    d = Daemon([deployment(GROUP, m, model="upstream-model")], workers=2,
+               router=SINGLE_ATTEMPT)
     pids = started(d)
     cases = [{"status": 500}, {"status": 503}, {"status": 502}, {"status": 401},
              {"status": 404}, {"status": 429, "retry_after": "5"},
@@ -465,7 +472,7 @@ def test_no_upstream_key_leak():
                      deployment("dead-azure", dead, model="az-dead", azure=True, key=secret),
                      deployment("slow", slow, dep_id="slow", key=secret,
                                 params="timeout = 1.0;")],
-                    workers=2)
+                    workers=2, router=SINGLE_ATTEMPT)
     pids = started(d)
     responses = []
 

@@ -305,7 +305,8 @@ def test_usage_counters_match_the_mock():
 
 def test_usage_not_counted_for_upstream_errors():
     m = Mock("a")
-    d = Daemon([deployment(GROUP, m, dep_id="u")], workers=2)
+    d = Daemon([deployment(GROUP, m, dep_id="u")], workers=2,
+               router="num_retries = 0; cooldown_time = 0.0;")
     assert chat(d.port).status == 200
     assert chat(d.port, extra={"x_mock": {"status": 500}}).status == 500
     assert chat(d.port, extra={"x_mock": {"error": "context_length"}}).status == 400
