@@ -32,9 +32,10 @@ UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 LLMROUTE := $(BUILD)/llmroute
 MOCK     := $(BUILD)/llmroute-mock
 LAT      := $(BUILD)/llmroute-lat
+STREAMS  := $(BUILD)/llmroute-streams
 
 .PHONY: all test unit integration run bench clean deps
-all: $(LLMROUTE) $(MOCK) $(LAT) $(UNIT_BIN)
+all: $(LLMROUTE) $(MOCK) $(LAT) $(STREAMS) $(UNIT_BIN)
 
 # Installs the build dependencies once per build tree (idempotent script).
 DEPS_OK := $(BUILD)/.deps-ok
@@ -58,6 +59,9 @@ $(MOCK): $(MOCK_SRC:%.c=$(BUILD)/%.o) $(BUILD)/common/log.o
 	$(CC) $(LDFLAGS) $(XLDFLAGS) -o $@ $^ $(XLDLIBS) $(LDLIBS)
 
 $(LAT): $(BUILD)/bench/latency.o
+	$(CC) $(LDFLAGS) $(XLDFLAGS) -o $@ $^
+
+$(STREAMS): $(BUILD)/bench/streams.o
 	$(CC) $(LDFLAGS) $(XLDFLAGS) -o $@ $^
 
 # Unit tests #include the unit under test to reach its statics, so each links

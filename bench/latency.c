@@ -3,8 +3,10 @@
  * latency percentiles of each.  `make bench` uses it to measure what
  * llmroute adds to a request (B) over a direct call (A).
  *
- *   llmroute-lat -n 10000 -r 20 -b BODY_FILE PORT_A PORT_B PATH
+ *   llmroute-lat -n 10000 -r 20 [-s] -b BODY_FILE PORT_A PORT_B PATH
  *
+ * With -s the body asks for a stream: the time measured is to the first
+ * "data:" event, and each chunked response is read to its end.
  * Prints one JSON object on stdout. */
 #include <errno.h>
 #include <netinet/in.h>
@@ -47,15 +49,41 @@ static int connect_to(int port)
     return fd;
 }
 
-/* Reads one response with a Content-Length; returns its status or -1. */
+static int stream_mode;
+static double first_event_us;   /* when the first "data:" arrived */
+
+static double now_us(void);
+
+/* Reads a chunked body to its last chunk, noting the first event. */
+static int read_chunked(int fd, char *buf, size_t cap, size_t have)
+{
+    for (;;) {
+        buf[have] = '\0';
+        if (first_event_us == 0 && strstr(buf, "data:") != NULL)
+            first_event_us = now_us();
+        if (have >= 5 && memcmp(buf + have - 5, "0\r\n\r\n", 5) == 0)
+            return 0;
+        if (have > cap / 2) {       /* keep the tail only */
+            memmove(buf, buf + have - 8, 8);
+            have = 8;
+        }
+        ssize_t r = read(fd, buf + have, cap - 1 - have);
+        if (r <= 0)
+            return -1;
+        have += (size_t)r;
+    }
+}
+
+/* Reads one response (Content-Length or chunked); returns its status or -1. */
 static int read_response(int fd)
 {
     static char buf[1 << 16];
     size_t have = 0;
     char *end = NULL;
     long clen = -1;
-    int status;
+    int status, chunked = 0;
 
+    first_event_us = 0;
     while (end == NULL) {
         ssize_t r = read(fd, buf + have, sizeof(buf) - 1 - have);
         if (r <= 0)
@@ -66,9 +94,17 @@ static int read_response(int fd)
     }
     if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
         return -1;
-    for (char *p = strstr(buf, "\r\n"); p != NULL && p < end; p = strstr(p + 2, "\r\n"))
+    for (char *p = strstr(buf, "\r\n"); p != NULL && p < end; p = strstr(p + 2, "\r\n")) {
         if (strncasecmp(p + 2, "content-length:", 15) == 0)
             clen = strtol(p + 17, NULL, 10);
+        if (strncasecmp(p + 2, "transfer-encoding: chunked", 26) == 0)
+            chunked = 1;
+    }
+    if (chunked) {
+        size_t body = have - (size_t)(end + 4 - buf);
+        memmove(buf, end + 4, body);
+        return read_chunked(fd, buf, sizeof(buf), body) == 0 ? status : -1;
+    }
     if (clen < 0)
         return -1;
     for (size_t body = have - (size_t)(end + 4 - buf); (long)body < clen;) {
@@ -95,11 +131,11 @@ static void one(target *t, const char *req, size_t len)
         if (write(t->fd, req, len) == (ssize_t)len)
             status = read_response(t->fd);
     }
-    if (status != 200) {
+    if (status != 200 || (stream_mode && first_event_us == 0)) {
         fprintf(stderr, "request to port %d failed: status %d\n", t->port, status);
         exit(1);
     }
-    t->lat[t->n++] = now_us() - t0;
+    t->lat[t->n++] = (stream_mode ? first_event_us : now_us()) - t0;
 }
 
 static int cmp(const void *a, const void *b)
@@ -121,8 +157,9 @@ int main(int argc, char **argv)
     size_t blen = 0, rlen;
     target t[2];
 
-    while ((opt = getopt(argc, argv, "n:r:b:")) != -1) {
-        if (opt == 'n') n = atoi(optarg);
+    while ((opt = getopt(argc, argv, "n:r:b:s")) != -1) {
+        if (opt == 's') stream_mode = 1;
+        else if (opt == 'n') n = atoi(optarg);
         else if (opt == 'r') rounds = atoi(optarg);
         else if (opt == 'b') body_file = optarg;
     }

@@ -144,8 +144,15 @@ static void apply_rlimit(const llmr_conf *conf)
     if (conf->worker_rlimit_nofile <= 0 || getrlimit(RLIMIT_NOFILE, &rl) == -1)
         return;
     rl.rlim_cur = (rlim_t)conf->worker_rlimit_nofile;
-    if (rl.rlim_max < rl.rlim_cur)
-        rl.rlim_max = rl.rlim_cur;      /* only root may raise the hard limit */
+    if (rl.rlim_max < rl.rlim_cur) {
+        rlim_t hard = rl.rlim_max;
+        rl.rlim_max = rl.rlim_cur;      /* only a privileged master may raise it */
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            return;
+        llmr_warn("server.worker_rlimit_nofile = %ld: %s; using the hard limit %llu",
+                  conf->worker_rlimit_nofile, strerror(errno), (unsigned long long)hard);
+        rl.rlim_cur = rl.rlim_max = hard;
+    }
     if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
         llmr_warn("server.worker_rlimit_nofile = %ld: setrlimit: %s",
                   conf->worker_rlimit_nofile, strerror(errno));

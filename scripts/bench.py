@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -124,10 +125,11 @@ def run_wrk(port, path, args, lua):
     return parse_wrk(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
 
 
-def run_lat(args, tmp, port_a, port_b, path):
+def run_lat(args, tmp, port_a, port_b, path, body="body.json", stream=False):
     r = subprocess.run([os.path.join(args.build, "llmroute-lat"), "-n", str(args.lat_requests),
-                        "-r", "20", "-b", os.path.join(tmp, "body.json"), str(port_a),
-                        str(port_b), path], capture_output=True, text=True)
+                        "-r", "20", "-b", os.path.join(tmp, body), str(port_a),
+                        str(port_b), path] + (["-s"] if stream else []),
+                       capture_output=True, text=True)
     if r.returncode != 0:
         logs = "".join("\n--- %s\n%s" % (f, open(os.path.join(tmp, f), errors="replace").read()[-1500:])
                        for f in sorted(os.listdir(tmp)) if f.endswith(".log"))
@@ -176,7 +178,7 @@ http {
     return path
 
 
-def llmroute_conf(tmp, name, port, upstream, workers):
+def llmroute_conf(tmp, name, port, upstream, workers, server=""):
     path = os.path.join(tmp, name + ".conf")
     deps = ",\n".join(
         '{ model_name = "bench"; litellm_params = { model = "openai/gpt-3.5-turbo"; '
@@ -184,15 +186,15 @@ def llmroute_conf(tmp, name, port, upstream, workers):
         'model_info = { id = "mock-%s"; }; }' % (upstream, c) for c in "ab")
     with open(path, "w") as f:
         f.write("""server: { listen = "127.0.0.1:%d"; workers = %d;
-  pid_file = "%s/%s.pid"; shm_name = "/llmr-bench-%d-%s"; };
+  pid_file = "%s/%s.pid"; shm_name = "/llmr-bench-%d-%s"; %s };
 model_list = ( %s );
-""" % (port, workers, tmp, name, os.getpid(), name, deps))
+""" % (port, workers, tmp, name, os.getpid(), name, server, deps))
     return path
 
 
-def start_llmroute(args, tmp, name, upstream, workers):
+def start_llmroute(args, tmp, name, upstream, workers, server=""):
     port = free_port()
-    conf = llmroute_conf(tmp, name, port, upstream, workers)
+    conf = llmroute_conf(tmp, name, port, upstream, workers, server)
     return Server(name, [os.path.join(args.build, "llmroute"), "-c", conf], port,
                   "/health/readiness", tmp)
 
@@ -246,6 +248,45 @@ def rate_scenario(args, tmp):
         mock.stop()
 
 
+def stream_scenario(args, tmp, mock_port):
+    """Added time to the first event at concurrency 1, then concurrent
+    streams of 64 chunks 20 ms apart, stepping up: the most held with every
+    event delivered and no gap over 1 s."""
+    for name, body in (("stream4.json", {"chunks": 4}),
+                       ("stream64.json", {"chunks": 64, "chunk_delay_ms": 20})):
+        with open(os.path.join(tmp, name), "w") as f:
+            f.write(json.dumps(dict(json.loads(BODY), stream=True, x_mock=body)))
+    lr = start_llmroute(args, tmp, "llmroute-stream", mock_port, 2,
+                        "worker_rlimit_nofile = 65536;")
+    res = {"ttfb": run_lat(args, tmp, mock_port, lr.port, "/v1/chat/completions",
+                           "stream4.json", stream=True), "steps": [], "max_streams": 0,
+           "direct_steps": [], "direct_max_streams": 0}
+
+    def streams(port, n):
+        r = subprocess.run([os.path.join(args.build, "llmroute-streams"), "-n", str(n),
+                            "-e", "66", "-g", "1000", "-b", os.path.join(tmp, "stream64.json"),
+                            str(port), "/v1/chat/completions"], capture_output=True, text=True)
+        return json.loads(r.stdout) if r.stdout.strip() else {"streams": n, "error": r.stderr}
+    try:
+        for n in args.streams:
+            step = streams(lr.port, n)
+            step["rss_kb"] = lr.rss_kb()
+            res["steps"].append(step)
+            if step.get("completed") != n:
+                break
+            res["max_streams"] = n
+        # The single-threaded mock's own limit, for scale.
+        for n in args.streams:
+            step = streams(mock_port, n)
+            res["direct_steps"].append(step)
+            if step.get("completed") != n:
+                break
+            res["direct_max_streams"] = n
+    finally:
+        lr.stop()
+    return res
+
+
 def fmt_row(name, r, direct):
     cpu = "%.1f" % r["cpu_us_per_req"] if "cpu_us_per_req" in r else "-"
     rss = "/".join("%.1f" % (k / 1024) for k in r.get("rss_kb", [])) or "-"
@@ -264,9 +305,16 @@ def main():
     ap.add_argument("--rates", type=int, nargs="*",
                     default=[250, 500, 1000, 2000, 3000, 4000, 6000, 8000])
     ap.add_argument("--rate-duration", type=int, default=5)
+    ap.add_argument("--streams", type=int, nargs="*", default=[1000, 2500, 5000, 10000])
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results.json"))
     args = ap.parse_args()
     args.build = os.path.abspath(args.build)
+    # Thousands of streams need thousands of sockets in every process.
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (65536, max(hard, 65536)))
+    except (ValueError, OSError):       # no CAP_SYS_RESOURCE: the hard limit it is
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     tmp = tempfile.mkdtemp(prefix="llmr-bench-")
     lua = os.path.join(tmp, "post.lua")
     with open(lua, "w") as f:
@@ -306,10 +354,10 @@ def main():
         res["nginx_added_latency"] = run_lat(args, tmp, mock.port, port, path)
         ng.stop()
         res["rate_20ms"] = rate_scenario(args, tmp)
+        res["streaming"] = stream_scenario(args, tmp, mock.port)
     finally:
         for s in servers:
             s.stop()
-    res["streaming"] = "skipped: streaming relay not implemented yet (issue 4)"
     report(res)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
@@ -345,7 +393,19 @@ def report(res):
             for s in r["steps"]))
         print("  highest rate with p99 < 30 ms and no errors, %s: %d/s" % (
             name, r["max_rate_p99_under_30ms"]))
-    print("streaming: " + res["streaming"])
+    st = res["streaming"]
+    print("streaming, time to first event at concurrency 1: llmroute p50 %+.1f us, p99 %+.1f us"
+          " over direct" % (st["ttfb"]["added_p50_us"], st["ttfb"]["added_p99_us"]))
+    for name, steps in (("llmroute 2w", st["steps"]), ("direct", st["direct_steps"])):
+        for step in steps:
+            print("  %s, %d concurrent streams (64 x 20 ms): " % (name, step["streams"]) + (
+                "completed %(completed)d, lost %(lost)d, stalled %(stalled)d, peak open "
+                "%(peak_open)d, first event p50 %(ttfb_p50_ms).1f ms p99 %(ttfb_p99_ms).1f "
+                "ms, longest gap %(max_gap_ms).0f ms" % step if "completed" in step
+                else step["error"]) + (", RSS MiB " + "/".join(
+                    "%.1f" % (k / 1024) for k in step["rss_kb"]) if "rss_kb" in step else ""))
+    print("most concurrent streams held without loss or stall: llmroute 2 workers %d, "
+          "direct to the mock %d" % (st["max_streams"], st["direct_max_streams"]))
 
 
 if __name__ == "__main__":
