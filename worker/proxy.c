@@ -421,8 +421,9 @@ static int next_group(llmr_call *c)
         c->fallbacks_added = 1;
         plan_append(c, &c->w->conf->fallbacks, c->plan[0]);
     }
-    if (++c->pos >= c->nplan)
-        return 0;
+    if (c->pos + 1 >= c->nplan)
+        return 0;       /* pos stays on the last group tried, for the headers */
+    c->pos++;
     c->nfailed = 0;
     c->group_attempts = 0;
     c->backoff_step = 0;
@@ -464,7 +465,10 @@ static void after_failure(llmr_call *c, enum llmr_err err, int64_t ra)
             reply_final(c);
         return;
     }
-    if (llmr_err_retryable(err) && c->group_attempts <= conf->num_retries) {
+    /* A retry is only worth waiting for when the group still has a
+     * deployment that is not cooling down; else fall back at once. */
+    if (llmr_err_retryable(err) && c->group_attempts <= conf->num_retries
+        && llmr_router_pick(c->w, c->plan[c->pos], NULL, 0, NULL) >= 0) {
         wait = backoff_ms(c, err, ra);
         if (llmr_now_us() + wait * 1000 >= c->deadline_us) {
             reply_final(c);         /* no wait may run past the timeout */
