@@ -228,10 +228,6 @@ static int parse_strategy(conf_cx *cx, const config_setting_t *rs)
         return -1;
     for (int i = 0; i < NSTRATEGIES; i++)
         if (strcmp(v, strategy_names[i]) == 0) {
-            /* Refused rather than silently routed by another strategy. */
-            if (i == LLMR_STRATEGY_USAGE_BASED || i == LLMR_STRATEGY_LATENCY_BASED)
-                return conf_fail(cx, s, k, "\"%s\" is not implemented in this version "
-                                 "(allowed: simple-shuffle, least-busy)", v);
             cx->conf->routing_strategy = (enum llmr_strategy) i;
             return 0;
         }

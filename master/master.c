@@ -97,11 +97,26 @@ static void free_cycle_in_child(llmr_cycle *cy)
     free(cy);
 }
 
+/* A worker-share index no live worker uses. */
+static int free_wslot(const llmr_cycle *cy)
+{
+    for (int k = 0; k < LLMR_WORKER_SLOTS; k++) {
+        int used = 0;
+        for (int i = 0; i < LLMR_MAX_PROCS && !used; i++)
+            used = cy->procs[i].pid > 0 && cy->procs[i].wslot == k;
+        if (!used)
+            return k;
+    }
+    return -1;
+}
+
 /* Forks the worker for entry p.  The child never returns. */
 static int spawn(llmr_cycle *cy, llmr_proc *p)
 {
     int fds[LLMR_MAX_LISTEN];
     pid_t pid;
+
+    p->wslot = free_wslot(cy);
 
     for (int i = 0; i < cy->nlisteners; i++)
         fds[i] = cy->listeners[i].fd;
@@ -114,7 +129,7 @@ static int spawn(llmr_cycle *cy, llmr_proc *p)
         int code;
         child_signals();
         code = llmr_worker_main(cy->conf, &cy->shm, fds, cy->nlisteners, p->index,
-                                cy->generation);
+                                p->wslot, cy->generation);
         free_cycle_in_child(cy);
         exit(code);
     }
@@ -217,6 +232,9 @@ static void reaped(llmr_cycle *cy, llmr_proc *p, int status)
 {
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 
+    /* Requests a killed worker had in flight are not in flight any more. */
+    llmr_counters_reap_worker(&cy->shm, p->wslot);
+    p->wslot = -1;
     p->pid = 0;
     if (p->draining || cy->quitting || p->gen != cy->generation) {
         llmr_debug("worker %d (generation %u) exited", p->index, p->gen);

@@ -23,6 +23,7 @@ typedef struct llmr_proc {
     pid_t pid;                  /* 0 = empty entry */
     uint32_t gen;
     int index;
+    int wslot;                  /* its share in the slots' counters */
     int draining;
     int fails;                  /* quick deaths in a row, for back-off */
     double started;             /* monotonic seconds */

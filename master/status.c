@@ -27,11 +27,15 @@ static void print_slot(const llmr_deployment *d, const char *group, const llmr_s
     uint64_t window = atomic_load_explicit(&s->fail_window, memory_order_relaxed);
     unsigned fails = (uint32_t)(window >> 32) == (uint32_t)(now_ms / 60000) ? (uint32_t)window : 0;
 
-    printf("%-24s %-20s %10lld %10lld %8lld %8lld %12lld %12lld %9.1f %9.1f %9.1f %9u %9lld %9.1f\n",
+    uint32_t minute = (uint32_t)(now_ms / 60000);
+
+    printf("%-24s %-20s %10lld %10lld %8lld %8lld %12lld %12lld %9.1f %9.1f %9.1f %9u %9lld "
+           "%9.1f %8u %10u\n",
            d->id, group, LD(requests), ok, LD(failures), LD(inflight), LD(prompt_tokens),
            LD(completion_tokens), avg, (double)LD(latency_ewma_us) / 1000.0,
            (double)LD(ttft_ewma_us) / 1000.0, fails, LD(cooldowns),
-           (double)llmr_cooldown_left_ms(s, now_ms) / 1000.0);
+           (double)llmr_cooldown_left_ms(s, now_ms) / 1000.0,
+           llmr_window_count(&s->rpm_window, minute), llmr_window_count(&s->tpm_window, minute));
 }
 
 int llmr_status_print(const char *conf_path)
@@ -54,9 +58,10 @@ int llmr_status_print(const char *conf_path)
            (int)atomic_load(&shm.seg->hdr.master_pid),
            atomic_load(&shm.seg->hdr.generation),
            (long long)(time(NULL) - shm.seg->hdr.start_time), conf->shm_name);
-    printf("%-24s %-20s %10s %10s %8s %8s %12s %12s %9s %9s %9s %9s %9s %9s\n",
+    printf("%-24s %-20s %10s %10s %8s %8s %12s %12s %9s %9s %9s %9s %9s %9s %8s %10s\n",
            "DEPLOYMENT", "GROUP", "REQUESTS", "SUCCESS", "FAILED", "INFLIGHT", "PROMPT_TOK",
-           "COMPL_TOK", "AVG_MS", "EWMA_MS", "TTFT_MS", "FAILS_MIN", "COOLDOWNS", "COOLING_S");
+           "COMPL_TOK", "AVG_MS", "EWMA_MS", "TTFT_MS", "FAILS_MIN", "COOLDOWNS", "COOLING_S",
+           "RPM_MIN", "TPM_MIN");
     for (int i = 0; i < conf->ndeployments; i++) {
         const llmr_deployment *d = &conf->deployments[i];
         const llmr_slot *s = find_slot(&shm, d->id);

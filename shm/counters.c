@@ -2,24 +2,158 @@
  * independent statistic, and no reader infers one counter from another. */
 #include "shm.h"
 
+#include <stdint.h>
 #include <time.h>
 
-void llmr_counters_attempt_start(llmr_slot *s)
+static uint32_t minute_of(int64_t now_ms)
 {
+    return (uint32_t)(now_ms / 60000);
+}
+
+uint32_t llmr_window_count(const _Atomic uint64_t *w, uint32_t minute)
+{
+    uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
+
+    return (uint32_t)(v >> 32) == minute ? (uint32_t)v : 0;
+}
+
+/* Adds x to the window of `minute` (rolling it over when it holds an older
+ * minute) unless that passes limit (0 = no limit).  Returns the new count,
+ * or -1 when refused. */
+static int64_t window_add(_Atomic uint64_t *w, uint32_t minute, uint32_t x, long limit)
+{
+    uint64_t old = atomic_load_explicit(w, memory_order_relaxed), next;
+
+    do {
+        uint32_t count = (uint32_t)(old >> 32) == minute ? (uint32_t)old : 0;
+        if (limit > 0 && (long)count + (long)x > limit)
+            return -1;
+        next = ((uint64_t)minute << 32) | (uint32_t)(count + x);
+    } while (!atomic_compare_exchange_weak_explicit(w, &old, next, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    return (uint32_t)next;
+}
+
+/* Adds a signed delta to the window of `minute`, never below zero; a window
+ * that has rolled over is left alone. */
+static void window_adjust(_Atomic uint64_t *w, uint32_t minute, int64_t delta)
+{
+    uint64_t old = atomic_load_explicit(w, memory_order_relaxed), next;
+
+    do {
+        int64_t count;
+        if ((uint32_t)(old >> 32) != minute)
+            return;
+        count = (int64_t)(uint32_t)old + delta;
+        count = count < 0 ? 0 : count > UINT32_MAX ? UINT32_MAX : count;
+        next = ((uint64_t)minute << 32) | (uint64_t)count;
+    } while (!atomic_compare_exchange_weak_explicit(w, &old, next, memory_order_relaxed,
+                                                    memory_order_relaxed));
+}
+
+static int inflight_try_take(llmr_slot *s, int max)
+{
+    int64_t old = atomic_load_explicit(&s->inflight, memory_order_relaxed);
+
+    do {
+        if (max > 0 && old >= max)
+            return 0;
+    } while (!atomic_compare_exchange_weak_explicit(&s->inflight, &old, old + 1,
+                                                    memory_order_relaxed,
+                                                    memory_order_relaxed));
+    return 1;
+}
+
+static uint32_t tokens32(int64_t tokens)
+{
+    return tokens < 0 ? 0 : tokens > UINT32_MAX ? UINT32_MAX : (uint32_t)tokens;
+}
+
+enum llmr_limit llmr_counters_admit(llmr_slot *s, const llmr_limits *l, int wslot,
+                                    int64_t tokens, int64_t now_ms)
+{
+    uint32_t minute = minute_of(now_ms);
+
+    if (!inflight_try_take(s, l->max_parallel))
+        return LLMR_LIMIT_PARALLEL;
+    if (window_add(&s->rpm_window, minute, 1, l->rpm) < 0) {
+        atomic_fetch_sub_explicit(&s->inflight, 1, memory_order_relaxed);
+        return LLMR_LIMIT_RPM;
+    }
+    if (window_add(&s->tpm_window, minute, tokens32(tokens), l->tpm) < 0) {
+        window_adjust(&s->rpm_window, minute, -1);
+        atomic_fetch_sub_explicit(&s->inflight, 1, memory_order_relaxed);
+        return LLMR_LIMIT_TPM;
+    }
+    if (wslot >= 0 && wslot < LLMR_WORKER_SLOTS)
+        atomic_fetch_add_explicit(&s->inflight_by_worker[wslot], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->requests, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->inflight, 1, memory_order_relaxed);
+    return LLMR_LIMIT_NONE;
+}
+
+void llmr_counters_unadmit(llmr_slot *s, int wslot, int64_t tokens, int64_t now_ms)
+{
+    uint32_t minute = minute_of(now_ms);
+
+    window_adjust(&s->rpm_window, minute, -1);
+    window_adjust(&s->tpm_window, minute, -(int64_t)tokens32(tokens));
+    atomic_fetch_sub_explicit(&s->requests, 1, memory_order_relaxed);
+    llmr_counters_attempt_end(s, wslot, LLMR_OUTCOME_CANCELLED, 0);
+}
+
+enum llmr_limit llmr_counters_check(const llmr_slot *s, const llmr_limits *l,
+                                    int64_t tokens, int64_t now_ms)
+{
+    uint32_t minute = minute_of(now_ms);
+
+    if (l->max_parallel > 0
+        && atomic_load_explicit(&s->inflight, memory_order_relaxed) >= l->max_parallel)
+        return LLMR_LIMIT_PARALLEL;
+    if (l->rpm > 0 && (long)llmr_window_count(&s->rpm_window, minute) + 1 > l->rpm)
+        return LLMR_LIMIT_RPM;
+    if (l->tpm > 0
+        && (long)llmr_window_count(&s->tpm_window, minute) + (long)tokens32(tokens) > l->tpm)
+        return LLMR_LIMIT_TPM;
+    return LLMR_LIMIT_NONE;
+}
+
+void llmr_counters_tokens_used(llmr_slot *s, int64_t estimated, int64_t actual,
+                               int64_t admitted_ms, int64_t now_ms)
+{
+    uint32_t then = minute_of(admitted_ms), now = minute_of(now_ms);
+
+    if (then == now)
+        window_adjust(&s->tpm_window, now, (int64_t)tokens32(actual) - tokens32(estimated));
+    else    /* the admission's minute is over: the usage counts in this one */
+        window_add(&s->tpm_window, now, tokens32(actual), 0);
 }
 
 /* A cancelled attempt (the client left) says nothing about the deployment's
  * health, so it only gives back its in-flight count. */
-void llmr_counters_attempt_end(llmr_slot *s, enum llmr_outcome outcome, int64_t latency_us)
+void llmr_counters_attempt_end(llmr_slot *s, int wslot, enum llmr_outcome outcome,
+                               int64_t latency_us)
 {
     atomic_fetch_sub_explicit(&s->inflight, 1, memory_order_relaxed);
+    if (wslot >= 0 && wslot < LLMR_WORKER_SLOTS)
+        atomic_fetch_sub_explicit(&s->inflight_by_worker[wslot], 1, memory_order_relaxed);
     if (outcome == LLMR_OUTCOME_SUCCESS) {
         atomic_fetch_add_explicit(&s->successes, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->latency_us_total, latency_us, memory_order_relaxed);
     } else if (outcome == LLMR_OUTCOME_FAILURE) {
         atomic_fetch_add_explicit(&s->failures, 1, memory_order_relaxed);
+    }
+}
+
+void llmr_counters_reap_worker(llmr_shm *shm, int wslot)
+{
+    if (wslot < 0 || wslot >= LLMR_WORKER_SLOTS)
+        return;
+    for (int i = 0; i < LLMR_SHM_SLOTS; i++) {
+        llmr_slot *s = &shm->seg->slots[i];
+        int32_t n = atomic_exchange_explicit(&s->inflight_by_worker[wslot], 0,
+                                             memory_order_relaxed);
+        if (n != 0)
+            atomic_fetch_sub_explicit(&s->inflight, n, memory_order_relaxed);
     }
 }
 
@@ -49,14 +183,7 @@ int64_t llmr_now_ms(void)
 
 uint32_t llmr_window_add(_Atomic uint64_t *w, uint32_t minute, uint32_t x)
 {
-    uint64_t old = atomic_load_explicit(w, memory_order_relaxed), next;
-
-    do {
-        uint32_t count = (uint32_t)(old >> 32) == minute ? (uint32_t)old : 0;
-        next = ((uint64_t)minute << 32) | (uint32_t)(count + x);
-    } while (!atomic_compare_exchange_weak_explicit(w, &old, next, memory_order_relaxed,
-                                                    memory_order_relaxed));
-    return (uint32_t)next;
+    return (uint32_t)window_add(w, minute, x, 0);
 }
 
 void llmr_cooldown_extend(llmr_slot *s, int64_t until_ms)
@@ -73,7 +200,7 @@ void llmr_cooldown_extend(llmr_slot *s, int64_t until_ms)
 int llmr_counters_fail(llmr_slot *s, int allowed_fails, int64_t cooldown_ms,
                        int64_t at_least_ms, int64_t now_ms)
 {
-    uint32_t n = llmr_window_add(&s->fail_window, (uint32_t)(now_ms / 60000), 1);
+    uint32_t n = llmr_window_add(&s->fail_window, minute_of(now_ms), 1);
 
     if (cooldown_ms <= 0 || n <= (uint32_t)allowed_fails)
         return 0;

@@ -15,9 +15,10 @@
 #endif
 
 #define LLMR_SHM_MAGIC      0x31524d4c524d4c4cULL   /* "LLMRLMR1" */
-#define LLMR_SHM_VERSION    2
+#define LLMR_SHM_VERSION    3
 #define LLMR_SHM_SLOTS      1024
 #define LLMR_CACHE_LINE     64
+#define LLMR_WORKER_SLOTS   512     /* live worker processes, reloads included */
 
 /* Slot states, written by the master only. */
 enum llmr_slot_state { LLMR_SLOT_FREE = 0, LLMR_SLOT_USED = 1 };
@@ -46,6 +47,16 @@ typedef struct llmr_slot {
     _Alignas(LLMR_CACHE_LINE) _Atomic uint64_t fail_window;
     _Atomic int64_t cooldown_until_ms; /* CLOCK_REALTIME ms; 0 = never */
     _Atomic int64_t cooldowns;         /* times a cooldown started */
+
+    /* Usage this minute, (minute << 32) | count like fail_window: requests
+     * (each reserved before it is sent) and tokens (estimated at admission,
+     * corrected with the reported usage). */
+    _Alignas(LLMR_CACHE_LINE) _Atomic uint64_t rpm_window;
+    _Atomic uint64_t tpm_window;
+
+    /* Each worker's share of `inflight`, so that the master can take back a
+     * dead worker's share: a SIGKILL leaves no request counted forever. */
+    _Alignas(LLMR_CACHE_LINE) _Atomic int32_t inflight_by_worker[LLMR_WORKER_SLOTS];
 } __attribute__((aligned(LLMR_CACHE_LINE))) llmr_slot;
 
 typedef struct llmr_shm_header {

@@ -38,9 +38,36 @@ static inline llmr_slot *llmr_shm_slot(llmr_shm *shm, int slot)
     return &shm->seg->slots[slot];
 }
 
-void llmr_counters_attempt_start(llmr_slot *s);
+/* Per-deployment limits, 0 = none. */
+typedef struct llmr_limits {
+    long rpm, tpm;
+    int max_parallel;
+} llmr_limits;
+
+enum llmr_limit { LLMR_LIMIT_NONE, LLMR_LIMIT_PARALLEL, LLMR_LIMIT_RPM, LLMR_LIMIT_TPM };
+
+/* Admits one attempt of `tokens` estimated tokens: takes an in-flight place
+ * under max_parallel, a request under rpm and the tokens under tpm this
+ * minute, each with one CAS, so that all workers together never pass a
+ * limit.  On refusal nothing stays taken and the limit is returned.
+ * wslot is the calling worker's share (-1: none). */
+enum llmr_limit llmr_counters_admit(llmr_slot *s, const llmr_limits *l, int wslot,
+                                    int64_t tokens, int64_t now_ms);
+/* Gives back an admission whose request never went out. */
+void llmr_counters_unadmit(llmr_slot *s, int wslot, int64_t tokens, int64_t now_ms);
+/* Whether an attempt of `tokens` would be admitted now (no reservation). */
+enum llmr_limit llmr_counters_check(const llmr_slot *s, const llmr_limits *l,
+                                    int64_t tokens, int64_t now_ms);
 enum llmr_outcome { LLMR_OUTCOME_SUCCESS, LLMR_OUTCOME_FAILURE, LLMR_OUTCOME_CANCELLED };
-void llmr_counters_attempt_end(llmr_slot *s, enum llmr_outcome outcome, int64_t latency_us);
+void llmr_counters_attempt_end(llmr_slot *s, int wslot, enum llmr_outcome outcome,
+                               int64_t latency_us);
+/* Replaces the admission's token estimate by what the upstream reported. */
+void llmr_counters_tokens_used(llmr_slot *s, int64_t estimated, int64_t actual,
+                               int64_t admitted_ms, int64_t now_ms);
+/* The count of a window word in minute `minute` (0 once it rolled over). */
+uint32_t llmr_window_count(const _Atomic uint64_t *w, uint32_t minute);
+/* Master, after reaping a worker: takes its in-flight share back. */
+void llmr_counters_reap_worker(llmr_shm *shm, int wslot);
 void llmr_counters_add_usage(llmr_slot *s, int64_t prompt, int64_t completion);
 /* Moves an exponentially weighted mean 1/8 of the way towards x. */
 void llmr_ewma_add(_Atomic int64_t *v, int64_t x);

@@ -87,7 +87,10 @@ static void attempt_end(llmr_call *c, enum llmr_outcome outcome)
         llmr_upstream_release(c->w, c->easy);
         c->easy = NULL;
     }
-    llmr_counters_attempt_end(dep_slot(c), outcome, llmr_now_us() - c->t_attempt_us);
+    llmr_counters_attempt_end(dep_slot(c), c->w->wslot, outcome,
+                              llmr_now_us() - c->t_attempt_us);
+    /* A failed or abandoned attempt used no tokens of the deployment's tpm. */
+    llmr_counters_tokens_used(dep_slot(c), c->tokens_est, 0, c->t_admit_ms, llmr_now_ms());
 }
 
 static void on_client_close(struct evhttp_connection *evcon, void *arg)
@@ -170,13 +173,52 @@ static void reply_buffered(llmr_call *c, int status)
     call_free(c);
 }
 
+static const char *const limit_names[] = {
+    [LLMR_LIMIT_NONE] = "", [LLMR_LIMIT_PARALLEL] = "max_parallel_requests",
+    [LLMR_LIMIT_RPM] = "rpm", [LLMR_LIMIT_TPM] = "tpm",
+};
+
+/* No deployment could take the request: every one is cooling down or at a
+ * limit (429 with Retry-After), or too small for the prompt (400). */
+static void reply_unavailable(llmr_call *c)
+{
+    llmr_worker *w = c->w;
+    struct evhttp_request *req = c->req;
+    char what[320], retry[24], group[LLMR_ID_MAX];
+    enum llmr_unavail why = c->unavail;
+    enum llmr_limit limit = c->limit;
+
+    snprintf(group, sizeof(group), "%s", group_name(c, 0));
+    if (why != LLMR_UNAVAIL_CONTEXT) {
+        snprintf(retry, sizeof(retry), "%lld", (long long)((c->unavail_wait_ms + 999) / 1000));
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", retry);
+    }
+    call_free(c);
+    if (why == LLMR_UNAVAIL_CONTEXT) {
+        llmr_http_error(w, req, 400, "invalid_request_error", "messages",
+                        "context_length_exceeded", "model group %s: the prompt (about %lld "
+                        "tokens) is longer than every deployment's max_input_tokens", group,
+                        (long long)c->tokens_est);
+    } else if (why == LLMR_UNAVAIL_LIMIT) {
+        snprintf(what, sizeof(what), "model group %s: every deployment is at its %s limit",
+                 group, limit_names[limit]);
+        llmr_http_error(w, req, 429, "rate_limit_error", NULL, "rate_limit_exceeded", "%s",
+                        what);
+    } else {
+        snprintf(what, sizeof(what), "no deployment of model group %s is available: every "
+                 "deployment is cooling down after failures", group);
+        llmr_http_error(w, req, 429, "rate_limit_error", NULL, "no_deployment_available",
+                        "%s", what);
+    }
+}
+
 /* Everything is spent: the last upstream answer if there was one, else our
  * own error for what went wrong. */
 static void reply_final(llmr_call *c)
 {
     llmr_worker *w = c->w;
     struct evhttp_request *req = c->req;
-    char what[256], retry[24];
+    char what[256];
     int status;
 
     if (c->final_status >= 400) {      /* an upstream answered: pass it on */
@@ -186,14 +228,8 @@ static void reply_final(llmr_call *c)
     detach(c);
     c->retry_after[0] = '\0';
     llmr_proxy_headers(c);
-    if (c->final_err == LLMR_ERR_NONE) {      /* no attempt: all cooling down */
-        snprintf(retry, sizeof(retry), "%lld", (long long)((c->cooling_wait_ms + 999) / 1000));
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", retry);
-        snprintf(what, sizeof(what), "no deployment of model group %s is available: every "
-                 "deployment is cooling down after failures", group_name(c, 0));
-        call_free(c);
-        llmr_http_error(w, req, 429, "rate_limit_error", NULL, "no_deployment_available",
-                        "%s", what);
+    if (c->final_err == LLMR_ERR_NONE) {      /* no attempt could be made */
+        reply_unavailable(c);
         return;
     }
     status = c->final_err == LLMR_ERR_TIMEOUT ? 504 : 502;
@@ -334,13 +370,17 @@ static int attempt(llmr_call *c)
     c->status = 0;
     c->content_type[0] = c->retry_after[0] = '\0';
     evbuffer_drain(c->resp, evbuffer_get_length(c->resp));
-    if (build_body(c, d) < 0 || (c->easy = llmr_upstream_easy(c->w)) == NULL)
+    if (build_body(c, d) < 0 || (c->easy = llmr_upstream_easy(c->w)) == NULL) {
+        /* The router admitted it: give the places back. */
+        llmr_counters_unadmit(dep_slot(c), c->w->wslot, c->tokens_est, c->t_admit_ms);
         return -1;
+    }
     attempt_setup(c, d);
     c->t_attempt_us = llmr_now_us();
-    llmr_counters_attempt_start(dep_slot(c));
     if (llmr_upstream_start(c->w, c->easy) < 0) {
-        attempt_end(c, LLMR_OUTCOME_CANCELLED);
+        llmr_upstream_release(c->w, c->easy);
+        c->easy = NULL;
+        llmr_counters_unadmit(dep_slot(c), c->w->wslot, c->tokens_est, c->t_admit_ms);
         return -1;
     }
     if (fb > 0) {
@@ -449,6 +489,15 @@ static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
     try_group(arg);
 }
 
+/* Whether the current group has a deployment that could take a retry. */
+static int group_has_room(llmr_call *c)
+{
+    llmr_pick_req rq = { .tokens = c->tokens_est, .stream = c->stream };
+    llmr_pick pick;
+
+    return llmr_router_pick(c->w, c->plan[c->pos], &rq, &pick) >= 0;
+}
+
 /* Decides what follows a failed attempt. */
 static void after_failure(llmr_call *c, enum llmr_err err, int64_t ra)
 {
@@ -468,7 +517,7 @@ static void after_failure(llmr_call *c, enum llmr_err err, int64_t ra)
     /* A retry is only worth waiting for when the group still has a
      * deployment that is not cooling down; else fall back at once. */
     if (llmr_err_retryable(err) && c->group_attempts <= conf->num_retries
-        && llmr_router_pick(c->w, c->plan[c->pos], NULL, 0, NULL) >= 0) {
+        && group_has_room(c)) {
         wait = backoff_ms(c, err, ra);
         if (llmr_now_us() + wait * 1000 >= c->deadline_us) {
             reply_final(c);         /* no wait may run past the timeout */
@@ -489,11 +538,27 @@ static void after_failure(llmr_call *c, enum llmr_err err, int64_t ra)
         reply_final(c);
 }
 
-/* Picks a deployment of the current group and calls it; a group whose
- * deployments are all cooling down passes to the next one. */
+/* Remembers why a group had no deployment, for the answer if nothing else
+ * serves: a limit wins over a cooldown, the soonest wait is kept. */
+static void note_unavailable(llmr_call *c, const llmr_pick *p)
+{
+    if (c->unavail == LLMR_UNAVAIL_NONE || c->unavail == LLMR_UNAVAIL_CONTEXT
+        || (p->why == LLMR_UNAVAIL_LIMIT && c->unavail == LLMR_UNAVAIL_COOLING)) {
+        c->unavail = p->why;
+        c->limit = p->limit;
+        c->unavail_wait_ms = p->wait_ms;
+    } else if (p->why == c->unavail && p->wait_ms < c->unavail_wait_ms) {
+        c->unavail_wait_ms = p->wait_ms;
+    }
+}
+
+/* Picks a deployment of the current group and calls it; a group with no
+ * deployment available passes to the next one, a prompt too long for every
+ * deployment goes to the context-window fallbacks. */
 static void try_group(llmr_call *c)
 {
-    int64_t wait = 0;
+    llmr_pick_req rq = { .tokens = c->tokens_est, .stream = c->stream, .reserve = 1 };
+    llmr_pick pick;
 
     for (;;) {
         if (llmr_now_us() >= c->deadline_us) {
@@ -502,16 +567,21 @@ static void try_group(llmr_call *c)
             reply_final(c);
             return;
         }
-        c->dep = llmr_router_pick(c->w, c->plan[c->pos], c->failed, c->nfailed, &wait);
+        rq.avoid = c->failed;
+        rq.navoid = c->nfailed;
+        c->dep = llmr_router_pick(c->w, c->plan[c->pos], &rq, &pick);
         if (c->dep >= 0)
             break;
-        if (wait > 0 && (c->cooling_wait_ms == 0 || wait < c->cooling_wait_ms))
-            c->cooling_wait_ms = wait;
-        if (!next_group(c)) {
-            reply_final(c);
-            return;
-        }
+        note_unavailable(c, &pick);
+        if (pick.why == LLMR_UNAVAIL_CONTEXT
+            && switch_plan(c, &c->w->conf->context_window_fallbacks))
+            continue;
+        if (pick.why != LLMR_UNAVAIL_CONTEXT && next_group(c))
+            continue;
+        reply_final(c);
+        return;
     }
+    c->t_admit_ms = llmr_now_ms();
     if (attempt(c) < 0) {
         llmr_error("%s: cannot start a call to %s", group_name(c, c->pos), dep_of(c)->id);
         c->final_err = LLMR_ERR_OTHER;
@@ -531,16 +601,19 @@ static void account_usage(llmr_call *c)
 
     if (c->committed) {
         llmr_stream_usage(c, &prompt, &completion);
-        llmr_counters_add_usage(dep_slot(c), prompt, completion);
-        return;
+    } else {
+        body = (const char *)evbuffer_pullup(c->resp, -1);
+        if (body != NULL && llmr_json_parse(j, body, len, (int)(len / 2) + 64) == 0
+            && j->toks[0].type == JSMN_OBJECT && (u = llmr_json_get(j, 0, "usage")) >= 0) {
+            llmr_json_int(j, llmr_json_get(j, u, "prompt_tokens"), &prompt);
+            llmr_json_int(j, llmr_json_get(j, u, "completion_tokens"), &completion);
+        } else {
+            prompt = c->tokens_est;     /* no usage reported: keep the estimate */
+        }
     }
-    body = (const char *)evbuffer_pullup(c->resp, -1);
-    if (body == NULL || llmr_json_parse(j, body, len, (int)(len / 2) + 64) < 0
-        || j->toks[0].type != JSMN_OBJECT || (u = llmr_json_get(j, 0, "usage")) < 0)
-        return;
-    llmr_json_int(j, llmr_json_get(j, u, "prompt_tokens"), &prompt);
-    llmr_json_int(j, llmr_json_get(j, u, "completion_tokens"), &completion);
     llmr_counters_add_usage(dep_slot(c), prompt, completion);
+    llmr_counters_tokens_used(dep_slot(c), c->tokens_est, prompt + completion, c->t_admit_ms,
+                              llmr_now_ms());
 }
 
 /* Records a failure against the deployment: its counters, and the window
@@ -579,7 +652,7 @@ static void done_success(llmr_call *c)
 {
     if (c->timer != NULL)
         evtimer_del(c->timer);
-    llmr_counters_attempt_end(dep_slot(c), LLMR_OUTCOME_SUCCESS,
+    llmr_counters_attempt_end(dep_slot(c), c->w->wslot, LLMR_OUTCOME_SUCCESS,
                               llmr_now_us() - c->t_attempt_us);
     if (!c->committed)
         llmr_ewma_add(&dep_slot(c)->latency_ewma_us, llmr_now_us() - c->t_attempt_us);
@@ -652,6 +725,7 @@ void llmr_proxy_start(llmr_worker *w, struct evhttp_request *req, enum llmr_op o
     c->model_end = (size_t)w->json.toks[model_tok].end;
     c->plan[0] = group;
     c->nplan = 1;
+    c->tokens_est = llmr_estimate_prompt_tokens(&w->json);
     c->dep = -1;
     c->t_start_us = llmr_now_us();
     c->deadline_us = c->t_start_us + (int64_t)(w->conf->timeout * 1e6);

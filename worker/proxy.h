@@ -55,7 +55,11 @@ typedef struct llmr_call {
     char content_type[128];
     char retry_after[16];
     int64_t t_start_us, t_attempt_us, deadline_us;
-    int64_t cooling_wait_ms;            /* when a group had only cooling deployments */
+    int64_t tokens_est;                 /* prompt tokens, estimated at the start */
+    int64_t t_admit_ms;                 /* when the attempt was admitted */
+    enum llmr_unavail unavail;          /* why a group had no deployment, last */
+    enum llmr_limit limit;              /* which limit, for LLMR_UNAVAIL_LIMIT */
+    int64_t unavail_wait_ms;            /* until one becomes available again */
 
     int committed;                      /* the client has the first byte */
     int paused;                         /* upstream paused for a slow client */
@@ -81,7 +85,8 @@ void llmr_stream_end(llmr_call *c, enum llmr_err err, const char *message);
 /* Usage of the stream: reported, or estimated from its content. */
 void llmr_stream_usage(llmr_call *c, int64_t *prompt, int64_t *completion);
 void llmr_sse_free(llmr_sse *s);
-/* Upper bound of the prompt's tokens: string bytes / 4, plus 4 a message. */
-int64_t llmr_estimate_prompt_tokens(const char *body, size_t len, llmr_json *j);
+/* The prompt's tokens, estimated from the parsed request: string-value bytes
+ * of messages/prompt/input / 4, plus 4 a message, plus 3. */
+int64_t llmr_estimate_prompt_tokens(const llmr_json *j);
 
 #endif

@@ -1,8 +1,16 @@
-/* Picking a deployment inside a model group.  simple-shuffle draws at
- * random, weighted by `weight` when any deployment of the group sets one
- * (an unset weight counts 1), else by rpm when every deployment sets it,
- * else by tpm likewise, else uniformly. */
+/* Picking a deployment inside a model group (DESIGN.md §7).
+ *
+ * First the candidates: deployments that are not cooling down, whose
+ * max_input_tokens fits the prompt and whose limits (rpm, tpm,
+ * max_parallel_requests, read from the shared windows) admit one more
+ * request; of those, the ones that have not failed this request when there
+ * is any, and of those the lowest `order`.  Then the strategy picks one, and
+ * the pick is admitted atomically against every worker; a deployment that
+ * another worker filled in the meantime is dropped and the strategy picks
+ * again. */
+#include <limits.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,10 +63,16 @@ int llmr_router_init(llmr_worker *w)
     w->rng = ((uint64_t)getpid() << 32) ^ (uint64_t)ts.tv_nsec ^ (uint64_t)w->index;
     w->router.weight = calloc((size_t)c->ndeployments, sizeof(double));
     w->router.cand = calloc((size_t)c->ndeployments, sizeof(int));
-    if (w->router.weight == NULL || w->router.cand == NULL)
+    w->router.limits = calloc((size_t)c->ndeployments, sizeof(llmr_limits));
+    if (w->router.weight == NULL || w->router.cand == NULL || w->router.limits == NULL)
         return -1;
     for (int g = 0; g < c->ngroups; g++)
         group_weights(c, &c->groups[g], w->router.weight);
+    for (int i = 0; i < c->ndeployments; i++) {
+        w->router.limits[i].rpm = c->deployments[i].rpm;
+        w->router.limits[i].tpm = c->deployments[i].tpm;
+        w->router.limits[i].max_parallel = c->deployments[i].max_parallel_requests;
+    }
     return 0;
 }
 
@@ -68,6 +82,13 @@ void llmr_router_free(llmr_worker *w)
     w->router.weight = NULL;
     free(w->router.cand);
     w->router.cand = NULL;
+    free(w->router.limits);
+    w->router.limits = NULL;
+}
+
+static llmr_slot *slot_of(llmr_worker *w, int i)
+{
+    return llmr_shm_slot(w->shm, w->conf->deployments[i].slot);
 }
 
 static int listed(int i, const int *list, int n)
@@ -85,75 +106,173 @@ static int pick_shuffle(llmr_worker *w, const int *cand, int n)
     for (int k = 0; k < n; k++)
         total += w->router.weight[cand[k]];
     if (total <= 0)
-        return cand[llmr_rand(w) % (uint64_t)n];
+        return (int)(llmr_rand(w) % (uint64_t)n);
     r = rand_unit(w) * total;
     for (int k = 0; k < n; k++) {
         r -= w->router.weight[cand[k]];
         if (r < 0)
-            return cand[k];
+            return k;
     }
-    return cand[n - 1];     /* rounding left r just above zero */
+    return n - 1;           /* rounding left r just above zero */
 }
 
-/* least-busy: fewest in-flight requests across every worker, ties broken
- * at random so that idle deployments share the load. */
-static int pick_least_busy(llmr_worker *w, const int *cand, int n)
+/* The candidate with the lowest metric, ties broken at random so that equal
+ * deployments share the load. */
+static int pick_lowest(llmr_worker *w, const int64_t *metric, int n)
 {
-    int best = -1, ties = 0;
-    int64_t best_n = 0;
+    int best = 0, ties = 1;
 
-    for (int k = 0; k < n; k++) {
-        int i = cand[k];
-        int64_t busy = atomic_load_explicit(
-            &llmr_shm_slot(w->shm, w->conf->deployments[i].slot)->inflight,
-            memory_order_relaxed);
-        if (best < 0 || busy < best_n) {
-            best = i;
-            best_n = busy;
+    for (int k = 1; k < n; k++) {
+        if (metric[k] < metric[best]) {
+            best = k;
             ties = 1;
-        } else if (busy == best_n && llmr_rand(w) % (uint64_t)++ties == 0) {
-            best = i;
+        } else if (metric[k] == metric[best] && llmr_rand(w) % (uint64_t)++ties == 0) {
+            best = k;
         }
     }
     return best;
 }
 
-/* The group's deployments that are not cooling down, and of those the ones
- * not in avoid[] when there is any. */
-static int candidates(llmr_worker *w, const llmr_group *g, const int *avoid, int navoid,
-                      int64_t *wait_ms)
+/* latency-based-routing: unmeasured deployments first (so every one gets
+ * measured), else at random among those within lowest_latency_buffer (a
+ * fraction) of the lowest EWMA: time to first token for streams, the whole
+ * response otherwise. */
+static int pick_latency(llmr_worker *w, const int64_t *metric, int n)
 {
-    int64_t now = llmr_now_ms(), soonest = 0;
-    int n = 0, fresh = 0;
+    int64_t best = -1;
+    int within = 0, chosen = 0;
+    double limit;
 
+    for (int k = 0; k < n; k++)
+        if (metric[k] == 0)
+            return pick_lowest(w, metric, n);
+    for (int k = 0; k < n; k++)
+        best = best < 0 || metric[k] < best ? metric[k] : best;
+    limit = (double)best * (1.0 + w->conf->lowest_latency_buffer);
+    for (int k = 0; k < n; k++)
+        if ((double)metric[k] <= limit && llmr_rand(w) % (uint64_t)++within == 0)
+            chosen = k;
+    return chosen;
+}
+
+/* Index into cand[0..n) chosen by the configured strategy. */
+static int strategy_pick(llmr_worker *w, const int *cand, int n, int stream)
+{
+    int64_t metric[64], *m = metric;
+    int k, r;
+
+    if (w->conf->routing_strategy == LLMR_STRATEGY_SIMPLE_SHUFFLE)
+        return pick_shuffle(w, cand, n);
+    if (n > 64 && (m = malloc(sizeof(int64_t) * (size_t)n)) == NULL)
+        return pick_shuffle(w, cand, n);
+    for (k = 0; k < n; k++) {
+        llmr_slot *s = slot_of(w, cand[k]);
+        switch (w->conf->routing_strategy) {
+        case LLMR_STRATEGY_LEAST_BUSY:
+            m[k] = atomic_load_explicit(&s->inflight, memory_order_relaxed);
+            break;
+        case LLMR_STRATEGY_USAGE_BASED:
+            m[k] = llmr_window_count(&s->tpm_window, (uint32_t)(llmr_now_ms() / 60000));
+            break;
+        default:
+            m[k] = atomic_load_explicit(stream ? &s->ttft_ewma_us : &s->latency_ewma_us,
+                                        memory_order_relaxed);
+        }
+    }
+    r = w->conf->routing_strategy == LLMR_STRATEGY_LATENCY_BASED ? pick_latency(w, m, n)
+                                                                 : pick_lowest(w, m, n);
+    if (m != metric)
+        free(m);
+    return r;
+}
+
+/* Fills w->router.cand with the candidates (see the top of this file);
+ * returns their number, and on 0 why none in *out. */
+static int candidates(llmr_worker *w, const llmr_group *g, const llmr_pick_req *rq,
+                      llmr_pick *out)
+{
+    int64_t now = llmr_now_ms();
+    int n = 0, fresh = 0, context = 0, limited = 0, cooling = 0, best_order = INT_MAX;
+
+    out->wait_ms = 0;
     for (int k = 0; k < g->ndeployments; k++) {
         int i = g->deployments[k];
-        int64_t left = llmr_cooldown_left_ms(
-            llmr_shm_slot(w->shm, w->conf->deployments[i].slot), now);
+        const llmr_deployment *d = &w->conf->deployments[i];
+        int64_t left = llmr_cooldown_left_ms(slot_of(w, i), now);
+        enum llmr_limit lim;
+
         if (left > 0) {
-            soonest = soonest == 0 || left < soonest ? left : soonest;
+            cooling++;
+            out->wait_ms = out->wait_ms == 0 || left < out->wait_ms ? left : out->wait_ms;
             continue;
         }
-        if (!listed(i, avoid, navoid)) {    /* fresh ones first */
+        if (d->max_input_tokens > 0 && rq->tokens > d->max_input_tokens) {
+            context++;
+            continue;
+        }
+        if ((lim = llmr_counters_check(slot_of(w, i), &w->router.limits[i], rq->tokens, now))) {
+            limited++;
+            out->limit = lim;
+            continue;
+        }
+        if (!listed(i, rq->avoid, rq->navoid)) {    /* fresh ones first */
             w->router.cand[n++] = w->router.cand[fresh];
             w->router.cand[fresh++] = i;
         } else {
             w->router.cand[n++] = i;
         }
     }
-    if (wait_ms != NULL)
-        *wait_ms = soonest;
-    return fresh > 0 ? fresh : n;
+    if (fresh > 0)
+        n = fresh;
+    /* Lowest order wins; an unset order (0) comes after every set one. */
+    for (int k = 0; k < n; k++) {
+        int o = w->conf->deployments[w->router.cand[k]].order;
+        best_order = o > 0 && o < best_order ? o : best_order;
+    }
+    if (best_order != INT_MAX) {
+        int kept = 0;
+        for (int k = 0; k < n; k++)
+            if (w->conf->deployments[w->router.cand[k]].order == best_order)
+                w->router.cand[kept++] = w->router.cand[k];
+        n = kept;
+    }
+    if (n == 0) {
+        out->why = limited ? LLMR_UNAVAIL_LIMIT : cooling ? LLMR_UNAVAIL_COOLING
+                 : context ? LLMR_UNAVAIL_CONTEXT : LLMR_UNAVAIL_COOLING;
+        if (out->why == LLMR_UNAVAIL_LIMIT)     /* until the minute rolls over */
+            out->wait_ms = out->limit == LLMR_LIMIT_PARALLEL ? 1000 : 60000 - now % 60000;
+    }
+    return n;
 }
 
-int llmr_router_pick(llmr_worker *w, int group, const int *avoid, int navoid,
-                     int64_t *wait_ms)
+int llmr_router_pick(llmr_worker *w, int group, const llmr_pick_req *rq, llmr_pick *out)
 {
-    int n = candidates(w, &w->conf->groups[group], avoid, navoid, wait_ms);
+    int n;
 
-    if (n == 0)
-        return -1;
-    if (w->conf->routing_strategy == LLMR_STRATEGY_LEAST_BUSY)
-        return pick_least_busy(w, w->router.cand, n);
-    return pick_shuffle(w, w->router.cand, n);
+    memset(out, 0, sizeof(*out));
+    out->dep = -1;
+    n = candidates(w, &w->conf->groups[group], rq, out);
+    while (n > 0) {
+        int k = strategy_pick(w, w->router.cand, n, rq->stream), i = w->router.cand[k];
+        enum llmr_limit lim;
+
+        if (!rq->reserve) {
+            out->dep = i;
+            return i;
+        }
+        lim = llmr_counters_admit(slot_of(w, i), &w->router.limits[i], w->wslot, rq->tokens,
+                                  llmr_now_ms());
+        if (lim == LLMR_LIMIT_NONE) {
+            out->dep = i;
+            return i;
+        }
+        /* Another worker took the last place: drop it, pick again. */
+        w->router.cand[k] = w->router.cand[--n];
+        out->limit = lim;
+    }
+    if (out->dep < 0 && n == 0 && out->why == LLMR_UNAVAIL_NONE) {
+        out->why = LLMR_UNAVAIL_LIMIT;
+        out->wait_ms = out->limit == LLMR_LIMIT_PARALLEL ? 1000 : 60000 - llmr_now_ms() % 60000;
+    }
+    return -1;
 }

@@ -156,7 +156,7 @@ void llmr_stream_usage(llmr_call *c, int64_t *prompt, int64_t *completion)
     *completion = (c->sse.content_bytes + 3) / 4;
     if (*completion < c->sse.content_events)
         *completion = c->sse.content_events;
-    *prompt = llmr_estimate_prompt_tokens(c->body, c->len, &c->w->json);
+    *prompt = c->tokens_est;
 }
 
 void llmr_sse_free(llmr_sse *s)
@@ -178,13 +178,11 @@ static int string_bytes(const llmr_json *j, int i, int64_t *bytes)
     return end;
 }
 
-int64_t llmr_estimate_prompt_tokens(const char *body, size_t len, llmr_json *j)
+int64_t llmr_estimate_prompt_tokens(const llmr_json *j)
 {
     static const char *const fields[] = { "messages", "prompt", "input" };
     int64_t bytes = 0, messages = 0;
 
-    if (llmr_json_parse(j, body, len, (int)(len / 2) + 64) < 0)
-        return (int64_t)(len / 4) + 1;
     for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++) {
         int v = llmr_json_get(j, 0, fields[f]);
         if (v < 0)

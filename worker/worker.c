@@ -179,7 +179,7 @@ static void worker_free(llmr_worker *w)
 }
 
 int llmr_worker_main(const llmr_conf *conf, llmr_shm *shm, const int *fds, int nfds,
-                     int index, uint32_t generation)
+                     int index, int wslot, uint32_t generation)
 {
     llmr_worker w;
     pid_t master = getppid();
@@ -188,6 +188,7 @@ int llmr_worker_main(const llmr_conf *conf, llmr_shm *shm, const int *fds, int n
     w.conf = conf;
     w.shm = shm;
     w.index = index;
+    w.wslot = wslot;
     w.generation = generation;
     /* A worker must not outlive its master and keep serving a stale config. */
     if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1 || getppid() != master)

@@ -29,6 +29,7 @@ typedef struct llmr_target {
 
 typedef struct llmr_router {
     double *weight;             /* per deployment, simple-shuffle weight */
+    llmr_limits *limits;        /* per deployment: rpm, tpm, max_parallel */
     int *cand;                  /* scratch: candidates of one pick */
 } llmr_router;
 
@@ -36,6 +37,7 @@ typedef struct llmr_worker {
     const llmr_conf *conf;
     llmr_shm *shm;
     int index;
+    int wslot;                  /* this worker's share in the slots' counters */
     uint32_t generation;
 
     struct event_base *base;
@@ -68,7 +70,7 @@ typedef struct llmr_worker {
 /* Runs a worker until it has drained or was told to stop; returns the exit
  * code.  `fds` are the listening sockets inherited from the master. */
 int llmr_worker_main(const llmr_conf *conf, llmr_shm *shm, const int *fds,
-                     int nfds, int index, uint32_t generation);
+                     int nfds, int index, int wslot, uint32_t generation);
 
 /* http_api.c */
 void llmr_http_handle(struct evhttp_request *req, void *arg);
@@ -131,12 +133,26 @@ const char *llmr_err_name(enum llmr_err e);
 /* router.c */
 int llmr_router_init(llmr_worker *w);
 void llmr_router_free(llmr_worker *w);
-/* A deployment of `group` that is not cooling down, preferring one not in
- * avoid[0..navoid) (those that already failed this request).  Returns -1
- * when every deployment is cooling; then *wait_ms (if not NULL) is the time
- * until the first cooldown ends. */
-int llmr_router_pick(llmr_worker *w, int group, const int *avoid, int navoid,
-                     int64_t *wait_ms);
+typedef struct llmr_pick_req {
+    const int *avoid;           /* deployments that failed this request */
+    int navoid;
+    int64_t tokens;             /* estimated prompt tokens */
+    int stream;
+    int reserve;                /* admit the pick (else only look) */
+} llmr_pick_req;
+
+enum llmr_unavail { LLMR_UNAVAIL_NONE, LLMR_UNAVAIL_COOLING, LLMR_UNAVAIL_LIMIT,
+                    LLMR_UNAVAIL_CONTEXT };
+
+typedef struct llmr_pick {
+    int dep;                    /* the deployment, admitted when reserve; or -1 */
+    enum llmr_unavail why;      /* when -1 */
+    enum llmr_limit limit;      /* the limit that refused, for LLMR_UNAVAIL_LIMIT */
+    int64_t wait_ms;            /* until a cooldown ends or the window rolls over */
+} llmr_pick;
+
+/* A deployment of `group` for this request (see router.c), or -1. */
+int llmr_router_pick(llmr_worker *w, int group, const llmr_pick_req *rq, llmr_pick *out);
 uint64_t llmr_rand(llmr_worker *w);
 
 #endif

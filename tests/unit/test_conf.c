@@ -216,7 +216,7 @@ static void test_every_value_set(void)
         "  worker_rlimit_nofile = 20000;\n"
         "};\n"
         "router_settings: {\n"
-        "  routing_strategy = \"least-busy\";\n"
+        "  routing_strategy = \"latency-based-routing\";\n"
         "  num_retries = 0; retry_after = 1.5; timeout = 30; stream_timeout = 10.0;\n"
         "  allowed_fails = 0; cooldown_time = 0;\n"
         "  routing_strategy_args = { lowest_latency_buffer = 0.5; };\n"
@@ -236,7 +236,7 @@ static void test_every_value_set(void)
     T_EQ_INT(c->max_body_bytes, 4294967296LL);
     T_CHECK(c->drain_timeout == 5.0);
     T_EQ_INT(c->worker_rlimit_nofile, 20000);
-    T_EQ_INT(c->routing_strategy, LLMR_STRATEGY_LEAST_BUSY);
+    T_EQ_INT(c->routing_strategy, LLMR_STRATEGY_LATENCY_BASED);
     T_EQ_INT(c->num_retries, 0);
     T_CHECK(c->retry_after == 1.5);
     T_CHECK(c->timeout == 30.0);
@@ -453,6 +453,8 @@ static void test_strategies(void)
     static const struct { const char *name; enum llmr_strategy s; } all[] = {
         { "simple-shuffle", LLMR_STRATEGY_SIMPLE_SHUFFLE },
         { "least-busy", LLMR_STRATEGY_LEAST_BUSY },
+        { "usage-based-routing", LLMR_STRATEGY_USAGE_BASED },
+        { "latency-based-routing", LLMR_STRATEGY_LATENCY_BASED },
     };
     char text[512];
 
@@ -466,14 +468,7 @@ static void test_strategies(void)
         }
         T_EQ_STR(llmr_strategy_name(all[i].s), all[i].name);
     }
-    /* Known to LiteLLM but not built yet: refused, never silently replaced. */
-    T_EQ_STR(llmr_strategy_name(LLMR_STRATEGY_USAGE_BASED), "usage-based-routing");
-    T_EQ_STR(llmr_strategy_name(LLMR_STRATEGY_LATENCY_BASED), "latency-based-routing");
-    EXPECT_ERR(ML "router_settings = {\n routing_strategy = \"latency-based-routing\";\n};\n",
-               3, "router_settings.routing_strategy",
-               "\"latency-based-routing\" is not implemented in this version");
-    EXPECT_ERR(ML "router_settings = {\n routing_strategy = \"usage-based-routing\";\n};\n",
-               3, "router_settings.routing_strategy", "is not implemented in this version");
+
     T_EQ_STR(llmr_strategy_name((enum llmr_strategy) 99), "unknown");
     EXPECT_ERR(ML "router_settings = {\n routing_strategy = \"round-robin\";\n};\n", 3,
                "router_settings.routing_strategy",

@@ -31,7 +31,9 @@ static void shares(llmr_worker *w, int n, const int *ex, int nex, double *share)
     int count[4] = { 0 };
 
     for (int i = 0; i < n; i++) {
-        int p = llmr_router_pick(w, 0, ex, nex, NULL);
+        llmr_pick_req rq = { .avoid = ex, .navoid = nex };
+        llmr_pick pick;
+        int p = llmr_router_pick(w, 0, &rq, &pick);
         if (p >= 0)
             count[p]++;
     }
@@ -120,10 +122,14 @@ static void test_cooling_deployments_skipped(void)
     T_CHECK(s[1] == 0.0);
     atomic_store(&seg.slots[0].cooldown_until_ms, now + 5000);
     atomic_store(&seg.slots[2].cooldown_until_ms, now + 30000);
-    T_EQ_INT(llmr_router_pick(&w, 0, NULL, 0, &wait), -1);
+    llmr_pick_req rq = { 0 };
+    llmr_pick pick;
+    T_EQ_INT(llmr_router_pick(&w, 0, &rq, &pick), -1);
+    T_EQ_INT(pick.why, LLMR_UNAVAIL_COOLING);
+    wait = pick.wait_ms;
     T_CHECK(wait > 4000 && wait <= 5000);       /* the soonest cooldown end */
     atomic_store(&seg.slots[0].cooldown_until_ms, now - 1);   /* expired */
-    T_EQ_INT(llmr_router_pick(&w, 0, NULL, 0, &wait), 0);
+    T_EQ_INT(llmr_router_pick(&w, 0, &rq, &pick), 0);
     llmr_router_free(&w);
 }
 
@@ -142,12 +148,81 @@ static void test_least_busy(void)
     T_CHECK(s[0] == 0.0);
     T_CHECK(s[1] > 0.45 && s[2] > 0.45);   /* ties broken at random */
     int ex[] = { 1, 2 };
-    T_EQ_INT(llmr_router_pick(&w, 0, ex, 2, NULL), 0);
+    llmr_pick_req rq = { .avoid = ex, .navoid = 2 };
+    llmr_pick pick;
+    T_EQ_INT(llmr_router_pick(&w, 0, &rq, &pick), 0);
+    llmr_router_free(&w);
+}
+
+static void test_limits_order_and_context(void)
+{
+    llmr_worker w = { .conf = &conf, .shm = &shm, .wslot = 0 };
+    llmr_pick_req rq = { .reserve = 1 };
+    llmr_pick pick;
+    double s[4];
+
+    setup(3);
+    deps[0].order = 1;
+    deps[1].order = 2;              /* deps[2]: no order, used last */
+    deps[0].rpm = 2;
+    T_EQ_INT(llmr_router_init(&w), 0);
+    /* order 1 until its rpm is spent, then order 2, never the unordered. */
+    T_EQ_INT(llmr_router_pick(&w, 0, &rq, &pick), 0);
+    T_EQ_INT(llmr_router_pick(&w, 0, &rq, &pick), 0);
+    T_EQ_INT(llmr_router_pick(&w, 0, &rq, &pick), 1);
+    T_EQ_INT(atomic_load(&seg.slots[0].requests), 2);
+    /* max_input_tokens: a long prompt skips the small deployment. */
+    deps[1].max_input_tokens = 100;
+    rq.tokens = 500;
+    T_EQ_INT(llmr_router_pick(&w, 0, &rq, &pick), 2);
+    deps[2].max_input_tokens = 100;
+    T_EQ_INT(llmr_router_pick(&w, 0, &rq, &pick), -1);
+    T_EQ_INT(pick.why, LLMR_UNAVAIL_LIMIT);     /* deps[0] is at its rpm: wait, not 400 */
+    T_EQ_INT(pick.limit, LLMR_LIMIT_RPM);
+    T_CHECK(pick.wait_ms > 0 && pick.wait_ms <= 60000);
+    deps[0].max_input_tokens = 100;
+    T_EQ_INT(llmr_router_pick(&w, 0, &rq, &pick), -1);
+    T_EQ_INT(pick.why, LLMR_UNAVAIL_CONTEXT);   /* too long for all of them */
+    llmr_router_free(&w);
+    (void)s;
+}
+
+static void test_usage_based_and_latency_based(void)
+{
+    llmr_worker w = { .conf = &conf, .shm = &shm };
+    uint32_t minute = (uint32_t)(llmr_now_ms() / 60000);
+    double s[4];
+
+    setup(3);
+    conf.routing_strategy = LLMR_STRATEGY_USAGE_BASED;
+    T_EQ_INT(llmr_router_init(&w), 0);
+    llmr_window_add(&seg.slots[0].tpm_window, minute, 500);
+    llmr_window_add(&seg.slots[1].tpm_window, minute, 100);
+    llmr_window_add(&seg.slots[2].tpm_window, minute, 900);
+    shares(&w, 1000, NULL, 0, s);
+    T_CHECK(s[1] == 1.0);                       /* fewest tokens this minute */
+    llmr_router_free(&w);
+
+    setup(3);
+    conf.routing_strategy = LLMR_STRATEGY_LATENCY_BASED;
+    T_EQ_INT(llmr_router_init(&w), 0);
+    atomic_store(&seg.slots[0].latency_ewma_us, 10000);
+    atomic_store(&seg.slots[1].latency_ewma_us, 100000);
+    shares(&w, 1000, NULL, 0, s);
+    T_CHECK(s[2] == 1.0);                       /* unmeasured first */
+    atomic_store(&seg.slots[2].latency_ewma_us, 11000);
+    shares(&w, 4000, NULL, 0, s);
+    T_CHECK(s[0] == 1.0);                       /* buffer 0: the lowest only */
+    conf.lowest_latency_buffer = 0.2;           /* within 20%: 10 ms and 11 ms */
+    shares(&w, 4000, NULL, 0, s);
+    T_CHECK(s[0] > 0.4 && s[2] > 0.4 && s[1] == 0.0);
     llmr_router_free(&w);
 }
 
 int main(void)
 {
+    T_RUN(test_limits_order_and_context);
+    T_RUN(test_usage_based_and_latency_based);
     T_RUN(test_weight_wins_and_unset_weight_counts_one);
     T_RUN(test_rpm_then_tpm_then_uniform);
     T_RUN(test_avoid_failed_then_any);

@@ -2,11 +2,18 @@
 #include "../../shm/shm.c"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "t.h"
 
 static char *ids_a[] = { "a", "b", "c" };
+static const llmr_limits no_limits;
+
+static void admit(llmr_slot *s)
+{
+    T_EQ_INT(llmr_counters_admit(s, &no_limits, 0, 0, llmr_now_ms()), LLMR_LIMIT_NONE);
+}
 
 static void make_conf(llmr_conf *c, llmr_deployment *d, llmr_group *g, char **ids, int n)
 {
@@ -43,7 +50,7 @@ static void test_survivor_keeps_slot_and_counters(void)
     make_conf(&c1, d1, &g, ids_a, 3);
     T_EQ_INT(llmr_shm_map_slots(&shm, &c1, 1, 1), 0);
     T_CHECK(d1[0].slot != d1[1].slot && d1[1].slot != d1[2].slot);
-    llmr_counters_attempt_start(llmr_shm_slot(&shm, d1[0].slot));
+    admit(llmr_shm_slot(&shm, d1[0].slot));
     llmr_counters_add_usage(llmr_shm_slot(&shm, d1[2].slot), 7, 3);
 
     /* Reload while generation 1 still runs: "b" goes, "new" comes. */
@@ -73,7 +80,7 @@ static void test_dead_generation_slots_are_reused(void)
     make_conf(&c, d, &g, ids, 1);
     T_EQ_INT(llmr_shm_map_slots(&shm, &c, 1, 1), 0);
     int x = d[0].slot;
-    llmr_counters_attempt_start(llmr_shm_slot(&shm, x));
+    admit(llmr_shm_slot(&shm, x));
     make_conf(&c, d, &g, ids2, 1);
     T_EQ_INT(llmr_shm_map_slots(&shm, &c, 2, 2), 0);   /* generation 1 is gone */
     T_EQ_INT(d[0].slot, x);
@@ -133,12 +140,14 @@ static llmr_slot hammered;
 
 static void *hammer(void *arg)
 {
-    (void)arg;
+    int wslot = (int)(intptr_t)arg;
+
     for (int i = 0; i < 100000; i++) {
-        llmr_counters_attempt_start(&hammered);
+        int64_t now = llmr_now_ms();
+        llmr_counters_admit(&hammered, &no_limits, wslot, 0, now);
         llmr_counters_add_usage(&hammered, 2, 1);
-        llmr_counters_attempt_end(&hammered, i % 4 ? LLMR_OUTCOME_SUCCESS
-                                                   : LLMR_OUTCOME_FAILURE, 10);
+        llmr_counters_attempt_end(&hammered, wslot, i % 4 ? LLMR_OUTCOME_SUCCESS
+                                                          : LLMR_OUTCOME_FAILURE, 10);
     }
     return NULL;
 }
@@ -148,7 +157,7 @@ static void test_counters_exact_under_threads(void)
     pthread_t t[4];
 
     for (int i = 0; i < 4; i++)
-        pthread_create(&t[i], NULL, hammer, NULL);
+        pthread_create(&t[i], NULL, hammer, (void *)(intptr_t)i);
     for (int i = 0; i < 4; i++)
         pthread_join(t[i], NULL);
     T_EQ_INT(atomic_load(&hammered.requests), 400000);
@@ -157,6 +166,136 @@ static void test_counters_exact_under_threads(void)
     T_EQ_INT(atomic_load(&hammered.inflight), 0);
     T_EQ_INT(atomic_load(&hammered.prompt_tokens), 800000);
     T_EQ_INT(atomic_load(&hammered.latency_us_total), 3000000);
+    for (int i = 0; i < 4; i++)
+        T_EQ_INT(atomic_load(&hammered.inflight_by_worker[i]), 0);
+}
+
+static void test_window_rolls_over_at_the_minute(void)
+{
+    _Atomic uint64_t w = 0;
+
+    T_EQ_INT(llmr_window_add(&w, 100, 5), 5);
+    T_EQ_INT(llmr_window_add(&w, 100, 2), 7);
+    T_EQ_INT(llmr_window_count(&w, 100), 7);
+    T_EQ_INT(llmr_window_count(&w, 101), 0);     /* read in the next minute */
+    T_EQ_INT(llmr_window_add(&w, 101, 1), 1);    /* the first add rolls it over */
+    T_EQ_INT(llmr_window_count(&w, 100), 0);
+    T_EQ_INT(llmr_window_count(&w, 101), 1);
+}
+
+static void test_rpm_limit_at_the_minute_boundary(void)
+{
+    llmr_slot s;
+    llmr_limits l = { .rpm = 3 };
+    int64_t t = 60000LL * 1000 + 59990;          /* 10 ms before a minute ends */
+
+    memset(&s, 0, sizeof(s));
+    for (int i = 0; i < 3; i++)
+        T_EQ_INT(llmr_counters_admit(&s, &l, 0, 0, t), LLMR_LIMIT_NONE);
+    T_EQ_INT(llmr_counters_admit(&s, &l, 0, 0, t), LLMR_LIMIT_RPM);
+    T_EQ_INT(llmr_counters_check(&s, &l, 0, t), LLMR_LIMIT_RPM);
+    T_EQ_INT(llmr_counters_admit(&s, &l, 0, 0, t + 10), LLMR_LIMIT_NONE);  /* next minute */
+    T_EQ_INT(atomic_load(&s.inflight), 4);   /* a refusal takes nothing */
+    T_EQ_INT(atomic_load(&s.requests), 4);
+}
+
+static void test_tpm_admission_and_correction(void)
+{
+    llmr_slot s;
+    llmr_limits l = { .tpm = 1000 };
+    int64_t t = 60000LL * 2000;
+
+    memset(&s, 0, sizeof(s));
+    T_EQ_INT(llmr_counters_admit(&s, &l, 0, 600, t), LLMR_LIMIT_NONE);
+    T_EQ_INT(llmr_counters_admit(&s, &l, 0, 600, t), LLMR_LIMIT_TPM);   /* 1200 > 1000 */
+    T_EQ_INT(llmr_counters_check(&s, &l, 400, t), LLMR_LIMIT_NONE);
+    /* The upstream reported 100 tokens, not 600: room for 900 more. */
+    llmr_counters_tokens_used(&s, 600, 100, t, t + 5);
+    T_EQ_INT(llmr_window_count(&s.tpm_window, 2000), 100);
+    T_EQ_INT(llmr_counters_admit(&s, &l, 0, 900, t + 6), LLMR_LIMIT_NONE);
+    /* Usage reported after the minute rolled over counts in the new one. */
+    llmr_counters_tokens_used(&s, 900, 50, t + 6, t + 60000);
+    T_EQ_INT(llmr_window_count(&s.tpm_window, 2001), 50);
+    /* Refused on tpm: the rpm window and the in-flight place are given back. */
+    llmr_limits both = { .rpm = 10, .tpm = 10 };
+    llmr_slot z;
+    memset(&z, 0, sizeof(z));
+    T_EQ_INT(llmr_counters_admit(&z, &both, 0, 11, t), LLMR_LIMIT_TPM);
+    T_EQ_INT(llmr_window_count(&z.rpm_window, 2000), 0);
+    T_EQ_INT(atomic_load(&z.inflight), 0);
+}
+
+static void test_unadmit_gives_everything_back(void)
+{
+    llmr_slot s;
+    llmr_limits l = { .rpm = 1, .tpm = 100, .max_parallel = 1 };
+    int64_t t = 60000LL * 3000;
+
+    memset(&s, 0, sizeof(s));
+    T_EQ_INT(llmr_counters_admit(&s, &l, 7, 50, t), LLMR_LIMIT_NONE);
+    T_EQ_INT(llmr_counters_admit(&s, &l, 7, 50, t), LLMR_LIMIT_PARALLEL);
+    llmr_counters_unadmit(&s, 7, 50, t);
+    T_EQ_INT(atomic_load(&s.inflight), 0);
+    T_EQ_INT(atomic_load(&s.inflight_by_worker[7]), 0);
+    T_EQ_INT(atomic_load(&s.requests), 0);
+    T_EQ_INT(llmr_counters_admit(&s, &l, 7, 50, t), LLMR_LIMIT_NONE);
+}
+
+/* max_parallel and rpm under threads racing for the last places: never
+ * more admitted than the limit. */
+static llmr_slot raced;
+static const llmr_limits race_limits = { .rpm = 5000, .max_parallel = 3 };
+static _Atomic int64_t race_admitted, race_peak;
+
+static void *race(void *arg)
+{
+    int64_t t = 60000LL * 4000;
+
+    (void)arg;
+    for (int i = 0; i < 20000; i++) {
+        if (llmr_counters_admit(&raced, &race_limits, 0, 0, t) != LLMR_LIMIT_NONE)
+            continue;
+        int64_t now = atomic_load(&raced.inflight), peak = atomic_load(&race_peak);
+        while (now > peak && !atomic_compare_exchange_weak(&race_peak, &peak, now))
+            ;
+        atomic_fetch_add(&race_admitted, 1);
+        llmr_counters_attempt_end(&raced, -1, LLMR_OUTCOME_SUCCESS, 1);
+    }
+    return NULL;
+}
+
+static void test_limits_exact_under_threads(void)
+{
+    pthread_t t[4];
+
+    for (int i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, race, NULL);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    T_EQ_INT(atomic_load(&race_admitted), 5000);  /* exactly rpm this minute */
+    T_EQ_INT(llmr_window_count(&raced.rpm_window, 4000), 5000);
+    T_CHECK(atomic_load(&race_peak) <= 3);
+    T_EQ_INT(atomic_load(&raced.inflight), 0);
+}
+
+static void test_reaping_a_worker_takes_back_its_inflight(void)
+{
+    llmr_shm shm;
+    char name[64];
+
+    snprintf(name, sizeof(name), "/llmr-unit5-%d", (int)getpid());
+    open_fresh(&shm, name);
+    llmr_slot *a = &shm.seg->slots[0], *b = &shm.seg->slots[5];
+    for (int i = 0; i < 3; i++)
+        llmr_counters_admit(a, &no_limits, 2, 0, llmr_now_ms());   /* worker 2 dies */
+    llmr_counters_admit(a, &no_limits, 1, 0, llmr_now_ms());       /* worker 1 lives */
+    llmr_counters_admit(b, &no_limits, 2, 0, llmr_now_ms());
+    llmr_counters_reap_worker(&shm, 2);
+    T_EQ_INT(atomic_load(&a->inflight), 1);
+    T_EQ_INT(atomic_load(&b->inflight), 0);
+    T_EQ_INT(atomic_load(&a->inflight_by_worker[2]), 0);
+    T_EQ_INT(atomic_load(&a->inflight_by_worker[1]), 1);
+    llmr_shm_destroy(&shm);
 }
 
 int main(void)
@@ -167,5 +306,11 @@ int main(void)
     T_RUN(test_full_table_fails);
     T_RUN(test_layout_mismatch_recreates);
     T_RUN(test_counters_exact_under_threads);
+    T_RUN(test_window_rolls_over_at_the_minute);
+    T_RUN(test_rpm_limit_at_the_minute_boundary);
+    T_RUN(test_tpm_admission_and_correction);
+    T_RUN(test_unadmit_gives_everything_back);
+    T_RUN(test_limits_exact_under_threads);
+    T_RUN(test_reaping_a_worker_takes_back_its_inflight);
     return T_DONE();
 }
