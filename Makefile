@@ -33,9 +33,10 @@ LLMROUTE := $(BUILD)/llmroute
 MOCK     := $(BUILD)/llmroute-mock
 LAT      := $(BUILD)/llmroute-lat
 STREAMS  := $(BUILD)/llmroute-streams
+ROUTE    := $(BUILD)/llmroute-route
 
 .PHONY: all test unit integration run bench clean deps
-all: $(LLMROUTE) $(MOCK) $(LAT) $(STREAMS) $(UNIT_BIN)
+all: $(LLMROUTE) $(MOCK) $(LAT) $(STREAMS) $(ROUTE) $(UNIT_BIN)
 
 # Installs the build dependencies once per build tree (idempotent script).
 DEPS_OK := $(BUILD)/.deps-ok
@@ -63,6 +64,9 @@ $(LAT): $(BUILD)/bench/latency.o
 
 $(STREAMS): $(BUILD)/bench/streams.o
 	$(CC) $(LDFLAGS) $(XLDFLAGS) -o $@ $^
+
+$(ROUTE): $(BUILD)/bench/route.o $(BUILD)/liblllmr.a
+	$(CC) $(LDFLAGS) $(XLDFLAGS) -o $@ $^ $(XLDLIBS) $(LDLIBS)
 
 # Unit tests #include the unit under test to reach its statics, so each links
 # against the library minus nothing: the linker takes the first definition.

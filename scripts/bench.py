@@ -326,6 +326,9 @@ def main():
            "duration_s": args.duration, "connections": args.connections}
     path = "/v1/chat/completions"
     servers = []
+    res["routing"] = json.loads(subprocess.run([os.path.join(args.build, "llmroute-route")],
+                                               capture_output=True, text=True,
+                                               check=True).stdout)["ns_per_decision"]
     try:
         mock = Server("mock", [os.path.join(args.build, "llmroute-mock"), "-p", "0"], 0,
                       "/v1/models", tmp)
@@ -393,6 +396,9 @@ def report(res):
             for s in r["steps"]))
         print("  highest rate with p99 < 30 ms and no errors, %s: %d/s" % (
             name, r["max_rate_p99_under_30ms"]))
+    print("one routing decision (pick + admission + release), ns:")
+    for n, per in res["routing"].items():
+        print("  %4s deployments: " % n + ", ".join("%s %d" % kv for kv in per.items()))
     st = res["streaming"]
     print("streaming, time to first event at concurrency 1: llmroute p50 %+.1f us, p99 %+.1f us"
           " over direct" % (st["ttfb"]["added_p50_us"], st["ttfb"]["added_p99_us"]))

@@ -159,6 +159,7 @@ static int pick_latency(llmr_worker *w, const int64_t *metric, int n)
 static int strategy_pick(llmr_worker *w, const int *cand, int n, int stream)
 {
     int64_t metric[64], *m = metric;
+    uint32_t minute = (uint32_t)(llmr_now_ms() / 60000);
     int k, r;
 
     if (w->conf->routing_strategy == LLMR_STRATEGY_SIMPLE_SHUFFLE)
@@ -172,7 +173,7 @@ static int strategy_pick(llmr_worker *w, const int *cand, int n, int stream)
             m[k] = atomic_load_explicit(&s->inflight, memory_order_relaxed);
             break;
         case LLMR_STRATEGY_USAGE_BASED:
-            m[k] = llmr_window_count(&s->tpm_window, (uint32_t)(llmr_now_ms() / 60000));
+            m[k] = llmr_window_count(&s->tpm_window, minute);
             break;
         default:
             m[k] = atomic_load_explicit(stream ? &s->ttft_ewma_us : &s->latency_ewma_us,
