@@ -238,6 +238,21 @@ model_list = ( %s );
         return super().stop(sig, timeout)
 
 
+def status_rows(d):
+    """`llmroute status` as {deployment id: {COLUMN: value}}, by header name."""
+    out = d.status()
+    assert out.returncode == 0, "status failed: %s %s" % (out.stdout, out.stderr)
+    rows, cols = {}, None
+    for line in out.stdout.splitlines():
+        f = line.split()
+        if f and f[0] == "DEPLOYMENT":
+            cols = f
+        elif cols and len(f) == len(cols):
+            rows[f[0]] = dict(zip(cols, f))
+    assert cols, "no header in status output:\n" + out.stdout
+    return rows
+
+
 def cleanup_all():
     """Stops what a test left running and checks every log; returns errors."""
     errors = []

@@ -10,6 +10,7 @@ import re
 import socket
 import time
 
+from harness import status_rows
 from harness import (Daemon, Mock, Proc, Response, TestFailure, chat, deployment, free_port,
                      request, wait_for)
 
@@ -62,19 +63,6 @@ def started(d):
     return pids
 
 
-def status_rows(d):
-    """`llmroute status` as {deployment id: {COLUMN: value}}."""
-    out = d.status()
-    assert out.returncode == 0, "status failed: %s %s" % (out.stdout, out.stderr)
-    rows, cols = {}, None
-    for line in out.stdout.splitlines():
-        f = line.split()
-        if f and f[0] == "DEPLOYMENT":
-            cols = f
-        elif cols and len(f) == len(cols):
-            rows[f[0]] = dict(zip(cols, f))
-    assert cols, "no header in status output:\n" + out.stdout
-    return rows
 
 
 class _DebugArgs(Proc):

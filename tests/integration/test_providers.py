@@ -3,6 +3,7 @@ headers and the usage counters (issue 2, items 5 and 8; DESIGN.md section 6).
 What the upstream really received is read from the mock's /__mock/stats."""
 import json
 
+from harness import status_rows
 from harness import Daemon, Mock, TestFailure, chat, deployment, request, wait_for
 
 GROUP = "gpt-3.5-turbo"
@@ -12,19 +13,6 @@ OPS = (("chat/completions", {"messages": MSGS}, "chat.completion"),
        ("embeddings", {"input": "hello"}, "list"))
 
 
-def status_rows(d):
-    """`llmroute status` as {deployment id: {COLUMN: value}}."""
-    out = d.status()
-    assert out.returncode == 0, "status failed: %s %s" % (out.stdout, out.stderr)
-    rows, cols = {}, None
-    for line in out.stdout.splitlines():
-        f = line.split()
-        if f and f[0] == "DEPLOYMENT":
-            cols = f
-        elif cols and len(f) == len(cols):
-            rows[f[0]] = dict(zip(cols, f))
-    assert cols, "no header in status output:\n" + out.stdout
-    return rows
 
 
 def without_model(body_text):

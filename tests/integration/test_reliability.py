@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 
+from harness import status_rows
 from harness import BAD_LOG, Daemon, Mock, TestFailure, chat, deployment, request, wait_for
 
 
@@ -52,20 +53,6 @@ def fallbacks(key, entries):
         for m, fbs in entries))
 
 
-def status_rows(d):
-    """`llmroute status` as {deployment id: {COLUMN: value}}, parsed by header name
-    (columns are being added after AVG_MS)."""
-    out = d.status()
-    assert out.returncode == 0, "status failed: %s %s" % (out.stdout, out.stderr)
-    rows, cols = {}, None
-    for line in out.stdout.splitlines():
-        f = line.split()
-        if f and f[0] == "DEPLOYMENT":
-            cols = f
-        elif cols and len(f) == len(cols):
-            rows[f[0]] = dict(zip(cols, f))
-    assert cols, "no header in status output:\n" + out.stdout
-    return rows
 
 
 def avoid_minute_edge(margin=0.5):

@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 
+import harness
 from harness import Daemon, Mock, TestFailure, chat, deployment, request, wait_for
 
 CHAT = "/v1/chat/completions"
@@ -22,35 +23,20 @@ COMPLETIONS = "/v1/completions"
 
 # ---------------------------------------------------------------- helpers
 
+def number(v):
+    for kind in (int, float):
+        try:
+            return kind(v)
+        except ValueError:
+            pass
+    return v
+
+
 def status_rows(d):
-    """`llmroute status` as {deployment id: {column name: value}}; columns
-    are found by their header name so added columns do not matter."""
-    out = d.status()
-    if out.returncode != 0:
-        raise TestFailure("llmroute status failed: %s" % out.stderr)
-    lines = out.stdout.splitlines()
-    for i, line in enumerate(lines):
-        if line.split()[:1] == ["DEPLOYMENT"]:
-            cols = line.split()
-            break
-    else:
-        raise TestFailure("no header in llmroute status:\n%s" % out.stdout)
-    rows = {}
-    for line in lines[i + 1:]:
-        f = line.split()
-        if len(f) != len(cols):
-            continue
-        row = {}
-        for k, v in zip(cols, f):
-            try:
-                row[k] = int(v)
-            except ValueError:
-                try:
-                    row[k] = float(v)
-                except ValueError:
-                    row[k] = v
-        rows[f[0]] = row
-    return rows
+    """`llmroute status` by header name, numbers as numbers."""
+    return {dep: {k: number(v) for k, v in row.items()}
+            for dep, row in harness.status_rows(d).items()}
+
 
 
 def status_row(d, dep_id):
