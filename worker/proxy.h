@@ -62,6 +62,7 @@ typedef struct llmr_call {
     int64_t unavail_wait_ms;            /* until one becomes available again */
 
     int committed;                      /* the client has the first byte */
+    int chunked;                        /* evhttp frames the reply in chunks */
     int paused;                         /* upstream paused for a slow client */
     struct evbuffer *chunk;
     llmr_sse sse;

@@ -2,8 +2,11 @@
  * while the client's output buffer is past LLMR_STREAM_HIGH_WATER and
  * resumes when it drains, so a stream holds at most that much plus one
  * libcurl read (16 KiB) and one partial SSE line. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/uio.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -34,6 +37,10 @@ void llmr_stream_commit(llmr_call *c)
     evhttp_add_header(out, "Cache-Control", "no-cache");
     c->chunk = evbuffer_new();
     llmr_http_stream_start(c->w, c->req, (int)c->status);
+    /* evhttp frames the body in chunks for HTTP/1.1 clients and says so in
+     * a header; HTTP/1.0 clients get it raw until the connection closes. */
+    const char *te = evhttp_find_header(out, "Transfer-Encoding");
+    c->chunked = te != NULL && strcasecmp(te, "chunked") == 0;
 }
 
 /* Reads the JSON of one "data:" line for usage, or for content to count. */
@@ -114,6 +121,38 @@ static void on_drained(struct evhttp_connection *evcon, void *arg)
     }
 }
 
+/* When nothing is queued for the client, writes the chunk straight to its
+ * socket: evhttp would queue it, arm EPOLLOUT, wait a loop iteration and
+ * disarm it again, two epoll_ctl and a wakeup for every event of every
+ * stream.  What the socket does not take is queued, framed, behind it.
+ * Returns 0 when the chunk is written or queued, -1 to use evhttp. */
+static int write_direct(llmr_call *c, struct bufferevent *bev, const char *data, size_t len)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    char head[24];
+    struct iovec iov[3];
+    ssize_t n;
+
+    if (!c->chunked || evbuffer_get_length(out) != 0)
+        return -1;
+    iov[0].iov_base = head;
+    iov[0].iov_len = (size_t)snprintf(head, sizeof(head), "%zx\r\n", len);
+    iov[1].iov_base = (void *)data;
+    iov[1].iov_len = len;
+    iov[2].iov_base = (void *)"\r\n";
+    iov[2].iov_len = 2;
+    n = writev(bufferevent_getfd(bev), iov, 3);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+        return -1;          /* evhttp will see the error and close */
+    for (int i = 0; i < 3; i++) {
+        size_t skip = n > 0 ? ((size_t)n < iov[i].iov_len ? (size_t)n : iov[i].iov_len) : 0;
+        n -= (ssize_t)skip;
+        if (skip < iov[i].iov_len)
+            evbuffer_add(out, (char *)iov[i].iov_base + skip, iov[i].iov_len - skip);
+    }
+    return 0;
+}
+
 size_t llmr_stream_write(llmr_call *c, const char *data, size_t len)
 {
     struct bufferevent *bev = evhttp_connection_get_bufferevent(c->evcon);
@@ -123,6 +162,8 @@ size_t llmr_stream_write(llmr_call *c, const char *data, size_t len)
         return CURL_WRITEFUNC_PAUSE;
     }
     sse_scan(c, data, len);
+    if (write_direct(c, bev, data, len) == 0)
+        return len;
     if (c->chunk == NULL || evbuffer_add(c->chunk, data, len) != 0)
         return 0;
     evhttp_send_reply_chunk_with_cb(c->req, c->chunk, on_drained, c);
