@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/keyvalq_struct.h>
 
 #include "log.h"
@@ -68,15 +69,33 @@ static void on_reply_sent(struct evhttp_request *req, void *arg)
     w->active--;
 }
 
+/* evhttp only queues a reply: it arms EPOLLOUT and writes on the next loop
+ * iteration.  A reply that fits in the socket buffer (nearly all of them)
+ * is written here at once; triggering the write callback then lets evhttp
+ * finish the request as if it had written it itself, and the EPOLLOUT it
+ * armed is disarmed in the same iteration, so epoll never hears of it. */
+static void flush_now(struct evhttp_connection *evcon)
+{
+    struct bufferevent *bev = evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    struct evbuffer *out = bev != NULL ? bufferevent_get_output(bev) : NULL;
+
+    if (out == NULL || evbuffer_get_length(out) == 0)
+        return;
+    if (evbuffer_write(out, bufferevent_getfd(bev)) > 0 && evbuffer_get_length(out) == 0)
+        bufferevent_trigger(bev, EV_WRITE, 0);
+}
+
 void llmr_http_reply(llmr_worker *w, struct evhttp_request *req, int status,
                      struct evbuffer *body)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
 
     if (w->draining)
         evhttp_add_header(out, "Connection", "close");
     evhttp_request_set_on_complete_cb(req, on_reply_sent, w);
     evhttp_send_reply(req, status, llmr_http_reason(status), body);
+    flush_now(evcon);
 }
 
 void llmr_http_stream_start(llmr_worker *w, struct evhttp_request *req, int status)

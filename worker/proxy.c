@@ -158,6 +158,9 @@ void llmr_proxy_headers(llmr_call *c)
 static void detach(llmr_call *c)
 {
     evhttp_connection_set_closecb(c->evcon, NULL, NULL);
+    if (c->client_gone != NULL)
+        event_free(c->client_gone);
+    c->client_gone = NULL;
 }
 
 static void reply_buffered(llmr_call *c, int status)
