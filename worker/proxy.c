@@ -190,6 +190,7 @@ static void reply_unavailable(llmr_call *c)
     char what[320], retry[24], group[LLMR_ID_MAX];
     enum llmr_unavail why = c->unavail;
     enum llmr_limit limit = c->limit;
+    long long tokens = (long long)c->tokens_est;
 
     snprintf(group, sizeof(group), "%s", group_name(c, 0));
     if (why != LLMR_UNAVAIL_CONTEXT) {
@@ -201,7 +202,7 @@ static void reply_unavailable(llmr_call *c)
         llmr_http_error(w, req, 400, "invalid_request_error", "messages",
                         "context_length_exceeded", "model group %s: the prompt (about %lld "
                         "tokens) is longer than every deployment's max_input_tokens", group,
-                        (long long)c->tokens_est);
+                        tokens);
     } else if (why == LLMR_UNAVAIL_LIMIT) {
         snprintf(what, sizeof(what), "model group %s: every deployment is at its %s limit",
                  group, limit_names[limit]);

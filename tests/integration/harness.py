@@ -238,6 +238,42 @@ model_list = ( %s );
         return super().stop(sig, timeout)
 
 
+def _sock_inodes(pid):
+    out = set()
+    d = "/proc/%d/fd" % pid
+    for fd in os.listdir(d):
+        try:
+            t = os.readlink(os.path.join(d, fd))
+        except OSError:
+            continue
+        if t.startswith("socket:["):
+            out.add(int(t[8:-1]))
+    return out
+
+
+def connection_owners(d, conns, pids=None):
+    """For each open http.client.HTTPConnection to d, the pid of the worker
+    that accepted it, or None while unknown; one pass over /proc."""
+    server = {}
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            p = line.split()
+            if int(p[1].split(":")[1], 16) == d.port:
+                server[int(p[2].split(":")[1], 16)] = int(p[9])
+    socks = {p: _sock_inodes(p) for p in (pids or d.workers())}
+    out = []
+    for c in conns:
+        ino = server.get(c.sock.getsockname()[1])
+        owners = [p for p, inos in socks.items() if ino is not None and ino in inos]
+        out.append(owners[0] if len(owners) == 1 else None)
+    return out
+
+
+def connection_owner(d, conn, pids=None):
+    return connection_owners(d, [conn], pids)[0]
+
+
 def status_rows(d):
     """`llmroute status` as {deployment id: {COLUMN: value}}, by header name."""
     out = d.status()

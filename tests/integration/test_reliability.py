@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 
-from harness import status_rows
+from harness import connection_owner, status_rows
 from harness import BAD_LOG, Daemon, Mock, TestFailure, chat, deployment, request, wait_for
 
 
@@ -62,30 +62,6 @@ def avoid_minute_edge(margin=0.5):
     wait_for(lambda: time.time() % 60 < 60 - margin, margin + 1, "a minute boundary to pass")
 
 
-def _sock_inodes(pid):
-    out = set()
-    d = "/proc/%d/fd" % pid
-    for fd in os.listdir(d):
-        try:
-            t = os.readlink(os.path.join(d, fd))
-        except OSError:
-            continue
-        if t.startswith("socket:["):
-            out.add(int(t[8:-1]))
-    return out
-
-
-def _server_inode(port, client_port):
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            p = line.split()
-            if (int(p[1].split(":")[1], 16) == port
-                    and int(p[2].split(":")[1], 16) == client_port):
-                return int(p[9])
-    return None
-
-
 def worker_conns(d, timeout=5.0):
     """One keep-alive connection held by each worker of d: {pid: HTTPConnection}."""
     pids = d.workers()
@@ -96,10 +72,9 @@ def worker_conns(d, timeout=5.0):
         c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
         r = request(d.port, "GET", "/health/readiness", conn=c)
         assert r.status == 200, r
-        ino = _server_inode(d.port, c.sock.getsockname()[1])
-        owner = [p for p in pids if ino is not None and ino in _sock_inodes(p)]
-        if len(owner) == 1 and owner[0] not in got:
-            got[owner[0]] = c
+        owner = connection_owner(d, c, pids)
+        if owner is not None and owner not in got:
+            got[owner] = c
         else:
             c.close()
         return len(got) == len(pids)
