@@ -395,97 +395,6 @@ static int attempt(llmr_call *c)
     return 0;
 }
 
-/* Seconds from a Retry-After header (delta-seconds; an HTTP date is not
- * worth parsing for a back-off), or -1. */
-static int64_t retry_after_ms(const llmr_call *c)
-{
-    char *end;
-    double v;
-
-    if (!c->retry_after[0])
-        return -1;
-    v = strtod(c->retry_after, &end);
-    return end != c->retry_after && v >= 0 && v < 1e6 ? (int64_t)(v * 1000) : -1;
-}
-
-/* How long to wait before the next attempt in the group: a 429 waits for
- * its Retry-After when 0 < it <= 60 s, else 0.5 s doubling to 8 s with
- * +-25% jitter; router_settings.retry_after is a floor for every retry. */
-static int64_t backoff_ms(llmr_call *c, enum llmr_err err, int64_t ra)
-{
-    int64_t floor = (int64_t)(c->w->conf->retry_after * 1000), wait = 0;
-
-    if (err == LLMR_ERR_RATE_LIMIT) {
-        if (ra > 0 && ra <= 60000) {
-            wait = ra;
-        } else {
-            int step = c->backoff_step < 4 ? c->backoff_step : 4;
-            wait = 500LL << step;
-            wait += (int64_t)(llmr_rand(c->w) % (uint64_t)(wait / 2 + 1)) - wait / 4;
-            c->backoff_step++;
-        }
-    }
-    return wait > floor ? wait : floor;
-}
-
-/* Appends the groups of `list`'s entry for group g that the plan does not
- * hold yet.  Returns how many were added. */
-static int plan_append(llmr_call *c, const llmr_fallback_list *list, int g)
-{
-    const llmr_conf *conf = c->w->conf;
-    char *const *names = NULL;
-    int n = 0, added = 0;
-
-    for (int i = 0; i < list->n; i++)
-        if (strcmp(list->items[i].model, conf->groups[g].name) == 0) {
-            names = list->items[i].fallbacks;
-            n = list->items[i].nfallbacks;
-        }
-    if (list == &conf->fallbacks && names == NULL) {
-        names = conf->default_fallbacks;
-        n = conf->ndefault_fallbacks;
-    }
-    for (int i = 0; i < n && c->nplan < LLMR_PLAN_MAX; i++) {
-        int fg = llmr_conf_find_group(conf, names[i], strlen(names[i])), seen = 0;
-        for (int k = 0; k < c->nplan; k++)
-            seen |= c->plan[k] == fg;
-        if (fg >= 0 && !seen) {
-            c->plan[c->nplan++] = fg;
-            added++;
-        }
-    }
-    return added;
-}
-
-/* Moves to the next group of the plan with fresh per-group state.
- * Returns 0 when the plan is spent. */
-static int next_group(llmr_call *c)
-{
-    if (!c->fallbacks_added) {
-        c->fallbacks_added = 1;
-        plan_append(c, &c->w->conf->fallbacks, c->plan[0]);
-    }
-    if (c->pos + 1 >= c->nplan)
-        return 0;       /* pos stays on the last group tried, for the headers */
-    c->pos++;
-    c->nfailed = 0;
-    c->group_attempts = 0;
-    c->backoff_step = 0;
-    return 1;
-}
-
-/* Context-window and content-policy errors skip the rest of the group and
- * go to their own fallbacks (of the current group, else of the one asked
- * for); the general fallbacks no longer apply. */
-static int switch_plan(llmr_call *c, const llmr_fallback_list *list)
-{
-    c->nplan = c->pos + 1;
-    c->fallbacks_added = 1;
-    if (plan_append(c, list, c->plan[c->pos]) == 0 && c->pos > 0)
-        plan_append(c, list, c->plan[0]);
-    return next_group(c);
-}
-
 static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -511,7 +420,7 @@ static void after_failure(llmr_call *c, enum llmr_err err, int64_t ra)
     if (c->nfailed < LLMR_FAILED_MAX)
         c->failed[c->nfailed++] = c->dep;
     if (err == LLMR_ERR_CONTEXT_WINDOW || err == LLMR_ERR_CONTENT_POLICY) {
-        if (switch_plan(c, err == LLMR_ERR_CONTEXT_WINDOW ? &conf->context_window_fallbacks
+        if (llmr_plan_switch(c, err == LLMR_ERR_CONTEXT_WINDOW ? &conf->context_window_fallbacks
                                                           : &conf->content_policy_fallbacks))
             try_group(c);
         else
@@ -522,7 +431,7 @@ static void after_failure(llmr_call *c, enum llmr_err err, int64_t ra)
      * deployment that is not cooling down; else fall back at once. */
     if (llmr_err_retryable(err) && c->group_attempts <= conf->num_retries
         && group_has_room(c)) {
-        wait = backoff_ms(c, err, ra);
+        wait = llmr_backoff_ms(c, err, ra);
         if (llmr_now_us() + wait * 1000 >= c->deadline_us) {
             reply_final(c);         /* no wait may run past the timeout */
             return;
@@ -536,7 +445,7 @@ static void after_failure(llmr_call *c, enum llmr_err err, int64_t ra)
         }
         return;
     }
-    if (next_group(c))
+    if (llmr_plan_next(c))
         try_group(c);
     else
         reply_final(c);
@@ -578,9 +487,9 @@ static void try_group(llmr_call *c)
             break;
         note_unavailable(c, &pick);
         if (pick.why == LLMR_UNAVAIL_CONTEXT
-            && switch_plan(c, &c->w->conf->context_window_fallbacks))
+            && llmr_plan_switch(c, &c->w->conf->context_window_fallbacks))
             continue;
-        if (pick.why != LLMR_UNAVAIL_CONTEXT && next_group(c))
+        if (pick.why != LLMR_UNAVAIL_CONTEXT && llmr_plan_next(c))
             continue;
         reply_final(c);
         return;
@@ -676,7 +585,7 @@ void llmr_proxy_done(void *arg, CURLcode result)
     const char *body = (const char *)evbuffer_pullup(c->resp, -1);
     enum llmr_err err = llmr_classify(dep_of(c), result, c->status, body,
                                       evbuffer_get_length(c->resp));
-    int64_t ra = retry_after_ms(c);
+    int64_t ra = llmr_retry_after_ms(c);
 
     llmr_upstream_release(c->w, c->easy);
     c->easy = NULL;

@@ -71,6 +71,18 @@ typedef struct llmr_call {
     enum llmr_err final_err;
 } llmr_call;
 
+/* plan.c */
+/* Moves to the next group of the plan (appending the fallbacks of the group
+ * asked for the first time); returns 0 when the plan is spent. */
+int llmr_plan_next(llmr_call *c);
+/* Replaces the rest of the plan with `list`'s fallbacks of the current
+ * group (else of the one asked for) and moves to the first; 0 if none. */
+int llmr_plan_switch(llmr_call *c, const llmr_fallback_list *list);
+/* Milliseconds to wait before retrying after `err` (see plan.c). */
+int64_t llmr_backoff_ms(llmr_call *c, enum llmr_err err, int64_t ra);
+/* The attempt's Retry-After in milliseconds, or -1. */
+int64_t llmr_retry_after_ms(const llmr_call *c);
+
 /* Worker shutdown: drops every live call without answering. */
 void llmr_proxy_abort_all(llmr_worker *w);
 int64_t llmr_now_us(void);

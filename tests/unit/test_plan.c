@@ -1,0 +1,114 @@
+/* Back-off and the fallback plan of one request (worker/plan.c). */
+#include "../../worker/plan.c"
+
+#include "t.h"
+
+static llmr_conf conf;
+static llmr_worker w = { .conf = &conf, .rng = 42 };
+static llmr_group groups[4] = { { "a", NULL, 0 }, { "b", NULL, 0 }, { "c", NULL, 0 },
+                                { "big", NULL, 0 } };
+static char *a_fb[] = { "b", "c", "a" }, *cw_fb[] = { "big" }, *def_fb[] = { "c" };
+static llmr_fallback fb = { "a", a_fb, 3 }, cw = { "a", cw_fb, 1 };
+
+static void setup(void)
+{
+    memset(&conf, 0, sizeof(conf));
+    conf.groups = groups;
+    conf.ngroups = 4;
+}
+
+static llmr_call *new_call(int group)
+{
+    static llmr_call c;
+
+    memset(&c, 0, sizeof(c));
+    c.w = &w;
+    c.plan[0] = group;
+    c.nplan = 1;
+    return &c;
+}
+
+static void test_retry_after_honoured_up_to_60s(void)
+{
+    llmr_call *c;
+
+    setup();
+    c = new_call(0);
+    strcpy(c->retry_after, "2");
+    T_EQ_INT(llmr_retry_after_ms(c), 2000);
+    T_EQ_INT(llmr_backoff_ms(c, LLMR_ERR_RATE_LIMIT, 2000), 2000);
+    strcpy(c->retry_after, "0.5");
+    T_EQ_INT(llmr_retry_after_ms(c), 500);
+    strcpy(c->retry_after, "Wed, 21 Oct 2015 07:28:00 GMT");
+    T_EQ_INT(llmr_retry_after_ms(c), -1);
+    /* Over 60 s: not honoured, exponential instead (first step 0.5 s +-25%). */
+    int64_t b = llmr_backoff_ms(c, LLMR_ERR_RATE_LIMIT, 120000);
+    T_CHECK(b >= 375 && b <= 625);
+}
+
+static void test_exponential_with_jitter_and_cap(void)
+{
+    llmr_call *c;
+    const int64_t base[] = { 500, 1000, 2000, 4000, 8000, 8000, 8000 };
+
+    setup();
+    c = new_call(0);
+    for (int i = 0; i < 7; i++) {
+        int64_t b = llmr_backoff_ms(c, LLMR_ERR_RATE_LIMIT, -1);
+        T_CHECK(b >= base[i] * 3 / 4 && b <= base[i] * 5 / 4);
+    }
+    /* Other retryable errors retry at once, unless retry_after is a floor. */
+    T_EQ_INT(llmr_backoff_ms(c, LLMR_ERR_SERVER, -1), 0);
+    conf.retry_after = 1.5;
+    T_EQ_INT(llmr_backoff_ms(c, LLMR_ERR_SERVER, -1), 1500);
+    T_EQ_INT(llmr_backoff_ms(c, LLMR_ERR_RATE_LIMIT, 1000), 1500);
+}
+
+static void test_fallbacks_in_order_each_group_once(void)
+{
+    llmr_call *c;
+
+    setup();
+    conf.fallbacks.items = &fb;
+    conf.fallbacks.n = 1;
+    c = new_call(0);
+    T_EQ_INT(llmr_plan_next(c), 1);
+    T_EQ_INT(c->plan[c->pos], 1);           /* b */
+    T_EQ_INT(llmr_plan_next(c), 1);
+    T_EQ_INT(c->plan[c->pos], 2);           /* c; "a" itself is not added again */
+    T_EQ_INT(llmr_plan_next(c), 0);
+    T_EQ_INT(c->pos, 2);                    /* stays on the last group tried */
+    T_EQ_INT(c->nplan, 3);
+}
+
+static void test_default_fallbacks_and_context_window_switch(void)
+{
+    llmr_call *c;
+
+    setup();
+    conf.default_fallbacks = def_fb;
+    conf.ndefault_fallbacks = 1;
+    c = new_call(1);                        /* b: no entry, so default_fallbacks */
+    T_EQ_INT(llmr_plan_next(c), 1);
+    T_EQ_INT(c->plan[c->pos], 2);
+
+    conf.fallbacks.items = &fb;
+    conf.fallbacks.n = 1;
+    conf.context_window_fallbacks.items = &cw;
+    conf.context_window_fallbacks.n = 1;
+    c = new_call(0);
+    T_EQ_INT(llmr_plan_switch(c, &conf.context_window_fallbacks), 1);
+    T_EQ_INT(c->plan[c->pos], 3);           /* big, and the general fallbacks are gone */
+    T_EQ_INT(llmr_plan_next(c), 0);
+    c = new_call(2);                        /* c has no context-window entry */
+    T_EQ_INT(llmr_plan_switch(c, &conf.context_window_fallbacks), 0);
+}
+
+int main(void)
+{
+    T_RUN(test_retry_after_honoured_up_to_60s);
+    T_RUN(test_exponential_with_jitter_and_cap);
+    T_RUN(test_fallbacks_in_order_each_group_once);
+    T_RUN(test_default_fallbacks_and_context_window_switch);
+    return T_DONE();
+}

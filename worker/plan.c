@@ -1,0 +1,99 @@
+/* The order in which one request tries model groups and how long it waits
+ * between attempts (DESIGN.md §7): plan[0] is the group asked for; its
+ * fallbacks are appended once it is spent, each group at most once, so a
+ * request can never loop. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy.h"
+
+/* Seconds from a Retry-After header (delta-seconds; an HTTP date is not
+ * worth parsing for a back-off), or -1. */
+int64_t llmr_retry_after_ms(const llmr_call *c)
+{
+    char *end;
+    double v;
+
+    if (!c->retry_after[0])
+        return -1;
+    v = strtod(c->retry_after, &end);
+    return end != c->retry_after && v >= 0 && v < 1e6 ? (int64_t)(v * 1000) : -1;
+}
+
+/* How long to wait before the next attempt in the group: a 429 waits for
+ * its Retry-After when 0 < it <= 60 s, else 0.5 s doubling to 8 s with
+ * +-25% jitter; router_settings.retry_after is a floor for every retry. */
+int64_t llmr_backoff_ms(llmr_call *c, enum llmr_err err, int64_t ra)
+{
+    int64_t floor = (int64_t)(c->w->conf->retry_after * 1000), wait = 0;
+
+    if (err == LLMR_ERR_RATE_LIMIT) {
+        if (ra > 0 && ra <= 60000) {
+            wait = ra;
+        } else {
+            int step = c->backoff_step < 4 ? c->backoff_step : 4;
+            wait = 500LL << step;
+            wait += (int64_t)(llmr_rand(c->w) % (uint64_t)(wait / 2 + 1)) - wait / 4;
+            c->backoff_step++;
+        }
+    }
+    return wait > floor ? wait : floor;
+}
+
+/* Appends the groups of `list`'s entry for group g that the plan does not
+ * hold yet.  Returns how many were added. */
+static int plan_append(llmr_call *c, const llmr_fallback_list *list, int g)
+{
+    const llmr_conf *conf = c->w->conf;
+    char *const *names = NULL;
+    int n = 0, added = 0;
+
+    for (int i = 0; i < list->n; i++)
+        if (strcmp(list->items[i].model, conf->groups[g].name) == 0) {
+            names = list->items[i].fallbacks;
+            n = list->items[i].nfallbacks;
+        }
+    if (list == &conf->fallbacks && names == NULL) {
+        names = conf->default_fallbacks;
+        n = conf->ndefault_fallbacks;
+    }
+    for (int i = 0; i < n && c->nplan < LLMR_PLAN_MAX; i++) {
+        int fg = llmr_conf_find_group(conf, names[i], strlen(names[i])), seen = 0;
+        for (int k = 0; k < c->nplan; k++)
+            seen |= c->plan[k] == fg;
+        if (fg >= 0 && !seen) {
+            c->plan[c->nplan++] = fg;
+            added++;
+        }
+    }
+    return added;
+}
+
+/* Moves to the next group of the plan with fresh per-group state.
+ * Returns 0 when the plan is spent. */
+int llmr_plan_next(llmr_call *c)
+{
+    if (!c->fallbacks_added) {
+        c->fallbacks_added = 1;
+        plan_append(c, &c->w->conf->fallbacks, c->plan[0]);
+    }
+    if (c->pos + 1 >= c->nplan)
+        return 0;       /* pos stays on the last group tried, for the headers */
+    c->pos++;
+    c->nfailed = 0;
+    c->group_attempts = 0;
+    c->backoff_step = 0;
+    return 1;
+}
+
+/* Context-window and content-policy errors skip the rest of the group and
+ * go to their own fallbacks (of the current group, else of the one asked
+ * for); the general fallbacks no longer apply. */
+int llmr_plan_switch(llmr_call *c, const llmr_fallback_list *list)
+{
+    c->nplan = c->pos + 1;
+    c->fallbacks_added = 1;
+    if (plan_append(c, list, c->plan[c->pos]) == 0 && c->pos > 0)
+        plan_append(c, list, c->plan[0]);
+    return llmr_plan_next(c);
+}
