@@ -35,7 +35,7 @@ LAT      := $(BUILD)/llmroute-lat
 STREAMS  := $(BUILD)/llmroute-streams
 ROUTE    := $(BUILD)/llmroute-route
 
-.PHONY: all test unit integration run bench clean deps
+.PHONY: all test unit integration run bench clean deps fuzz
 all: $(LLMROUTE) $(MOCK) $(LAT) $(STREAMS) $(ROUTE) $(UNIT_BIN)
 
 # Installs the build dependencies once per build tree (idempotent script).
@@ -90,6 +90,20 @@ bench: all
 	@BUILD=$(BUILD) scripts/bench.sh
 
 deps: $(DEPS_OK)
+
+# libFuzzer targets (clang), each run for FUZZ_SECONDS; not part of `test`.
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Icommon -Iconf -Ishm -Iworker \
+               -fsanitize=fuzzer,address,undefined
+FUZZ_SRC := common/log.c worker/json.c $(CONF_SRC)
+fuzz: $(DEPS_OK)
+	@mkdir -p build/fuzz/corpus-json build/fuzz/corpus-conf
+	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_json tests/fuzz/fuzz_json.c worker/estimate.c $(FUZZ_SRC) -lconfig
+	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_conf tests/fuzz/fuzz_conf.c $(FUZZ_SRC) -lconfig
+	LSAN_OPTIONS=suppressions=tests/fuzz/lsan.supp build/fuzz/fuzz_json \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -artifact_prefix=build/fuzz/ build/fuzz/corpus-json
+	LSAN_OPTIONS=suppressions=tests/fuzz/lsan.supp build/fuzz/fuzz_conf \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -artifact_prefix=build/fuzz/ build/fuzz/corpus-conf
 
 clean:
 	rm -rf build

@@ -44,4 +44,8 @@ size_t llmr_json_escape(char *out, size_t cap, const char *s, size_t len);
  * cap bytes or is malformed. */
 int llmr_json_unescape(char *out, size_t cap, const char *s, size_t len);
 
+/* estimate.c: the prompt's tokens, estimated from a parsed request:
+ * string-value bytes of messages/prompt/input / 4, plus 4 a message, plus 3. */
+int64_t llmr_estimate_prompt_tokens(const llmr_json *j);
+
 #endif

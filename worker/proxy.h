@@ -98,8 +98,5 @@ void llmr_stream_end(llmr_call *c, enum llmr_err err, const char *message);
 /* Usage of the stream: reported, or estimated from its content. */
 void llmr_stream_usage(llmr_call *c, int64_t *prompt, int64_t *completion);
 void llmr_sse_free(llmr_sse *s);
-/* The prompt's tokens, estimated from the parsed request: string-value bytes
- * of messages/prompt/input / 4, plus 4 a message, plus 3. */
-int64_t llmr_estimate_prompt_tokens(const llmr_json *j);
 
 #endif
