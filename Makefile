@@ -70,7 +70,7 @@ $(ROUTE): $(BUILD)/bench/route.o $(BUILD)/liblllmr.a
 
 # Unit tests #include the unit under test to reach its statics, so each links
 # against the library minus nothing: the linker takes the first definition.
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/liblllmr.a tests/unit/t.h
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/liblllmr.a $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(LDFLAGS) $(XLDFLAGS) -Itests/unit -o $@ $< $(BUILD)/liblllmr.a $(XLDLIBS) $(LDLIBS)
 

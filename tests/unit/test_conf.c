@@ -1,97 +1,29 @@
-/* Unit tests for conf/.  Run from the repository root (the example
- * config is read as conf/llmroute.conf).  Each test writes its configs to
- * mkstemp files in /tmp and removes them. */
-#include "../../conf/conf.c"
-#include "../../conf/conf_models.c"
-#include "../../conf/conf_value.c"
+/* Unit tests for conf/: loading, defaults, the server and router_settings
+ * sections, environment references and every error path of them.  Run from
+ * the repository root (the example config is read as conf/llmroute.conf). */
+#include "conf_test.h"
 
-#include <unistd.h>
-
-#include "t.h"
-
-/* One valid deployment, one line, for configs that test something else. */
-#define ML "model_list = ( { model_name = \"g\"; litellm_params = { model = \"gpt-4o\"; }; } );\n"
-
-static char last_path[64];
-
-static int write_tmp(const char *text)
+/* server and router_settings at their documented defaults (workers and the
+ * fallback lists aside). */
+static void check_default_settings(const llmr_conf *c)
 {
-    size_t len = strlen(text);
-    int fd;
-
-    snprintf(last_path, sizeof(last_path), "/tmp/llmr-test-conf-XXXXXX");
-    if ((fd = mkstemp(last_path)) < 0)
-        return -1;
-    if (write(fd, text, len) != (ssize_t) len) {
-        close(fd);
-        unlink(last_path);
-        return -1;
-    }
-    close(fd);
-    return 0;
+    T_EQ_INT(c->nlisten, 1);
+    T_EQ_STR(c->listen[0], "127.0.0.1:4000");
+    T_CHECK(c->master_key == NULL);
+    T_EQ_STR(c->pid_file, "llmroute.pid");
+    T_EQ_STR(c->shm_name, "/llmroute-4000");
+    T_EQ_INT(c->max_body_bytes, 10485760);
+    T_CHECK(c->drain_timeout == 30.0);
+    T_EQ_INT(c->worker_rlimit_nofile, 0);
+    T_EQ_INT(c->routing_strategy, LLMR_STRATEGY_SIMPLE_SHUFFLE);
+    T_EQ_INT(c->num_retries, 2);
+    T_CHECK(c->retry_after == 0.0);
+    T_CHECK(c->timeout == 600.0);
+    T_CHECK(c->stream_timeout == 0.0);
+    T_EQ_INT(c->allowed_fails, 3);
+    T_CHECK(c->cooldown_time == 60.0);
+    T_CHECK(c->lowest_latency_buffer == 0.0);
 }
-
-/* Loads `text` through a temporary file; the file name stays in last_path. */
-static int load_text(const char *text, llmr_conf **c, char *err, size_t errlen)
-{
-    int rc;
-
-    *c = NULL;
-    err[0] = '\0';
-    if (write_tmp(text) != 0) {
-        snprintf(err, errlen, "cannot write a temporary file");
-        return -2;
-    }
-    rc = llmr_conf_load(last_path, c, err, errlen);
-    unlink(last_path);
-    return rc;
-}
-
-/* A config that must load; NULL (and a failed check) otherwise. */
-static llmr_conf *load_ok_(int at, const char *text)
-{
-    char err[1024];
-    llmr_conf *c;
-    int rc = load_text(text, &c, err, sizeof(err));
-
-    if (!T_EQ_INT(rc, 0) || !T_CHECK(c != NULL))
-        fprintf(stderr, "    (load_ok at line %d) %s\n", at, err);
-    return c;
-}
-#define LOAD_OK(text) load_ok_(__LINE__, text)
-
-/* A config that must fail with "FILE:LINE: KEY: ..." containing `what`. */
-static void expect_err_(int at, const char *text, int line, const char *key,
-                        const char *what, char *err_out)
-{
-    char err[1024], prefix[512];
-    llmr_conf *c;
-    int rc = load_text(text, &c, err, sizeof(err)), ok = 1;
-
-    snprintf(prefix, sizeof(prefix), "%s:%d: %s: ", last_path, line, key);
-    ok &= T_EQ_INT(rc, -1);
-    ok &= T_CHECK(c == NULL);
-    ok &= T_CHECK(strncmp(err, prefix, strlen(prefix)) == 0);
-    ok &= T_CONTAINS(err, what);
-    if (!ok)
-        fprintf(stderr, "    (expect_err at line %d)\n    got:    %s\n    prefix: %s\n",
-                at, err, prefix);
-    if (err_out != NULL)
-        memcpy(err_out, err, sizeof(err));
-    llmr_conf_free(c);
-}
-#define EXPECT_ERR(text, line, key, what) expect_err_(__LINE__, text, line, key, what, NULL)
-
-static int is_hash_id(const char *id)
-{
-    if (strlen(id) != 18 || strncmp(id, "d-", 2) != 0)
-        return 0;
-    for (int i = 2; i < 18; i++)
-        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
-            return 0;
-    return 1;
-}
-
 
 static void test_example_conf(void)
 {
@@ -104,19 +36,8 @@ static void test_example_conf(void)
         return;
     }
     T_EQ_STR(c->file, "conf/llmroute.conf");
-    T_EQ_INT(c->nlisten, 1);
-    T_EQ_STR(c->listen[0], "127.0.0.1:4000");
     T_EQ_INT(c->workers, 2);
-    T_CHECK(c->master_key == NULL);
-    T_EQ_STR(c->pid_file, "llmroute.pid");
-    T_EQ_STR(c->shm_name, "/llmroute-4000");
-    T_EQ_INT(c->max_body_bytes, 10485760);
-    T_CHECK(c->drain_timeout == 30.0);
-    T_EQ_INT(c->routing_strategy, LLMR_STRATEGY_SIMPLE_SHUFFLE);
-    T_EQ_INT(c->num_retries, 2);
-    T_CHECK(c->timeout == 600.0);
-    T_EQ_INT(c->allowed_fails, 3);
-    T_CHECK(c->cooldown_time == 60.0);
+    check_default_settings(c);    /* the example spells out every default */
 
     T_EQ_INT(c->ndeployments, 3);
     T_EQ_INT(c->ngroups, 2);
@@ -165,24 +86,10 @@ static void test_defaults(void)
 
     if (c == NULL)
         return;
-    T_EQ_INT(c->nlisten, 1);
-    T_EQ_STR(c->listen[0], "127.0.0.1:4000");
     T_EQ_INT(c->workers, 0);
-    T_CHECK(c->master_key == NULL);
-    T_EQ_STR(c->pid_file, "llmroute.pid");
-    T_EQ_STR(c->shm_name, "/llmroute-4000");
-    T_EQ_INT(c->max_body_bytes, 10485760);
-    T_CHECK(c->drain_timeout == 30.0);
-    T_EQ_INT(c->routing_strategy, LLMR_STRATEGY_SIMPLE_SHUFFLE);
-    T_EQ_INT(c->num_retries, 2);
-    T_CHECK(c->retry_after == 0.0);
-    T_CHECK(c->timeout == 600.0);
-    T_CHECK(c->stream_timeout == 0.0);
-    T_EQ_INT(c->allowed_fails, 3);
-    T_CHECK(c->cooldown_time == 60.0);
+    check_default_settings(c);
     T_EQ_INT(c->fallbacks.n, 0);
     T_EQ_INT(c->ndefault_fallbacks, 0);
-    T_CHECK(c->lowest_latency_buffer == 0.0);
 
     llmr_deployment *d = &c->deployments[0];
     T_EQ_STR(d->model_name, "g");
@@ -409,7 +316,6 @@ static void test_ranges(void)
                3, "router_settings.routing_strategy_args.lowest_latency_buffer",
                "must be a number >= 0");
 
-#define LP(body) "model_list = ( { model_name = \"g\";\n litellm_params = { model = \"m\";\n " body " }; } );\n"
     EXPECT_ERR(LP("rpm = -1;"), 3, "model_list[0].litellm_params.rpm", "must be an integer >= 0");
     EXPECT_ERR(LP("tpm = -5L;"), 3, "model_list[0].litellm_params.tpm", "must be an integer >= 0");
     EXPECT_ERR(LP("weight = 0;"), 3, "model_list[0].litellm_params.weight", "must be a number > 0");
@@ -474,78 +380,6 @@ static void test_strategies(void)
                "router_settings.routing_strategy",
                "unknown strategy \"round-robin\" (allowed: simple-shuffle, least-busy, "
                "usage-based-routing, latency-based-routing)");
-}
-
-static void test_providers(void)
-{
-    llmr_conf *c = LOAD_OK(
-        "model_list = (\n"
-        " { model_name = \"a\"; litellm_params = { model = \"gpt-4o-mini\"; }; },\n"
-        " { model_name = \"b\"; litellm_params = { model = \"openai/gpt-4o\"; api_version = \"v1\"; }; },\n"
-        " { model_name = \"c\"; litellm_params = { model = \"openai/meta-llama/Llama-3-8b\";\n"
-        "     api_base = \"http://127.0.0.1:8000/v1/\"; }; },\n"
-        " { model_name = \"d\"; litellm_params = { model = \"azure/chatgpt-v-2\";\n"
-        "     api_base = \"https://example.openai.azure.com//\"; }; },\n"
-        " { model_name = \"e\"; litellm_params = { model = \"azure/dep.1_x\";\n"
-        "     api_base = \"HTTPS://example.openai.azure.com\"; api_version = \"2024-06-01-preview\"; }; }\n"
-        ");\n");
-
-    if (c == NULL)
-        return;
-    llmr_deployment *d = c->deployments;
-    T_EQ_INT(d[0].provider, LLMR_PROVIDER_OPENAI);
-    T_EQ_STR(d[0].upstream_model, "gpt-4o-mini");
-    T_EQ_INT(d[1].provider, LLMR_PROVIDER_OPENAI);
-    T_EQ_STR(d[1].upstream_model, "gpt-4o");
-    T_EQ_STR(d[1].api_version, "v1");
-    T_EQ_STR(d[2].upstream_model, "meta-llama/Llama-3-8b");
-    T_EQ_STR(d[2].api_base, "http://127.0.0.1:8000/v1");
-    T_EQ_INT(d[3].provider, LLMR_PROVIDER_AZURE);
-    T_EQ_STR(d[3].model, "azure/chatgpt-v-2");
-    T_EQ_STR(d[3].upstream_model, "chatgpt-v-2");
-    T_EQ_STR(d[3].api_base, "https://example.openai.azure.com");
-    T_EQ_STR(d[3].api_version, "2024-02-01");
-    T_EQ_STR(d[4].upstream_model, "dep.1_x");
-    T_EQ_STR(d[4].api_version, "2024-06-01-preview");
-    llmr_conf_free(c);
-}
-
-static void test_provider_errors(void)
-{
-#define MODEL(m) "model_list = ( { model_name = \"g\";\n litellm_params = {\n  model = " m "; }; } );\n"
-    EXPECT_ERR(MODEL("\"bedrock/anthropic.claude\""), 3, "model_list[0].litellm_params.model",
-               "unsupported provider \"bedrock\" (allowed: azure/<deployment>, openai/<model>, "
-               "or a bare OpenAI model name)");
-    EXPECT_ERR(MODEL("\"text-completion-openai/x\""), 3, "model_list[0].litellm_params.model",
-               "unsupported provider \"text-completion-openai\"");
-    EXPECT_ERR(MODEL("\"azure/\""), 3, "model_list[0].litellm_params.model",
-               "needs a model after \"azure/\"");
-    EXPECT_ERR(MODEL("\"openai/\""), 3, "model_list[0].litellm_params.model",
-               "needs a model after \"openai/\"");
-    EXPECT_ERR(MODEL("\"azure/a/b\""), 3, "model_list[0].litellm_params.model",
-               "Azure deployment name");
-    EXPECT_ERR(MODEL("\"gpt 4\""), 3, "model_list[0].litellm_params.model", "printable");
-    EXPECT_ERR(MODEL("\"\""), 3, "model_list[0].litellm_params.model", "non-empty");
-    EXPECT_ERR("model_list = ( { model_name = \"g\";\n litellm_params = {\n"
-               "  api_key = \"k\"; }; } );\n", 2, "model_list[0].litellm_params",
-               "missing model");
-}
-
-static void test_api_base_version(void)
-{
-#define AZ(rest) "model_list = ( { model_name = \"g\";\n litellm_params = {\n  model = \"azure/dep\";\n" rest " }; } );\n"
-    EXPECT_ERR(AZ(""), 2, "model_list[0].litellm_params",
-               "api_base is required for azure/ deployments");
-    EXPECT_ERR(AZ("  api_base = \"example.openai.azure.com\";\n"), 4,
-               "model_list[0].litellm_params.api_base", "must start with http:// or https://");
-    EXPECT_ERR(AZ("  api_base = \"https://\";\n"), 4,
-               "model_list[0].litellm_params.api_base", "must name a host");
-    EXPECT_ERR(AZ("  api_base = \"https://x/?a=b\";\n"), 4,
-               "model_list[0].litellm_params.api_base", "'?' or '#'");
-    EXPECT_ERR(AZ("  api_base = \"https://x\";\n  api_version = \"2024 01\";\n"), 5,
-               "model_list[0].litellm_params.api_version", "may hold only");
-    EXPECT_ERR(LP("api_base = \"ftp://x\";"), 3, "model_list[0].litellm_params.api_base",
-               "must start with http:// or https://");
 }
 
 static void test_environment(void)
@@ -616,306 +450,6 @@ static void test_environment(void)
     unsetenv("LLMR_TEST_EMPTY");
     unsetenv("LLMR_TEST_BADKEY");
     unsetenv("LLMR_TEST_STRATEGY");
-}
-
-/* The id of the only deployment in `text`, or "" after a failed check. */
-static void id_of(const char *text, char id[LLMR_ID_MAX])
-{
-    llmr_conf *c = LOAD_OK(text);
-
-    id[0] = '\0';
-    if (c != NULL) {
-        memcpy(id, c->deployments[0].id, LLMR_ID_MAX);
-        llmr_conf_free(c);
-    }
-}
-
-static void test_hashed_ids(void)
-{
-#define DEP(name, model, base, extra) "model_list = ( { model_name = \"" name "\"; litellm_params = { " \
-        "model = \"" model "\"; api_base = \"" base "\"; " extra " }; } );\n"
-    char a[LLMR_ID_MAX], a2[LLMR_ID_MAX], b[LLMR_ID_MAX], k1[LLMR_ID_MAX], k2[LLMR_ID_MAX],
-         n[LLMR_ID_MAX], m[LLMR_ID_MAX], v[LLMR_ID_MAX], lim[LLMR_ID_MAX], slash[LLMR_ID_MAX],
-         e1[LLMR_ID_MAX], e2[LLMR_ID_MAX];
-
-    id_of(DEP("g", "azure/x", "https://a.example.com", ""), a);
-    id_of(DEP("g", "azure/x", "https://a.example.com", ""), a2);
-    id_of(DEP("g", "azure/x", "https://b.example.com", ""), b);
-    id_of(DEP("g", "azure/x", "https://a.example.com", "api_key = \"sk-aaaaaaaaaaaa\";"), k1);
-    id_of(DEP("g", "azure/x", "https://a.example.com", "api_key = \"sk-bbbbbbbbbbbb\";"), k2);
-    id_of(DEP("h", "azure/x", "https://a.example.com", ""), n);
-    id_of(DEP("g", "azure/y", "https://a.example.com", ""), m);
-    id_of(DEP("g", "azure/x", "https://a.example.com", "api_version = \"2024-06-01\";"), v);
-    id_of(DEP("g", "azure/x", "https://a.example.com", "rpm = 5; weight = 3;"), lim);
-    id_of(DEP("g", "azure/x", "https://a.example.com/", ""), slash);
-
-    T_CHECK(is_hash_id(a));
-    T_EQ_STR(a, a2);                            /* stable */
-    T_EQ_STR(a, lim);                           /* limits are not identity */
-    T_EQ_STR(a, slash);                         /* normalised api_base */
-    T_CHECK(strcmp(a, b) != 0);
-    T_CHECK(strcmp(a, k1) != 0);
-    T_CHECK(strcmp(k1, k2) != 0);
-    T_CHECK(strcmp(a, n) != 0);
-    T_CHECK(strcmp(a, m) != 0);
-    T_CHECK(strcmp(a, v) != 0);
-    T_CHECK(strstr(k1, "aaaa") == NULL && strstr(k1, "sk-") == NULL);
-
-    /* An os.environ key hashes as its reference: rotating the secret keeps the id. */
-    setenv("LLMR_TEST_ROTATE", "first-value", 1);
-    id_of(DEP("g", "azure/x", "https://a.example.com", "api_key = \"os.environ/LLMR_TEST_ROTATE\";"), e1);
-    setenv("LLMR_TEST_ROTATE", "second-value", 1);
-    id_of(DEP("g", "azure/x", "https://a.example.com", "api_key = \"os.environ/LLMR_TEST_ROTATE\";"), e2);
-    unsetenv("LLMR_TEST_ROTATE");
-    T_CHECK(is_hash_id(e1));
-    T_EQ_STR(e1, e2);
-    T_CHECK(strcmp(e1, a) != 0);
-
-    /* A known value, so an accidental change of the scheme shows up here:
-     * it would move every deployment to a new shm slot on upgrade. */
-    llmr_deployment d;
-    memset(&d, 0, sizeof(d));
-    d.model_name = "gpt-4";
-    d.model = "azure/gpt-4-eu";
-    d.api_base = "http://127.0.0.1:4101";
-    d.api_version = "2024-02-01";
-    hash_id(&d, "sk-example-not-a-real-key");
-    T_EQ_STR(d.id, "d-b125afa017fc75d7");
-    T_EQ_INT(fnv1a(0xcbf29ce484222325ULL, "a", 1), 0xaf63dc4c8601ec8cULL);
-}
-
-static void test_model_info_ids(void)
-{
-    llmr_conf *c = LOAD_OK("model_list = ( { model_name = \"g\"; litellm_params = { model = \"m\"; };\n"
-                           " model_info = { id = \"eu-1.a_b:c\"; }; } );\n");
-    if (c != NULL) {
-        T_EQ_STR(c->deployments[0].id, "eu-1.a_b:c");
-        llmr_conf_free(c);
-    }
-#define INFO(id) "model_list = ( { model_name = \"g\"; litellm_params = { model = \"m\"; };\n" \
-        " model_info = {\n  id = " id "; }; } );\n"
-    EXPECT_ERR(INFO("\"\""), 3, "model_list[0].model_info.id", "must be 1 to 63 characters");
-    EXPECT_ERR(INFO("\"a234567890123456789012345678901234567890123456789012345678901234\""), 3,
-               "model_list[0].model_info.id", "must be 1 to 63 characters");
-    EXPECT_ERR(INFO("\"a b\""), 3, "model_list[0].model_info.id",
-               "may hold only letters, digits, '.', '_', ':' and '-'");
-    EXPECT_ERR(INFO("\"a/b\""), 3, "model_list[0].model_info.id", "may hold only");
-    EXPECT_ERR(INFO("7"), 3, "model_list[0].model_info.id", "must be a string");
-    c = LOAD_OK(INFO("\"a23456789012345678901234567890123456789012345678901234567890123\""));
-    if (c != NULL) {
-        T_EQ_INT(strlen(c->deployments[0].id), 63);
-        llmr_conf_free(c);
-    }
-}
-
-static void test_duplicate_ids(void)
-{
-    EXPECT_ERR("model_list = (\n"
-               " { model_name = \"a\"; litellm_params = { model = \"m\"; };\n"
-               "   model_info = { id = \"same\"; }; },\n"
-               " { model_name = \"b\"; litellm_params = { model = \"n\"; };\n"
-               "   model_info = {\n"
-               "     id = \"same\"; }; }\n"
-               ");\n", 6, "model_list[1].model_info.id",
-               "duplicate deployment id \"same\" (also model_list[0] at line 3)");
-    EXPECT_ERR("model_list = (\n"
-               " { model_name = \"a\"; litellm_params = { model = \"m\"; }; },\n"
-               " { model_name = \"b\"; litellm_params = { model = \"m\"; }; },\n"
-               " { model_name = \"a\";\n"
-               "   litellm_params = { model = \"m\"; }; }\n"
-               ");\n", 4, "model_list[2]",
-               "same deployment as model_list[0] at line 2");
-}
-
-static void test_rpm_tpm_places(void)
-{
-    llmr_conf *c = LOAD_OK("model_list = ( { model_name = \"g\"; rpm = 10; tpm = 20000;\n"
-                           " litellm_params = { model = \"m\"; }; },\n"
-                           " { model_name = \"g\"; litellm_params = { model = \"n\"; rpm = 11; tpm = 21000; }; } );\n");
-    if (c != NULL) {
-        T_EQ_INT(c->deployments[0].rpm, 10);
-        T_EQ_INT(c->deployments[0].tpm, 20000);
-        T_EQ_INT(c->deployments[1].rpm, 11);
-        T_EQ_INT(c->deployments[1].tpm, 21000);
-        llmr_conf_free(c);
-    }
-    EXPECT_ERR("model_list = ( { model_name = \"g\";\n rpm = 10;\n"
-               " litellm_params = { model = \"m\";\n  rpm = 10; }; } );\n", 4,
-               "model_list[0].litellm_params.rpm", "also set beside litellm_params at line 2");
-    EXPECT_ERR("model_list = ( { model_name = \"g\";\n tpm = 10;\n"
-               " litellm_params = { model = \"m\";\n  tpm = 10; }; } );\n", 4,
-               "model_list[0].litellm_params.tpm", "also set beside litellm_params at line 2");
-    EXPECT_ERR("model_list = ( { model_name = \"g\";\n tpm = -1;\n"
-               " litellm_params = { model = \"m\"; }; } );\n", 2,
-               "model_list[0].tpm", "must be an integer >= 0");
-}
-
-static void test_model_list_shape(void)
-{
-    char err[1024];
-    llmr_conf *c;
-    int rc = load_text("server = { workers = 1; };\n", &c, err, sizeof(err));
-    T_EQ_INT(rc, -1);
-    T_CHECK(c == NULL);
-    T_CHECK(strncmp(err, last_path, strlen(last_path)) == 0);
-    T_CONTAINS(err, ": model_list: missing: list at least one deployment");
-
-    EXPECT_ERR("\nmodel_list = ();\n", 2, "model_list", "must list at least one deployment");
-    EXPECT_ERR("model_list = [];\n", 1, "model_list", "must list at least one deployment");
-    EXPECT_ERR("model_list = (\n { litellm_params = { model = \"m\"; }; }\n);\n", 2,
-               "model_list[0]", "missing model_name");
-    EXPECT_ERR("model_list = (\n { model_name = \"g\"; }\n);\n", 2,
-               "model_list[0].litellm_params", "missing");
-    EXPECT_ERR("model_list = ( { model_name =\n \"\"; litellm_params = { model = \"m\"; }; } );\n",
-               1, "model_list[0].model_name", "must be 1 to 63 printable characters");
-    EXPECT_ERR("model_list = ( { model_name = \"a\\\"b\"; litellm_params = { model = \"m\"; }; } );\n",
-               1, "model_list[0].model_name", "without spaces");
-    EXPECT_ERR("model_list = ( { model_name = "
-               "\"a234567890123456789012345678901234567890123456789012345678901234\";"
-               " litellm_params = { model = \"m\"; }; } );\n",
-               1, "model_list[0].model_name", "must be 1 to 63");
-}
-
-static void test_fallbacks(void)
-{
-#define GROUPS "model_list = (\n" \
-    " { model_name = \"gpt-4\"; litellm_params = { model = \"gpt-4\"; }; },\n" \
-    " { model_name = \"gpt-3.5-turbo\"; litellm_params = { model = \"gpt-3.5-turbo\"; }; },\n" \
-    " { model_name = \"gpt-3.5-turbo-16k\"; litellm_params = { model = \"gpt-3.5-turbo-16k\"; }; }\n" \
-    ");\n"
-    /* GROUPS is lines 1-5; router_settings starts on line 6. */
-    llmr_conf *c = LOAD_OK(GROUPS
-        "router_settings = {\n"
-        " fallbacks = ( { model = \"gpt-4\"; fallbacks = [\"gpt-3.5-turbo\", \"gpt-3.5-turbo-16k\"]; },\n"
-        "               { model = \"gpt-3.5-turbo\"; fallbacks = \"gpt-3.5-turbo-16k\"; } );\n"
-        " context_window_fallbacks = ( { model = \"gpt-3.5-turbo\"; fallbacks = (\"gpt-3.5-turbo-16k\"); } );\n"
-        " content_policy_fallbacks = [];\n"
-        " default_fallbacks = [\"gpt-3.5-turbo\"];\n"
-        "};\n");
-
-    if (c != NULL) {
-        T_EQ_INT(c->fallbacks.n, 2);
-        T_EQ_STR(c->fallbacks.items[0].model, "gpt-4");
-        T_EQ_INT(c->fallbacks.items[0].nfallbacks, 2);
-        T_EQ_STR(c->fallbacks.items[0].fallbacks[0], "gpt-3.5-turbo");
-        T_EQ_STR(c->fallbacks.items[0].fallbacks[1], "gpt-3.5-turbo-16k");
-        T_EQ_STR(c->fallbacks.items[1].model, "gpt-3.5-turbo");
-        T_EQ_INT(c->fallbacks.items[1].nfallbacks, 1);
-        T_EQ_STR(c->fallbacks.items[1].fallbacks[0], "gpt-3.5-turbo-16k");
-        T_EQ_INT(c->context_window_fallbacks.n, 1);
-        T_EQ_STR(c->context_window_fallbacks.items[0].fallbacks[0], "gpt-3.5-turbo-16k");
-        T_EQ_INT(c->content_policy_fallbacks.n, 0);
-        T_EQ_INT(c->ndefault_fallbacks, 1);
-        T_EQ_STR(c->default_fallbacks[0], "gpt-3.5-turbo");
-        llmr_conf_free(c);
-    }
-    c = LOAD_OK(GROUPS "router_settings = { default_fallbacks = \"gpt-4\"; };\n");
-    if (c != NULL) {
-        T_EQ_INT(c->ndefault_fallbacks, 1);
-        T_EQ_STR(c->default_fallbacks[0], "gpt-4");
-        llmr_conf_free(c);
-    }
-
-    EXPECT_ERR(GROUPS "router_settings = {\n fallbacks = ( { model = \"gpt-5\";\n"
-               " fallbacks = [\"gpt-4\"]; } ); };\n", 7, "router_settings.fallbacks[0].model",
-               "unknown model group \"gpt-5\": no model_list entry has this model_name "
-               "(allowed: gpt-4, gpt-3.5-turbo, gpt-3.5-turbo-16k)");
-    EXPECT_ERR(GROUPS "router_settings = {\n context_window_fallbacks = ( { model = \"gpt-4\";\n"
-               " fallbacks = [\"gpt-4-32k\"]; } ); };\n", 8,
-               "router_settings.context_window_fallbacks[0].fallbacks[0]",
-               "unknown model group \"gpt-4-32k\"");
-    EXPECT_ERR(GROUPS "router_settings = {\n content_policy_fallbacks = ( { model = \"gpt-4\";\n"
-               " fallbacks = \"claude\"; } ); };\n", 8,
-               "router_settings.content_policy_fallbacks[0].fallbacks",
-               "unknown model group \"claude\"");
-    EXPECT_ERR(GROUPS "router_settings = {\n\n default_fallbacks = [\"gpt-4\", \"nope\"]; };\n", 8,
-               "router_settings.default_fallbacks[1]", "unknown model group \"nope\"");
-    EXPECT_ERR(GROUPS "router_settings = {\n fallbacks = ( { model = \"gpt-4\";\n"
-               " fallbacks = [\"gpt-3.5-turbo\", \"gpt-4\"]; } ); };\n", 8,
-               "router_settings.fallbacks[0].fallbacks[1]", "\"gpt-4\" cannot fall back to itself");
-    EXPECT_ERR(GROUPS "router_settings = {\n fallbacks = ( { model = \"gpt-4\";\n"
-               " fallbacks = [\"gpt-3.5-turbo\", \"gpt-3.5-turbo\"]; } ); };\n", 8,
-               "router_settings.fallbacks[0].fallbacks[1]", "listed twice");
-    EXPECT_ERR(GROUPS "router_settings = {\n fallbacks = (\n { model = \"gpt-4\"; fallbacks = \"gpt-3.5-turbo\"; },\n"
-               " { model = \"gpt-4\"; fallbacks = \"gpt-3.5-turbo-16k\"; } ); };\n", 9,
-               "router_settings.fallbacks[1].model", "\"gpt-4\" already has fallbacks at line 8");
-    EXPECT_ERR(GROUPS "router_settings = {\n fallbacks = (\n { model = \"gpt-4\"; } ); };\n", 8,
-               "router_settings.fallbacks[0]", "missing fallbacks");
-    EXPECT_ERR(GROUPS "router_settings = {\n fallbacks = (\n { fallbacks = \"gpt-4\"; } ); };\n", 8,
-               "router_settings.fallbacks[0]", "missing model");
-    EXPECT_ERR(GROUPS "router_settings = {\n fallbacks = { model = \"gpt-4\"; }; };\n", 7,
-               "router_settings.fallbacks", "must be a list of groups");
-    EXPECT_ERR(GROUPS "router_settings = {\n fallbacks = [\"gpt-4\"]; };\n", 7,
-               "router_settings.fallbacks", "must be a list of groups");
-    EXPECT_ERR(GROUPS "router_settings = {\n fallbacks = (\n \"gpt-4\" ); };\n", 8,
-               "router_settings.fallbacks[0]", "must be a group");
-    EXPECT_ERR(GROUPS "router_settings = {\n fallbacks = ( { model = \"gpt-4\";\n"
-               " fallbacks = [1]; } ); };\n", 8,
-               "router_settings.fallbacks[0].fallbacks", "must be a model group name or a list");
-    EXPECT_ERR(GROUPS "router_settings = {\n default_fallbacks = 3; };\n", 7,
-               "router_settings.default_fallbacks", "must be a model group name or a list");
-}
-
-static void test_groups(void)
-{
-    llmr_conf *c = LOAD_OK("model_list = (\n"
-        " { model_name = \"b\"; litellm_params = { model = \"m1\"; }; },\n"
-        " { model_name = \"a\"; litellm_params = { model = \"m2\"; }; },\n"
-        " { model_name = \"b\"; litellm_params = { model = \"m3\"; }; },\n"
-        " { model_name = \"c\"; litellm_params = { model = \"m4\"; }; },\n"
-        " { model_name = \"a\"; litellm_params = { model = \"m5\"; }; },\n"
-        " { model_name = \"b\"; litellm_params = { model = \"m6\"; }; }\n"
-        ");\n");
-
-    if (c == NULL)
-        return;
-    T_EQ_INT(c->ndeployments, 6);
-    T_EQ_INT(c->ngroups, 3);
-    T_EQ_STR(c->groups[0].name, "b");
-    T_EQ_STR(c->groups[1].name, "a");
-    T_EQ_STR(c->groups[2].name, "c");
-    T_EQ_INT(c->groups[0].ndeployments, 3);
-    T_EQ_INT(c->groups[0].deployments[0], 0);
-    T_EQ_INT(c->groups[0].deployments[1], 2);
-    T_EQ_INT(c->groups[0].deployments[2], 5);
-    T_EQ_INT(c->groups[1].ndeployments, 2);
-    T_EQ_INT(c->groups[1].deployments[0], 1);
-    T_EQ_INT(c->groups[1].deployments[1], 4);
-    T_EQ_INT(c->groups[2].ndeployments, 1);
-    T_EQ_INT(c->groups[2].deployments[0], 3);
-    int want_group[6] = { 0, 1, 0, 2, 1, 0 };
-    for (int i = 0; i < 6; i++) {
-        T_EQ_INT(c->deployments[i].group, want_group[i]);
-        T_EQ_INT(c->deployments[i].slot, -1);
-        T_EQ_INT(c->deployments[i].line, i + 2);
-    }
-    for (int i = 0; i < 6; i++)
-        for (int j = 0; j < i; j++)
-            T_CHECK(strcmp(c->deployments[i].id, c->deployments[j].id) != 0);
-    llmr_conf_free(c);
-}
-
-static void test_find_group(void)
-{
-    llmr_conf *c = LOAD_OK("model_list = (\n"
-        " { model_name = \"gpt-4\"; litellm_params = { model = \"m1\"; }; },\n"
-        " { model_name = \"gpt-4o\"; litellm_params = { model = \"m2\"; }; }\n"
-        ");\n");
-    const char *body = "{\"model\":\"gpt-4o\",\"x\":1}";
-
-    if (c == NULL)
-        return;
-    T_EQ_INT(llmr_conf_find_group(c, "gpt-4", 5), 0);
-    T_EQ_INT(llmr_conf_find_group(c, "gpt-4o", 6), 1);
-    T_EQ_INT(llmr_conf_find_group(c, body + 10, 6), 1);  /* not NUL-terminated */
-    T_EQ_INT(llmr_conf_find_group(c, body + 10, 5), 0);  /* "gpt-4" prefix */
-    T_EQ_INT(llmr_conf_find_group(c, "gpt-", 4), -1);
-    T_EQ_INT(llmr_conf_find_group(c, "gpt-4o-mini", 11), -1);
-    T_EQ_INT(llmr_conf_find_group(c, "", 0), -1);
-    T_EQ_INT(llmr_conf_find_group(NULL, "gpt-4", 5), -1);
-    T_EQ_INT(llmr_conf_find_group(c, NULL, 0), -1);
-    llmr_conf_free(c);
-    llmr_conf_free(NULL);
 }
 
 static void test_server_strings(void)
@@ -991,18 +525,7 @@ int main(void)
     T_RUN(test_ranges);
     T_RUN(test_int_overflow);
     T_RUN(test_strategies);
-    T_RUN(test_providers);
-    T_RUN(test_provider_errors);
-    T_RUN(test_api_base_version);
     T_RUN(test_environment);
-    T_RUN(test_hashed_ids);
-    T_RUN(test_model_info_ids);
-    T_RUN(test_duplicate_ids);
-    T_RUN(test_rpm_tpm_places);
-    T_RUN(test_model_list_shape);
-    T_RUN(test_fallbacks);
-    T_RUN(test_groups);
-    T_RUN(test_find_group);
     T_RUN(test_server_strings);
     T_RUN(test_syntax_and_io_errors);
     return T_DONE();
