@@ -1,44 +1,112 @@
-/* The one translation unit that compiles jsmn's implementation. */
-#undef JSMN_HEADER
-#define JSMN_STRICT
-#include <jsmn.h>
-
-#define JSMN_HEADER
+/* A strict, single-pass JSON tokenizer (see json.h for why not jsmn's). */
 #include "json.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_DEPTH 512
+/* A parse keeps a big token array only until the next one: a worker that
+ * met one huge body does not hold its tokens for the rest of its life. */
+#define KEEP_TOKENS 16384
 
-/* The bytes a token spans, quotes included for strings. */
-static int tok_begin(const jsmntok_t *t)
+/* What the scanner expects next. */
+enum want { W_VALUE, W_VALUE_OR_CLOSE, W_KEY, W_KEY_OR_CLOSE, W_COLON, W_COMMA_OR_CLOSE,
+            W_END };
+
+typedef struct scan {
+    llmr_json *j;
+    const char *s;
+    int pos, len, max, depth;
+    int open[LLMR_JSON_MAX_DEPTH];      /* the containers being filled */
+} scan;
+
+static int fail(scan *sc, const char *why)
 {
-    return t->type == JSMN_STRING ? t->start - 1 : t->start;
+    sc->j->err = why;
+    return -1;
 }
 
-static int tok_after(const jsmntok_t *t)
+static int is_ws(char c)
 {
-    return t->type == JSMN_STRING ? t->end + 1 : t->end;
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-/* js[from..to) holds only white space and exactly one `sep` (none if 0). */
-static int gap_ok(const char *js, int from, int to, char sep)
+static int grow(llmr_json *j, int max)
 {
-    int seen = 0;
+    int cap = j->cap == 0 ? 64 : j->cap > max / 2 ? max : j->cap * 2;
+    jsmntok_t *t = realloc(j->toks, sizeof(*t) * (size_t)cap);
+    int *n;
 
-    for (int i = from; i < to; i++) {
-        char c = js[i];
-        if (c == sep && !seen)
-            seen = 1;
-        else if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
-            return 0;
+    if (t == NULL)
+        return -1;
+    j->toks = t;
+    if ((n = realloc(j->next, sizeof(*n) * (size_t)cap)) == NULL)
+        return -1;
+    j->next = n;
+    j->cap = cap;
+    return 0;
+}
+
+/* Appends a token; keeps the sizes jsmn would give: an array counts its
+ * elements, an object its keys, and a key is of size 1 (its value). */
+static int add(scan *sc, jsmntype_t type, int start, int end, int is_key)
+{
+    llmr_json *j = sc->j;
+    int i = j->ntoks;
+
+    if (i >= sc->max)
+        return fail(sc, "too many JSON tokens");
+    if (i >= j->cap && grow(j, sc->max) < 0)
+        return fail(sc, "out of memory");
+    j->toks[i] = (jsmntok_t){ .type = type, .start = start, .end = end, .size = 0 };
+    j->next[i] = i + 1;
+    if (sc->depth > 0) {
+        jsmntok_t *parent = &j->toks[sc->open[sc->depth - 1]];
+        if (parent->type == JSMN_ARRAY || is_key)
+            parent->size++;
+        else
+            j->toks[i - 1].size = 1;    /* an object's value follows its key */
     }
-    return seen == (sep != 0);
+    j->ntoks++;
+    return i;
 }
 
-/* A JSON number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
-static int number_ok(const char *p, const char *end)
+/* A string at s[pos] == '"': escapes must be JSON's, raw control
+ * characters are not allowed.  The token spans the inside of the quotes. */
+static int string(scan *sc, int is_key)
+{
+    static const char simple[] = "\"\\/bfnrt";
+    const char *s = sc->s;
+    int i = sc->pos + 1;
+
+    for (; i < sc->len && s[i] != '"'; i++) {
+        if ((unsigned char)s[i] < 0x20)
+            return fail(sc, "control character in a string");
+        if (s[i] != '\\')
+            continue;
+        if (++i >= sc->len)
+            break;
+        if (s[i] == 'u') {
+            for (int k = 1; k <= 4; k++)
+                if (i + k >= sc->len || strchr("0123456789abcdefABCDEF", s[i + k]) == NULL
+                    || s[i + k] == '\0')
+                    return fail(sc, "bad \\u escape");
+            i += 4;
+        } else if (s[i] == '\0' || strchr(simple, s[i]) == NULL) {
+            return fail(sc, "bad escape");
+        }
+    }
+    if (i >= sc->len)
+        return fail(sc, "unterminated string");
+    if (add(sc, JSMN_STRING, sc->pos + 1, i, is_key) < 0)
+        return -1;
+    sc->pos = i + 1;
+    return 0;
+}
+
+/* The end of a JSON number at p, -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?,
+ * or NULL.  What follows it is the grammar's business. */
+static const char *number_end(const char *p, const char *end)
 {
     const char *d;
 
@@ -50,12 +118,12 @@ static int number_ok(const char *p, const char *end)
         while (p < end && *p >= '0' && *p <= '9')
             p++;
     else
-        return 0;
+        return NULL;
     if (p < end && *p == '.') {
         for (d = ++p; p < end && *p >= '0' && *p <= '9'; p++)
             ;
         if (p == d)
-            return 0;
+            return NULL;
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
         p++;
@@ -64,214 +132,169 @@ static int number_ok(const char *p, const char *end)
         for (d = p; p < end && *p >= '0' && *p <= '9'; p++)
             ;
         if (p == d)
-            return 0;
+            return NULL;
     }
-    return p == end;
+    return p;
 }
 
-/* jsmn's strict mode only looks at a primitive's first character. */
-static int primitive_ok(const llmr_json *j, const jsmntok_t *t)
+static int primitive(scan *sc)
 {
-    const char *p = j->js + t->start;
-    int n = t->end - t->start;
+    static const char *const words[] = { "true", "false", "null" };
+    const char *p = sc->s + sc->pos, *end = sc->s + sc->len, *e = NULL;
 
-    return (n == 4 && (memcmp(p, "true", 4) == 0 || memcmp(p, "null", 4) == 0))
-        || (n == 5 && memcmp(p, "false", 5) == 0) || number_ok(p, p + n);
+    for (size_t w = 0; w < sizeof(words) / sizeof(words[0]) && e == NULL; w++) {
+        size_t n = strlen(words[w]);
+        if ((size_t)(end - p) >= n && memcmp(p, words[w], n) == 0)
+            e = p + n;
+    }
+    if (e == NULL && (e = number_end(p, end)) == NULL)
+        return fail(sc, "invalid value");
+    if (add(sc, JSMN_PRIMITIVE, sc->pos, (int)(e - sc->s), 0) < 0)
+        return -1;
+    sc->pos = (int)(e - sc->s);
+    return 0;
 }
 
-/* jsmn checks tokens, not grammar: it accepts {"a":}, {"a" "b"} and [1,].
- * This walk checks that every object key is a string with exactly one value
- * and that separators stand exactly where JSON puts them.  Returns the
- * index after the value at i, or -1. */
-static int check_value(const llmr_json *j, int i, int depth)
+/* '{' or '[': the depth bound is checked here, before anything deeper is
+ * read. */
+static int open_container(scan *sc, jsmntype_t type)
 {
-    const jsmntok_t *t, *e;
-    int k, n, pos;
+    int i;
 
-    if (i >= j->ntoks || depth > MAX_DEPTH)
+    if (sc->depth >= LLMR_JSON_MAX_DEPTH)
+        return fail(sc, "nested too deeply");
+    if ((i = add(sc, type, sc->pos, -1, 0)) < 0)
         return -1;
-    t = &j->toks[i];
-    if (t->type == JSMN_PRIMITIVE && !primitive_ok(j, t))
-        return -1;
-    if (t->type == JSMN_STRING)
-        for (int p = t->start; p < t->end; p++)
-            if ((unsigned char)j->js[p] < 0x20)
-                return -1;          /* raw control characters are not JSON */
-    if (t->type != JSMN_OBJECT && t->type != JSMN_ARRAY)
-        return t->size == 0 ? i + 1 : -1;
-    k = i + 1;
-    pos = t->start + 1;
-    for (n = 0; n < t->size; n++) {
-        if (k >= j->ntoks)
-            return -1;
-        e = &j->toks[k];
-        if (!gap_ok(j->js, pos, tok_begin(e), n ? ',' : 0))
-            return -1;
-        if (t->type == JSMN_OBJECT) {
-            if (e->type != JSMN_STRING || e->size != 1 || k + 1 >= j->ntoks
-                || !gap_ok(j->js, tok_after(e), tok_begin(&j->toks[k + 1]), ':'))
-                return -1;
-            e = &j->toks[++k];
-        }
-        if ((k = check_value(j, k, depth + 1)) < 0)
-            return -1;
-        pos = tok_after(e);
+    sc->open[sc->depth++] = i;
+    sc->pos++;
+    return 0;
+}
+
+static int close_container(scan *sc, jsmntype_t type)
+{
+    llmr_json *j = sc->j;
+    int i = sc->open[--sc->depth];
+
+    if (j->toks[i].type != type)
+        return fail(sc, "mismatched bracket");
+    j->toks[i].end = ++sc->pos;
+    j->next[i] = j->ntoks;
+    return 0;
+}
+
+static enum want after_value(const scan *sc)
+{
+    return sc->depth == 0 ? W_END : W_COMMA_OR_CLOSE;
+}
+
+/* A value starting at s[pos]; sets what comes after it. */
+static int value(scan *sc, enum want *w)
+{
+    char c = sc->s[sc->pos];
+
+    if (c == '{' || c == '[') {
+        *w = c == '{' ? W_KEY_OR_CLOSE : W_VALUE_OR_CLOSE;
+        return open_container(sc, c == '{' ? JSMN_OBJECT : JSMN_ARRAY);
     }
-    return gap_ok(j->js, pos, t->end - 1, 0) ? k : -1;
+    if ((c == '"' ? string(sc, 0) : primitive(sc)) < 0)
+        return -1;
+    *w = after_value(sc);
+    return 0;
+}
+
+static int key(scan *sc, char c, enum want *w)
+{
+    if (c != '"')
+        return fail(sc, "expected a string key");
+    *w = W_COLON;
+    return string(sc, 1);
+}
+
+/* One step of the grammar at the non-blank byte s[pos]. */
+static int step(scan *sc, enum want *w)
+{
+    char c = sc->s[sc->pos];
+    int in_object = sc->depth > 0 && sc->j->toks[sc->open[sc->depth - 1]].type == JSMN_OBJECT;
+
+    if ((c == ']' || c == '}')
+        && (*w == W_VALUE_OR_CLOSE || *w == W_KEY_OR_CLOSE || *w == W_COMMA_OR_CLOSE)) {
+        if (close_container(sc, c == '}' ? JSMN_OBJECT : JSMN_ARRAY) < 0)
+            return -1;
+        *w = after_value(sc);
+        return 0;
+    }
+    switch (*w) {
+    case W_COMMA_OR_CLOSE:
+        if (c != ',')
+            return fail(sc, "expected ',' or a closing bracket");
+        sc->pos++;
+        *w = in_object ? W_KEY : W_VALUE;
+        return 0;
+    case W_KEY_OR_CLOSE:
+    case W_KEY:
+        return key(sc, c, w);
+    case W_COLON:
+        if (c != ':')
+            return fail(sc, "expected ':'");
+        sc->pos++;
+        *w = W_VALUE;
+        return 0;
+    case W_VALUE_OR_CLOSE:
+    case W_VALUE:
+        return value(sc, w);
+    case W_END:
+        break;
+    }
+    return fail(sc, "text after the JSON value");
 }
 
 int llmr_json_parse(llmr_json *j, const char *js, size_t len, int max_tokens)
 {
-    jsmn_parser p;
-    int r;
+    scan sc = { .j = j, .s = js, .max = max_tokens };
+    enum want w = W_VALUE;
+    int rc = 0;
 
     j->js = js;
     j->len = len;
-    if (j->cap == 0) {
-        j->cap = 64;
-        j->toks = malloc(sizeof(jsmntok_t) * (size_t)j->cap);
-        if (j->toks == NULL)
-            return -1;
-    }
-    for (;;) {
-        jsmn_init(&p);
-        r = jsmn_parse(&p, js, len, j->toks, (unsigned)j->cap);
-        if (r != JSMN_ERROR_NOMEM)
+    j->ntoks = 0;
+    j->err = "invalid JSON";
+    if (j->cap > KEEP_TOKENS)
+        llmr_json_free(j);
+    if (len > INT_MAX || max_tokens < 1)
+        return -1;
+    sc.len = (int)len;
+    while (rc == 0) {
+        while (sc.pos < sc.len && is_ws(js[sc.pos]))
+            sc.pos++;
+        if (sc.pos >= sc.len)
             break;
-        if (j->cap >= max_tokens)
-            return -1;
-        /* jsmn cannot resume after NOMEM with a moved array; restart. */
-        int cap = j->cap * 4 > max_tokens ? max_tokens : j->cap * 4;
-        jsmntok_t *t = realloc(j->toks, sizeof(jsmntok_t) * (size_t)cap);
-        if (t == NULL)
-            return -1;
-        j->toks = t;
-        j->cap = cap;
+        rc = step(&sc, &w);
     }
-    if (r <= 0 || r > max_tokens)
-        return -1;
-    /* jsmn stops after the first complete value; trailing bytes other than
-     * white space mean the body is not one JSON document. */
-    for (size_t i = (size_t)j->toks[0].end; i < len; i++)
-        if (js[i] != ' ' && js[i] != '\n' && js[i] != '\r' && js[i] != '\t')
-            return -1;
-    j->ntoks = r;
-    if (check_value(j, 0, 0) != r) {
+    if (rc == 0 && w != W_END) {
+        j->err = len == 0 ? "empty body" : "truncated JSON";
+        rc = -1;
+    }
+    if (rc < 0)
         j->ntoks = 0;
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 void llmr_json_free(llmr_json *j)
 {
     free(j->toks);
     j->toks = NULL;
+    free(j->next);
+    j->next = NULL;
     j->cap = j->ntoks = 0;
 }
 
 int llmr_json_skip(const llmr_json *j, int i)
 {
-    int pending = 1;
-
-    /* Each token's `size` counts its direct children; walk until every
-     * opened child has been visited. */
-    while (pending > 0 && i < j->ntoks) {
-        pending += j->toks[i].size - 1;
-        i++;
-    }
-    return i;
-}
-
-int llmr_json_eq(const llmr_json *j, int i, const char *s)
-{
-    const jsmntok_t *t = &j->toks[i];
-    size_t n = strlen(s);
-
-    return t->type == JSMN_STRING && (size_t)(t->end - t->start) == n
-        && memcmp(j->js + t->start, s, n) == 0;
-}
-
-int llmr_json_get(const llmr_json *j, int obj, const char *key)
-{
-    int i, n;
-
-    if (obj < 0 || obj >= j->ntoks || j->toks[obj].type != JSMN_OBJECT)
-        return -1;
-    n = j->toks[obj].size;
-    i = obj + 1;
-    for (int k = 0; k < n && i + 1 < j->ntoks; k++) {
-        if (llmr_json_eq(j, i, key))
-            return i + 1;
-        i = llmr_json_skip(j, i + 1);
-    }
-    return -1;
-}
-
-int llmr_json_int(const llmr_json *j, int i, int64_t *out)
-{
-    const jsmntok_t *t;
-    int64_t v = 0;
-
     if (i < 0 || i >= j->ntoks)
-        return -1;
-    t = &j->toks[i];
-    if (t->type != JSMN_PRIMITIVE || t->end <= t->start)
-        return -1;
-    for (int k = t->start; k < t->end; k++) {
-        char c = j->js[k];
-        if (c < '0' || c > '9' || v > (INT64_MAX - 9) / 10)
-            return -1;
-        v = v * 10 + (c - '0');
-    }
-    *out = v;
-    return 0;
-}
-
-int llmr_json_is_true(const llmr_json *j, int i)
-{
-    const jsmntok_t *t;
-
-    if (i < 0 || i >= j->ntoks)
-        return 0;
-    t = &j->toks[i];
-    return t->type == JSMN_PRIMITIVE && t->end - t->start == 4
-        && memcmp(j->js + t->start, "true", 4) == 0;
-}
-
-size_t llmr_json_escape(char *out, size_t cap, const char *s, size_t len)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-
-    if (cap == 0)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char esc[7];
-        size_t n = 0;
-
-        if (c == '"' || c == '\\') {
-            esc[n++] = '\\';
-            esc[n++] = (char)c;
-        } else if (c == '\n') {
-            esc[n++] = '\\';
-            esc[n++] = 'n';
-        } else if (c < 0x20) {
-            memcpy(esc, "\\u00", 4);
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            n = 6;
-        } else {
-            esc[n++] = (char)c;
-        }
-        if (o + n >= cap)
-            break;
-        memcpy(out + o, esc, n);
-        o += n;
-    }
-    out[o] = '\0';
-    return o;
+        return i;
+    if (j->toks[i].type == JSMN_STRING && j->toks[i].size == 1 && i + 1 < j->ntoks)
+        return j->next[i + 1];          /* a key: its value goes with it */
+    return j->next[i];
 }
 
 static int hex4(const char *s, unsigned *out)
@@ -341,6 +364,285 @@ static int unescape_one(const char *s, size_t i, size_t len, char *o, size_t *n)
     }
     *n = utf8_put(o, cp);
     return 6;
+}
+
+/* Whether the inside of a JSON string raw[0..rn) decodes to s[0..n).  An
+ * escape is at most 6 bytes for 1 decoded byte, so a raw text outside
+ * [n, 6n] cannot match and costs nothing to rule out: a lookup never reads
+ * more than 6n bytes of a key, however long the key is. */
+static int text_eq(const char *raw, size_t rn, const char *s, size_t n)
+{
+    size_t i = 0, o = 0;
+
+    if (rn < n || rn > 6 * n)
+        return 0;
+    if (rn == n)
+        return memcmp(raw, s, n) == 0;   /* no room for an escape */
+    while (i < rn) {
+        char tmp[4];
+        size_t k = 1;
+        int used = 1;
+
+        if (raw[i] == '\\') {
+            if ((used = unescape_one(raw, i, rn, tmp, &k)) < 0)
+                return 0;
+        } else {
+            tmp[0] = raw[i];
+        }
+        if (o + k > n || memcmp(s + o, tmp, k) != 0)
+            return 0;
+        o += k;
+        i += (size_t)used;
+    }
+    return o == n;
+}
+
+int llmr_json_eq(const llmr_json *j, int i, const char *s)
+{
+    const jsmntok_t *t;
+
+    if (i < 0 || i >= j->ntoks)
+        return 0;
+    t = &j->toks[i];
+    return t->type == JSMN_STRING
+        && text_eq(j->js + t->start, (size_t)(t->end - t->start), s, strlen(s));
+}
+
+int llmr_json_get(const llmr_json *j, int obj, const char *key)
+{
+    int i, n;
+
+    if (obj < 0 || obj >= j->ntoks || j->toks[obj].type != JSMN_OBJECT)
+        return -1;
+    n = j->toks[obj].size;
+    i = obj + 1;
+    for (int k = 0; k < n && i + 1 < j->ntoks; k++) {
+        if (llmr_json_eq(j, i, key))
+            return i + 1;
+        i = j->next[i + 1];
+    }
+    return -1;
+}
+
+int llmr_json_dup_key(const llmr_json *j, int obj, const char *const *names, int n)
+{
+    uint32_t seen = 0;
+    int i, keys;
+
+    if (obj < 0 || obj >= j->ntoks || j->toks[obj].type != JSMN_OBJECT || n > 32)
+        return -1;
+    keys = j->toks[obj].size;
+    i = obj + 1;
+    for (int k = 0; k < keys && i + 1 < j->ntoks; k++, i = j->next[i + 1]) {
+        for (int f = 0; f < n; f++) {
+            if (!llmr_json_eq(j, i, names[f]))
+                continue;
+            if (seen & (UINT32_C(1) << f))
+                return f;
+            seen |= UINT32_C(1) << f;
+            break;
+        }
+    }
+    return -1;
+}
+
+int llmr_json_int(const llmr_json *j, int i, int64_t *out)
+{
+    const jsmntok_t *t;
+    int64_t v = 0;
+
+    if (i < 0 || i >= j->ntoks)
+        return -1;
+    t = &j->toks[i];
+    if (t->type != JSMN_PRIMITIVE || t->end <= t->start)
+        return -1;
+    for (int k = t->start; k < t->end; k++) {
+        char c = j->js[k];
+        if (c < '0' || c > '9' || v > (INT64_MAX - 9) / 10)
+            return -1;
+        v = v * 10 + (c - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+int llmr_json_is_true(const llmr_json *j, int i)
+{
+    const jsmntok_t *t;
+
+    if (i < 0 || i >= j->ntoks)
+        return 0;
+    t = &j->toks[i];
+    return t->type == JSMN_PRIMITIVE && t->end - t->start == 4
+        && memcmp(j->js + t->start, "true", 4) == 0;
+}
+
+/* ---- a member of a big document, without tokens ---- */
+
+static size_t skip_ws(const char *s, size_t i, size_t len)
+{
+    while (i < len && is_ws(s[i]))
+        i++;
+    return i;
+}
+
+/* The index after the string opening at s[i] == '"', or 0. */
+static size_t string_end(const char *s, size_t i, size_t len)
+{
+    for (i++; i < len; i++) {
+        if (s[i] == '"')
+            return i + 1;
+        if (s[i] == '\\')
+            i++;
+    }
+    return 0;
+}
+
+/* The index after the value at s[i], or 0: brackets are counted and
+ * strings stepped over, nothing else is checked. */
+static size_t value_end(const char *s, size_t i, size_t len)
+{
+    size_t depth = 0;
+
+    if (i >= len)
+        return 0;
+    if (s[i] == '"')
+        return string_end(s, i, len);
+    if (s[i] != '{' && s[i] != '[') {
+        while (i < len && !is_ws(s[i]) && s[i] != ',' && s[i] != '}' && s[i] != ']')
+            i++;
+        return i;
+    }
+    while (i < len) {
+        char c = s[i];
+        if (c == '"') {
+            if ((i = string_end(s, i, len)) == 0)
+                return 0;
+            continue;
+        }
+        i++;
+        if (c == '{' || c == '[')
+            depth++;
+        else if ((c == '}' || c == ']') && --depth == 0)
+            return i;
+    }
+    return 0;
+}
+
+int llmr_json_member(const char *s, size_t len, const char *key, size_t *off, size_t *n)
+{
+    size_t i = skip_ws(s, 0, len), e, klen = strlen(key);
+    int match;
+
+    if (i >= len || s[i] != '{')
+        return -1;
+    for (i = skip_ws(s, i + 1, len); i < len && s[i] == '"'; i = skip_ws(s, i + 1, len)) {
+        if ((e = string_end(s, i, len)) == 0)
+            return -1;
+        match = text_eq(s + i + 1, e - i - 2, key, klen);
+        i = skip_ws(s, e, len);
+        if (i >= len || s[i] != ':')
+            return -1;
+        i = skip_ws(s, i + 1, len);
+        if ((e = value_end(s, i, len)) <= i)
+            return -1;
+        if (match) {
+            *off = i;
+            *n = e - i;
+            return 0;
+        }
+        i = skip_ws(s, e, len);
+        if (i >= len || s[i] != ',')
+            return -1;
+    }
+    return -1;
+}
+
+/* ---- escaping ---- */
+
+/* The length of the well-formed UTF-8 sequence at s[i] (RFC 3629: no
+ * overlong form, no surrogate, nothing past U+10FFFF), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t i, size_t len)
+{
+    unsigned c = s[i], lo = 0x80, hi = 0xbf;
+    size_t n;
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2;
+    else if (c >= 0xe0 && c <= 0xef)
+        n = 3;
+    else if (c >= 0xf0 && c <= 0xf4)
+        n = 4;
+    else
+        return 0;
+    if (c == 0xe0)
+        lo = 0xa0;
+    else if (c == 0xed)
+        hi = 0x9f;              /* U+D800..DFFF are not characters */
+    else if (c == 0xf0)
+        lo = 0x90;
+    else if (c == 0xf4)
+        hi = 0x8f;
+    if (i + n > len || s[i + 1] < lo || s[i + 1] > hi)
+        return 0;
+    for (size_t k = 2; k < n; k++)
+        if ((s[i + k] & 0xc0) != 0x80)
+            return 0;
+    return n;
+}
+
+/* The escaped form of the character at s[i] into esc; returns the input
+ * bytes it used and sets *n to the output bytes. */
+static size_t escape_one(const unsigned char *s, size_t i, size_t len, char *esc, size_t *n)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char c = s[i];
+    size_t k;
+
+    if (c == '"' || c == '\\' || c == '\n') {
+        esc[0] = '\\';
+        esc[1] = c == '\n' ? 'n' : (char)c;
+        *n = 2;
+        return 1;
+    }
+    if (c < 0x20) {
+        memcpy(esc, "\\u00", 4);
+        esc[4] = hex[c >> 4];
+        esc[5] = hex[c & 15];
+        *n = 6;
+        return 1;
+    }
+    if ((k = utf8_seq(s, i, len)) == 0) {
+        memcpy(esc, "\xef\xbf\xbd", 3);     /* U+FFFD for a byte that is not UTF-8 */
+        *n = 3;
+        return 1;
+    }
+    memcpy(esc, s + i, k);
+    *n = k;
+    return k;
+}
+
+size_t llmr_json_escape(char *out, size_t cap, const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t o = 0, i = 0;
+
+    if (cap == 0)
+        return 0;
+    while (i < len) {
+        char esc[6];
+        size_t n, used = escape_one(u, i, len, esc, &n);
+
+        if (o + n >= cap)
+            break;
+        memcpy(out + o, esc, n);
+        o += n;
+        i += used;
+    }
+    out[o] = '\0';
+    return o;
 }
 
 int llmr_json_unescape(char *out, size_t cap, const char *s, size_t len)

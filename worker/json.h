@@ -1,9 +1,15 @@
-/* json: small helpers over jsmn.  Tokens point into the caller's buffer;
- * nothing is copied.  Only the top level of a document is ever searched on
- * the request path, which keeps a lookup O(tokens). */
+/* json: the worker's one JSON reader.  A single pass over the bytes checks
+ * the grammar (RFC 8259, strict), bounds the nesting depth while it scans,
+ * and writes jsmn-shaped tokens that point into the caller's buffer; nothing
+ * is copied.  Each token also records where its subtree ends, so skipping a
+ * value and looking a key up are O(1) a member: parsing and every lookup on
+ * the request path stay linear in the size of the body, however it is
+ * nested. */
 #ifndef LLMR_JSON_H
 #define LLMR_JSON_H
 
+/* Only jsmn's token types are used; its parser is not (it rescans its token
+ * array at each closing bracket, which is quadratic on wide documents). */
 #define JSMN_HEADER
 #define JSMN_STRICT
 #include <jsmn.h>
@@ -11,32 +17,57 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Deeper documents are refused while scanning, before any token past the
+ * limit is written. */
+#define LLMR_JSON_MAX_DEPTH 512
+
 typedef struct llmr_json {
     const char *js;
     size_t len;
     jsmntok_t *toks;
+    int *next;          /* next[i]: the index after token i's value */
     int ntoks;
     int cap;
+    const char *err;    /* why the last parse failed, for error messages */
 } llmr_json;
 
 /* Tokenizes js[0..len) into j (growing j->toks as needed; reuse j across
  * calls to avoid allocation).  Returns 0, or -1 on invalid or truncated
- * JSON, or when the document has more than `max_tokens` tokens. */
+ * JSON, nesting deeper than LLMR_JSON_MAX_DEPTH, or a document of more
+ * than `max_tokens` tokens (j->err says which).  Object keys are string
+ * tokens of size 1 followed by their value, as in jsmn. */
 int llmr_json_parse(llmr_json *j, const char *js, size_t len, int max_tokens);
 void llmr_json_free(llmr_json *j);
 
-/* The index of the token after the subtree rooted at i. */
+/* The index of the token after the subtree rooted at i (a key's subtree
+ * holds its value). */
 int llmr_json_skip(const llmr_json *j, int i);
-/* Value token of `key` in the object at token `obj`, or -1. */
+/* Value token of `key` in the object at token `obj`, or -1.  Keys are
+ * compared after unescaping: "mod\u0065l" is "model". */
 int llmr_json_get(const llmr_json *j, int obj, const char *key);
+/* Whether string token i decodes to s. */
 int llmr_json_eq(const llmr_json *j, int i, const char *s);
+/* The index in names[0..n) (n <= 32) of the first name that is a key of
+ * the object at token obj more than once, compared after unescaping; -1
+ * when each appears at most once. */
+int llmr_json_dup_key(const llmr_json *j, int obj, const char *const *names, int n);
 /* Integer value of a primitive token; -1 when it is not a non-negative integer. */
 int llmr_json_int(const llmr_json *j, int i, int64_t *out);
 int llmr_json_is_true(const llmr_json *j, int i);
 
+/* Finds the member `key` of the object that js[0..len) holds, without
+ * tokenizing: one linear scan, constant memory, whatever the size of the
+ * other members (an upstream's 50 MB embeddings answer).  Sets [*off,
+ * *off + *n) to the bytes of its value and returns 0, or -1 when the
+ * document is not an object or has no such member.  The members before
+ * it are walked, not validated. */
+int llmr_json_member(const char *js, size_t len, const char *key, size_t *off, size_t *n);
+
 /* Appends s[0..len) to out as the inside of a JSON string (no quotes),
- * escaping what JSON requires.  Returns the bytes written, at most cap-1,
- * and always NUL-terminates. */
+ * escaping what JSON requires and replacing each byte that is not part of
+ * well-formed UTF-8 by U+FFFD, so that the result is valid JSON whatever
+ * s holds.  Returns the bytes written, at most cap-1; never splits an
+ * escape or a character, and always NUL-terminates. */
 size_t llmr_json_escape(char *out, size_t cap, const char *s, size_t len);
 
 /* Decodes the inside of a JSON string (escapes, \\uXXXX with surrogate
