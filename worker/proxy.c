@@ -503,23 +503,24 @@ static void try_group(llmr_call *c)
     }
 }
 
-/* Usage of a response into the deployment's counters. */
+/* Usage of a response into the deployment's counters.  Only the "usage"
+ * member is tokenized (a few tokens): the rest of the answer, maybe 50 MB
+ * of embeddings, is stepped over in one scan that allocates nothing. */
 static void account_usage(llmr_call *c)
 {
     llmr_json *j = &c->w->json;
-    size_t len = evbuffer_get_length(c->resp);
+    size_t len = evbuffer_get_length(c->resp), off, n;
     const char *body;
     int64_t prompt = 0, completion = 0;
-    int u;
 
     if (c->committed) {
         llmr_stream_usage(c, &prompt, &completion);
     } else {
         body = (const char *)evbuffer_pullup(c->resp, -1);
-        if (body != NULL && llmr_json_parse(j, body, len, (int)(len / 2) + 64) == 0
-            && j->toks[0].type == JSMN_OBJECT && (u = llmr_json_get(j, 0, "usage")) >= 0) {
-            llmr_json_int(j, llmr_json_get(j, u, "prompt_tokens"), &prompt);
-            llmr_json_int(j, llmr_json_get(j, u, "completion_tokens"), &completion);
+        if (body != NULL && llmr_json_member(body, len, "usage", &off, &n) == 0
+            && llmr_json_parse(j, body + off, n, 256) == 0 && j->toks[0].type == JSMN_OBJECT) {
+            llmr_json_int(j, llmr_json_get(j, 0, "prompt_tokens"), &prompt);
+            llmr_json_int(j, llmr_json_get(j, 0, "completion_tokens"), &completion);
         } else {
             prompt = c->tokens_est;     /* no usage reported: keep the estimate */
         }

@@ -18,6 +18,8 @@ static const char *const knob_header[MK_COUNT] = {
     [MK_STALL_AFTER] = "stall-after",
     [MK_DROP_AFTER] = "drop-after",
     [MK_USAGE] = "usage",
+    [MK_EMBEDDING_DIMS] = "embedding-dims",
+    [MK_EMBEDDINGS] = "embeddings",
 };
 
 static const char *const knob_json[MK_COUNT] = {
@@ -31,6 +33,8 @@ static const char *const knob_json[MK_COUNT] = {
     [MK_STALL_AFTER] = "stall_after",
     [MK_DROP_AFTER] = "drop_after",
     [MK_USAGE] = "usage",
+    [MK_EMBEDDING_DIMS] = "embedding_dims",
+    [MK_EMBEDDINGS] = "embeddings",
 };
 
 /* Inclusive bounds; -1 on stall/drop_after means "never". An hour caps the
@@ -39,11 +43,13 @@ static const long knob_min[MK_COUNT] = {
     [MK_LATENCY_MS] = 0, [MK_STATUS] = 200, [MK_DROP] = 0, [MK_CHUNKS] = 0,
     [MK_CHUNK_DELAY_MS] = 0, [MK_STALL_AFTER] = -1, [MK_DROP_AFTER] = -1,
     [MK_USAGE] = 0,
+    [MK_EMBEDDING_DIMS] = 1, [MK_EMBEDDINGS] = 1,
 };
 static const long knob_max[MK_COUNT] = {
     [MK_LATENCY_MS] = 3600000, [MK_STATUS] = 599, [MK_DROP] = 1,
     [MK_CHUNKS] = 100000, [MK_CHUNK_DELAY_MS] = 3600000,
     [MK_STALL_AFTER] = 100000, [MK_DROP_AFTER] = 100000, [MK_USAGE] = 1,
+    [MK_EMBEDDING_DIMS] = 20000000, [MK_EMBEDDINGS] = 100000,
 };
 
 void mock_knobs_defaults(struct mock_knobs *k)
@@ -55,6 +61,8 @@ void mock_knobs_defaults(struct mock_knobs *k)
     k->v[MK_CHUNKS] = 3;
     k->v[MK_STALL_AFTER] = -1;
     k->v[MK_DROP_AFTER] = -1;
+    k->v[MK_EMBEDDING_DIMS] = 3;
+    k->v[MK_EMBEDDINGS] = 1;
     k->set &= ~(1u << MK_RETRY_AFTER);
 }
 

@@ -36,6 +36,8 @@ static const struct option long_opts[] = {
     { "stall-after", required_argument, NULL, OPT_KNOB + MK_STALL_AFTER },
     { "drop-after", required_argument, NULL, OPT_KNOB + MK_DROP_AFTER },
     { "usage", no_argument, NULL, OPT_KNOB + MK_USAGE },
+    { "embedding-dims", required_argument, NULL, OPT_KNOB + MK_EMBEDDING_DIMS },
+    { "embeddings", required_argument, NULL, OPT_KNOB + MK_EMBEDDINGS },
     { NULL, 0, NULL, 0 }
 };
 
@@ -45,7 +47,8 @@ static void usage(FILE *f)
         "usage: llmroute-mock [-l ADDR] [-p PORT] [--latency MS] [--status CODE]\n"
         "       [--retry-after SECONDS] [--error context_length|content_policy] [--drop]\n"
         "       [--chunks N] [--chunk-delay MS] [--stall-after N] [--drop-after N]\n"
-        "       [--usage] [--name NAME] [-v]\n");
+        "       [--usage] [--embedding-dims N]\n"
+        "       [--embeddings N] [--name NAME] [-v]\n");
 }
 
 static int parse_port(const char *s, int *port)

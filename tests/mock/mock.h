@@ -28,6 +28,8 @@ enum mock_knob {
     MK_STALL_AFTER,
     MK_DROP_AFTER,
     MK_USAGE,
+    MK_EMBEDDING_DIMS,
+    MK_EMBEDDINGS,
     MK_COUNT
 };
 

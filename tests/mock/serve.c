@@ -217,6 +217,29 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
     mock_call_finish(c);
 }
 
+/* An embedding of `dims` numbers: 0.1,0.2,0.3 for the default 3, else
+ * 12-byte numbers (about what OpenAI sends), written in blocks so that a
+ * 50 MB answer is quick to build. */
+static void embedding(struct evbuffer *out, long dims)
+{
+    char block[4096];
+    size_t n = 0;
+
+    if (dims == 3) {
+        MOCK_ADD_LIT(out, "0.1,0.2,0.3");
+        return;
+    }
+    for (long i = 0; i < dims; i++) {
+        if (n + 16 > sizeof(block)) {
+            evbuffer_add(out, block, n);
+            n = 0;
+        }
+        n += (size_t)snprintf(block + n, sizeof(block) - n, "%s-0.0%08ld", i ? "," : "",
+                              (i * 7919) % 100000000);
+    }
+    evbuffer_add(out, block, n);
+}
+
 static void reply_body(struct mock_call *c, struct evbuffer *out)
 {
     long p = c->prompt_tokens;
@@ -238,8 +261,14 @@ static void reply_body(struct mock_call *c, struct evbuffer *out)
             c->id, c->created, ml, c->model, p, p + 5);
         break;
     case EP_EMBEDDINGS:
-        evbuffer_add_printf(out, "{\"object\":\"list\",\"data\":[{\"object\":\"embedding\","
-            "\"index\":0,\"embedding\":[0.1,0.2,0.3]}],\"model\":\"%.*s\","
+        MOCK_ADD_LIT(out, "{\"object\":\"list\",\"data\":[");
+        for (long i = 0; i < c->k.v[MK_EMBEDDINGS]; i++) {
+            evbuffer_add_printf(out, "%s{\"object\":\"embedding\",\"index\":%ld,"
+                                "\"embedding\":[", i ? "," : "", i);
+            embedding(out, c->k.v[MK_EMBEDDING_DIMS]);
+            MOCK_ADD_LIT(out, "]}");
+        }
+        evbuffer_add_printf(out, "],\"model\":\"%.*s\","
             "\"usage\":{\"prompt_tokens\":%ld,\"total_tokens\":%ld}}", ml, c->model, p, p);
         break;
     case EP_MODELS:
