@@ -182,6 +182,29 @@ static int authorized(llmr_worker *w, struct evhttp_request *req)
     return key_matches(h + 7, w->conf->master_key);
 }
 
+/* The top-level fields llmroute itself reads (here, in proxy.c and in
+ * estimate.c).  Each must appear once: with two, llmroute would act on the
+ * first while an upstream may use the last (route on one model, bill
+ * another), so a body that repeats one is refused.  Add a field here when
+ * the worker starts reading it. */
+static const char *const interpreted[] = {
+    "model", "stream", "stream_options", "messages", "prompt", "input",
+};
+
+/* A client's value in an error message is cut to this many bytes (the
+ * escape then makes any bytes valid JSON). */
+#define CLIENT_VALUE_MAX 128
+
+static int clip(size_t len)
+{
+    return len > CLIENT_VALUE_MAX ? CLIENT_VALUE_MAX : (int)len;
+}
+
+static const char *clipped(size_t len)
+{
+    return len > CLIENT_VALUE_MAX ? "..." : "";
+}
+
 /* The "model" string token, decoded when written with JSON escapes. */
 static const char *model_name(const llmr_json *j, int model, char *buf, size_t cap,
                               size_t *len)
@@ -220,8 +243,17 @@ static void handle_proxy(llmr_worker *w, struct evhttp_request *req, enum llmr_o
         || llmr_json_parse(j, body, len, (int)(len / 2) + 64) < 0
         || j->toks[0].type != JSMN_OBJECT) {
         llmr_http_error(w, req, 400, "invalid_request_error", NULL, "invalid_json",
-                        "We could not parse the JSON body of your request: "
-                        "expected one JSON object");
+                        "We could not parse the JSON body of your request (%s): "
+                        "expected one JSON object", len == 0 || body == NULL ? "empty body"
+                        : j->ntoks == 0 ? j->err : "not an object");
+        return;
+    }
+    int dup = llmr_json_dup_key(j, 0, interpreted,
+                                (int)(sizeof(interpreted) / sizeof(interpreted[0])));
+    if (dup >= 0) {
+        llmr_http_error(w, req, 400, "invalid_request_error", interpreted[dup], "duplicate_key",
+                        "the field `%s` appears more than once in the request body",
+                        interpreted[dup]);
         return;
     }
     model = llmr_json_get(j, 0, "model");
@@ -249,8 +281,8 @@ static void handle_proxy(llmr_worker *w, struct evhttp_request *req, enum llmr_o
     group = llmr_conf_find_group(w->conf, name, name_len);
     if (group < 0) {
         llmr_http_error(w, req, 404, "invalid_request_error", "model", "model_not_found",
-                        "The model `%.*s` does not exist",
-                        name_len > 128 ? 128 : (int)name_len, name);
+                        "The model `%.*s%s` does not exist", clip(name_len), name,
+                        clipped(name_len));
         return;
     }
     llmr_proxy_start(w, req, op, group, body, len, model);
@@ -309,7 +341,8 @@ void llmr_http_handle(struct evhttp_request *req, void *arg)
     w->started++;
     if (r == NULL) {
         llmr_http_error(w, req, 404, "invalid_request_error", NULL, "not_found",
-                        "Unknown path: %s", path != NULL ? path : "");
+                        "Unknown path: %.*s%s", clip(path != NULL ? strlen(path) : 0),
+                        path != NULL ? path : "", clipped(path != NULL ? strlen(path) : 0));
         return;
     }
     if (method != (r->kind == ROUTE_PROXY ? EVHTTP_REQ_POST : EVHTTP_REQ_GET)) {

@@ -1,32 +1,79 @@
-/* libFuzzer target: the JSON checks every request body goes through, and the
- * helpers that read the parsed tokens afterwards. */
+/* libFuzzer target: the JSON reader every request body and upstream answer
+ * goes through, the lookups made on it afterwards, and the escaping of
+ * client bytes into error messages.  Beyond crashes it checks invariants
+ * (one complete value, the member scan agreeing with the tokens, escaped
+ * output valid UTF-8 with no raw control character); run with a per-input
+ * -timeout and inputs up to 1 MiB, it also catches inputs that are slow. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "json.h"
 
+static const char *const fields[] = { "model", "stream", "stream_options", "messages",
+                                      "prompt", "input" };
+
+/* The start of a value as the member scan reports it: strings with their
+ * opening quote. */
+static int value_begin(const llmr_json *j, int i)
+{
+    return j->toks[i].type == JSMN_STRING ? j->toks[i].start - 1 : j->toks[i].start;
+}
+
+static void check_object(const llmr_json *j, const uint8_t *data, size_t size)
+{
+    char out[512];
+    int64_t v;
+    size_t off, n;
+
+    for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++) {
+        int t = llmr_json_get(j, 0, fields[f]);
+        int found = llmr_json_member((const char *)data, size, fields[f], &off, &n) == 0;
+        if ((t >= 0) != found || (found && (int)off != value_begin(j, t)))
+            abort();        /* the scan and the tokens disagree on a valid document */
+        if (t >= 0 && j->toks[t].type == JSMN_STRING)
+            llmr_json_unescape(out, sizeof(out), j->js + j->toks[t].start,
+                               (size_t)(j->toks[t].end - j->toks[t].start));
+    }
+    llmr_json_dup_key(j, 0, fields, (int)(sizeof(fields) / sizeof(fields[0])));
+    llmr_json_int(j, llmr_json_get(j, 0, "max_tokens"), &v);
+    llmr_json_is_true(j, llmr_json_get(j, 0, "stream"));
+    if (llmr_estimate_prompt_tokens(j) < 0)
+        abort();
+}
+
+/* What llmr_json_escape wrote must be a JSON string's inside as is. */
+static void check_escaped(const char *s, size_t n)
+{
+    llmr_json j = { 0 };
+    char doc[1100];
+
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20)
+            abort();
+    doc[0] = '"';
+    memcpy(doc + 1, s, n);
+    doc[n + 1] = '"';
+    if (llmr_json_parse(&j, doc, n + 2, 4) < 0)
+        abort();
+    llmr_json_free(&j);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static llmr_json j;
-    char out[512];
-    int64_t v;
+    char out[1024];
+    size_t n;
 
-    if (llmr_json_parse(&j, (const char *)data, size, (int)(size / 2) + 64) == 0
-        && j.toks[0].type == JSMN_OBJECT) {
-        int m = llmr_json_get(&j, 0, "model");
-        if (m >= 0 && j.toks[m].type == JSMN_STRING)
-            llmr_json_unescape(out, sizeof(out), j.js + j.toks[m].start,
-                               (size_t)(j.toks[m].end - j.toks[m].start));
-        llmr_json_int(&j, llmr_json_get(&j, 0, "max_tokens"), &v);
-        llmr_json_is_true(&j, llmr_json_get(&j, 0, "stream"));
-        if (llmr_estimate_prompt_tokens(&j) < 0)
-            abort();
+    if (llmr_json_parse(&j, (const char *)data, size, (int)(size / 2) + 64) == 0) {
         if (llmr_json_skip(&j, 0) != j.ntoks)
             abort();        /* one complete value was parsed */
+        if (j.toks[0].type == JSMN_OBJECT)
+            check_object(&j, data, size);
     }
-    llmr_json_escape(out, sizeof(out), (const char *)data, size);
-    if (strlen(out) >= sizeof(out))
+    n = llmr_json_escape(out, sizeof(out), (const char *)data, size);
+    if (n >= sizeof(out) || strlen(out) != n)
         abort();
+    check_escaped(out, n);
     return 0;
 }
