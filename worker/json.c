@@ -71,6 +71,22 @@ static int add(scan *sc, jsmntype_t type, int start, int end, int is_key)
     return i;
 }
 
+static int hex4(const char *s, unsigned *out)
+{
+    unsigned v = 0;
+
+    for (int i = 0; i < 4; i++) {
+        char c = s[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+        else return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 /* A string at s[pos] == '"': escapes must be JSON's, raw control
  * characters are not allowed.  The token spans the inside of the quotes. */
 static int string(scan *sc, int is_key)
@@ -78,6 +94,7 @@ static int string(scan *sc, int is_key)
     static const char simple[] = "\"\\/bfnrt";
     const char *s = sc->s;
     int i = sc->pos + 1;
+    unsigned cp;
 
     for (; i < sc->len && s[i] != '"'; i++) {
         if ((unsigned char)s[i] < 0x20)
@@ -87,10 +104,8 @@ static int string(scan *sc, int is_key)
         if (++i >= sc->len)
             break;
         if (s[i] == 'u') {
-            for (int k = 1; k <= 4; k++)
-                if (i + k >= sc->len || strchr("0123456789abcdefABCDEF", s[i + k]) == NULL
-                    || s[i + k] == '\0')
-                    return fail(sc, "bad \\u escape");
+            if (i + 4 >= sc->len || hex4(s + i + 1, &cp) < 0)
+                return fail(sc, "bad \\u escape");
             i += 4;
         } else if (s[i] == '\0' || strchr(simple, s[i]) == NULL) {
             return fail(sc, "bad escape");
@@ -295,22 +310,6 @@ int llmr_json_skip(const llmr_json *j, int i)
     if (j->toks[i].type == JSMN_STRING && j->toks[i].size == 1 && i + 1 < j->ntoks)
         return j->next[i + 1];          /* a key: its value goes with it */
     return j->next[i];
-}
-
-static int hex4(const char *s, unsigned *out)
-{
-    unsigned v = 0;
-
-    for (int i = 0; i < 4; i++) {
-        char c = s[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
-        else return -1;
-    }
-    *out = v;
-    return 0;
 }
 
 static size_t utf8_put(char *o, unsigned cp)
