@@ -60,9 +60,15 @@ struct llmr_up {
 
 /* ---- easy handle -> up_xfer ------------------------------------------- */
 
+/* splitmix64's finalizer: handles lie at multiples of their size, so the
+ * low bits of the address alone would pile up in a few slots. */
 static size_t map_slot(const struct llmr_up *u, const void *easy)
 {
-    return (size_t)(((uintptr_t)easy >> 4) * 0x9E3779B97F4A7C15ull) & (u->mapcap - 1);
+    uint64_t h = (uint64_t)(uintptr_t)easy;
+
+    h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
+    h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
+    return (size_t)(h ^ (h >> 31)) & (u->mapcap - 1);
 }
 
 static up_xfer *xfer_of(llmr_worker *w, CURL *easy)
@@ -486,8 +492,17 @@ void llmr_upstream_free(llmr_worker *w)
 {
     struct llmr_up *u = w->up;
 
-    for (int i = 0; i < w->npool; i++)
-        easy_destroy(w, xfer_of(w, w->easy_pool[i]));
+    /* Every handle: the pooled ones and any a stopping worker still holds. */
+    for (size_t i = 0; u != NULL && u->map != NULL && i < u->mapcap; i++) {
+        up_xfer *x = u->map[i];
+        if (x == NULL)
+            continue;
+        if (w->multi != NULL)
+            curl_multi_remove_handle(w->multi, x->easy);
+        curl_easy_cleanup(x->easy);
+        event_free(x->expire);
+        free(x);
+    }
     free(w->easy_pool);
     w->easy_pool = NULL;
     w->npool = 0;
