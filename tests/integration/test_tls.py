@@ -295,8 +295,11 @@ def same_worker_connections(d, n):
     for c in [http.client.HTTPConnection("127.0.0.1", d.port, timeout=30) for _ in range(8)]:
         c.connect()
         conns.append(c)
-    owners = harness.wait_for(lambda: (lambda o: o if None not in o else None)(
-        harness.connection_owners(d, conns)), 5, "the workers to accept")
+
+    def all_known():
+        owners = harness.connection_owners(d, conns)
+        return owners if None not in owners else None
+    owners = harness.wait_for(all_known, 5, "the workers to accept")
     for pid in set(owners):
         mine = [c for c, o in zip(conns, owners) if o == pid]
         if len(mine) >= n:
