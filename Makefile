@@ -8,7 +8,7 @@ XCFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread \
             -Icommon -Iconf -Ishm -Iworker -Imaster
 # Fixed, not from pkg-config: on a fresh machine the libraries are installed
 # by the first rule that runs, after this Makefile has been read.
-XLDLIBS  := -levent -lcurl -lconfig -lrt -lm -pthread
+XLDLIBS  := -levent -lcurl -lssl -lcrypto -lconfig -lrt -lm -pthread
 
 ifneq ($(SANITIZE),)
 XCFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all

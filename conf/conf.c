@@ -28,7 +28,8 @@ static const char *const root_keys[] = {
 };
 static const char *const server_keys[] = {
     "listen", "workers", "master_key", "pid_file", "shm_name",
-    "max_body_bytes", "drain_timeout", "worker_rlimit_nofile", NULL
+    "max_body_bytes", "drain_timeout", "worker_rlimit_nofile",
+    "upstream_max_connecting", NULL
 };
 static const char *const router_keys[] = {
     "routing_strategy", "num_retries", "retry_after", "timeout",
@@ -185,7 +186,9 @@ static int parse_server(conf_cx *cx, const config_setting_t *s)
         || conf_opt_num(cx, s, p, "drain_timeout", &c->drain_timeout, 0, 0,
                         CONF_MAX_SECONDS) != 0
         || conf_opt_long(cx, s, p, "worker_rlimit_nofile", &c->worker_rlimit_nofile, 0,
-                         1L << 24) != 0)
+                         1L << 24) != 0
+        || conf_opt_int(cx, s, p, "upstream_max_connecting", &c->upstream_max_connecting,
+                        0, 1 << 20) != 0)
         return -1;
     return 0;
 }
@@ -292,6 +295,7 @@ static void set_defaults(llmr_conf *c)
     c->workers = 0;
     c->max_body_bytes = 10485760;
     c->drain_timeout = 30.0;
+    c->upstream_max_connecting = 32;
     c->routing_strategy = LLMR_STRATEGY_SIMPLE_SHUFFLE;
     c->num_retries = 2;
     c->retry_after = 0.0;
@@ -443,6 +447,7 @@ void llmr_conf_free(llmr_conf *c)
         free_secret(d->api_key);
         free(d->api_base);
         free(d->api_version);
+        free(d->ca_file);
     }
     free(c->deployments);
     for (int i = 0; c->groups != NULL && i < c->ngroups; i++) {

@@ -35,6 +35,8 @@ typedef struct llmr_deployment {
     int order;                  /* 0 = not set */
     int max_parallel_requests;  /* 0 = unlimited */
     double timeout;             /* seconds; 0 = router timeout */
+    int ssl_verify;             /* verify the upstream's TLS certificate (default 1) */
+    char *ca_file;              /* CA bundle to verify with; NULL = the system's */
     long max_input_tokens;      /* 0 = unknown */
     char id[LLMR_ID_MAX];       /* model_info.id, else a stable hash of litellm_params */
     int line;                   /* line of the model_list entry, for messages */
@@ -72,6 +74,7 @@ typedef struct llmr_conf {
     long max_body_bytes;
     double drain_timeout;
     long worker_rlimit_nofile;  /* 0 = keep the inherited limit */
+    int upstream_max_connecting;    /* new connections per upstream at once; 0 = no limit */
 
     /* router_settings */
     enum llmr_strategy routing_strategy;

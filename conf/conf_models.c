@@ -2,12 +2,16 @@
  * they form, and the fallbacks in router_settings that name those groups. */
 #include "conf_internal.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #define CONF_OPENAI_BASE     "https://api.openai.com/v1"
 #define CONF_AZURE_VERSION   "2024-02-01"
@@ -18,7 +22,7 @@ static const char *const entry_keys[] = {
 };
 static const char *const params_keys[] = {
     "model", "api_key", "api_base", "api_version", "rpm", "tpm", "weight",
-    "order", "max_parallel_requests", "timeout", NULL
+    "order", "max_parallel_requests", "timeout", "ssl_verify", NULL
 };
 static const char *const info_keys[] = { "id", "max_input_tokens", NULL };
 
@@ -189,6 +193,50 @@ static int parse_model_info(conf_cx *cx, const config_setting_t *entry,
     return 0;
 }
 
+/* A CA bundle the workers will load: absolute (a worker's directory is not
+ * the operator's), a regular file, readable now. */
+static int check_ca_file(conf_cx *cx, const config_setting_t *s, const char *k,
+                         const char *path)
+{
+    struct stat st;
+    int fd;
+
+    if (path[0] != '/')
+        return conf_fail(cx, s, k, "a CA bundle path must be absolute, like "
+                         "\"/etc/ssl/certs/ca-certificates.crt\"");
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return conf_fail(cx, s, k, "cannot open the CA bundle: %s", strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return conf_fail(cx, s, k, "the CA bundle must be a file of PEM certificates");
+    }
+    close(fd);
+    return 0;
+}
+
+/* LiteLLM's ssl_verify: true (the default: the system's CA bundle), false
+ * (no verification), or the path of a CA bundle to verify with. */
+static int parse_ssl_verify(conf_cx *cx, const config_setting_t *lp, const char *p,
+                            llmr_deployment *d)
+{
+    const config_setting_t *s = config_setting_get_member(lp, "ssl_verify");
+    conf_kpath k;
+
+    if (s == NULL)
+        return 0;
+    conf_kp(k, p, "ssl_verify");
+    if (config_setting_type(s) == CONFIG_TYPE_BOOL) {
+        d->ssl_verify = config_setting_get_bool(s);
+        return 0;
+    }
+    if (config_setting_type(s) != CONFIG_TYPE_STRING)
+        return conf_fail(cx, s, k, "must be true, false or the path of a CA bundle");
+    if (conf_opt_str(cx, lp, p, "ssl_verify", &d->ca_file, NULL) != 0)
+        return -1;
+    return check_ca_file(cx, s, k, d->ca_file);
+}
+
 static int parse_params(conf_cx *cx, const config_setting_t *entry,
                         const char *path, llmr_deployment *d)
 {
@@ -247,7 +295,8 @@ static int parse_params(conf_cx *cx, const config_setting_t *entry,
         || conf_opt_int(cx, lp, p, "max_parallel_requests",
                         &d->max_parallel_requests, 1, INT_MAX) != 0
         || conf_opt_num(cx, lp, p, "timeout", &d->timeout, 0, 1,
-                        CONF_MAX_SECONDS) != 0)
+                        CONF_MAX_SECONDS) != 0
+        || parse_ssl_verify(cx, lp, p, d) != 0)
         return -1;
 
     if (d->id[0] == '\0') {
@@ -318,6 +367,7 @@ static int parse_deployment(conf_cx *cx, const config_setting_t *list, int i)
 
     d->slot = -1;
     d->group = -1;
+    d->ssl_verify = 1;
     d->line = (int) conf_setting_line(e);
     conf_kpf(path, "model_list[%d]", i);
     if (conf_need_group(cx, e, path, "{ model_name = \"gpt-4\"; litellm_params = "

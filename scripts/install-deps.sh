@@ -6,7 +6,7 @@ set -eu
 
 PKGS="build-essential pkg-config libevent-dev libcurl4-openssl-dev libconfig-dev
 libjsmn-dev curl python3 wrk nghttp2-client nginx valgrind clang
-libclang-rt-14-dev procps"
+libclang-rt-14-dev procps libssl-dev openssl"
 
 missing=""
 for p in $PKGS; do

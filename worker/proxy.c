@@ -659,3 +659,13 @@ void llmr_proxy_abort_all(llmr_worker *w)
         w->active--;
     }
 }
+
+/* For upstream.c's gate, which may hold the attempt back: whom it calls
+ * and until when it may run (the same bound attempt_setup() gave curl). */
+int llmr_proxy_attempt_info(void *arg, int64_t *deadline_us)
+{
+    llmr_call *c = arg;
+
+    *deadline_us = llmr_now_us() + (int64_t)attempt_timeout_ms(c, dep_of(c)) * 1000;
+    return c->dep;
+}

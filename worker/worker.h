@@ -50,6 +50,8 @@ typedef struct llmr_worker {
     struct event *curl_timer;
     CURL **easy_pool;           /* idle easy handles, reused */
     int npool;
+    struct llmr_up *up;         /* upstream.c: the new-connection gate */
+    struct llmr_tls *tls;       /* tls.c: trust stores, TLS session share */
 
     llmr_target *targets;       /* [conf->ndeployments] */
     llmr_router router;
@@ -96,6 +98,9 @@ void llmr_http_discard(llmr_worker *w, struct evhttp_request *req);
 void llmr_proxy_start(llmr_worker *w, struct evhttp_request *req, enum llmr_op op,
                       int group, const char *body, size_t len, int model_tok);
 void llmr_proxy_done(void *call, CURLcode result);
+/* The deployment of `call`'s attempt in flight, and when that attempt must
+ * end (its CURLOPT_TIMEOUT_MS from now). */
+int llmr_proxy_attempt_info(void *call, int64_t *deadline_us);
 
 /* upstream.c */
 int llmr_upstream_init(llmr_worker *w);
@@ -104,6 +109,12 @@ CURL *llmr_upstream_easy(llmr_worker *w);
 void llmr_upstream_release(llmr_worker *w, CURL *easy);
 int llmr_upstream_start(llmr_worker *w, CURL *easy);
 void llmr_upstream_abort(llmr_worker *w, CURL *easy);
+
+/* tls.c */
+int llmr_tls_init(llmr_worker *w);
+void llmr_tls_free(llmr_worker *w);
+void llmr_tls_easy_init(llmr_worker *w, CURL *easy);
+void llmr_tls_attempt(llmr_worker *w, CURL *easy, int dep);
 
 /* provider.c, provider_openai.c, provider_azure.c */
 int llmr_targets_build(llmr_worker *w);

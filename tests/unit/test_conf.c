@@ -15,6 +15,7 @@ static void check_default_settings(const llmr_conf *c)
     T_EQ_INT(c->max_body_bytes, 10485760);
     T_CHECK(c->drain_timeout == 30.0);
     T_EQ_INT(c->worker_rlimit_nofile, 0);
+    T_EQ_INT(c->upstream_max_connecting, 32);
     T_EQ_INT(c->routing_strategy, LLMR_STRATEGY_SIMPLE_SHUFFLE);
     T_EQ_INT(c->num_retries, 2);
     T_CHECK(c->retry_after == 0.0);
@@ -226,7 +227,7 @@ static void test_unknown_keys(void)
                "unknown key (allowed: server, router_settings, model_list)");
     EXPECT_ERR("server = {\n  workers = 1;\n  listn = \"x\";\n};\n" ML, 3, "server.listn",
                "unknown key (allowed: listen, workers, master_key, pid_file, shm_name, "
-               "max_body_bytes, drain_timeout, worker_rlimit_nofile)");
+               "max_body_bytes, drain_timeout, worker_rlimit_nofile, upstream_max_connecting)");
     EXPECT_ERR(ML "router_settings = {\n num_retry = 1;\n};\n", 3, "router_settings.num_retry",
                "unknown key (allowed: routing_strategy, num_retries,");
     EXPECT_ERR("model_list = (\n {\n  model_name = \"g\";\n  modelinfo = {};\n"
@@ -237,7 +238,7 @@ static void test_unknown_keys(void)
                "  api_bse = \"http://x\";\n }; } );\n", 4,
                "model_list[0].litellm_params.api_bse",
                "(allowed: model, api_key, api_base, api_version, rpm, tpm, weight, order, "
-               "max_parallel_requests, timeout)");
+               "max_parallel_requests, timeout, ssl_verify)");
     EXPECT_ERR("model_list = ( { model_name = \"g\";\n litellm_params = { model = \"m\"; };\n"
                " model_info = { mode = \"chat\"; }; } );\n", 3,
                "model_list[0].model_info.mode", "(allowed: id, max_input_tokens)");
@@ -296,6 +297,8 @@ static void test_ranges(void)
                "server.worker_rlimit_nofile", "must be an integer");
     EXPECT_ERR("server = {\n drain_timeout = -0.5;\n};\n" ML, 2, "server.drain_timeout",
                "must be a number >= 0");
+    EXPECT_ERR("server = {\n upstream_max_connecting = -1;\n};\n" ML, 2,
+               "server.upstream_max_connecting", "must be an integer >= 0");
     EXPECT_ERR(ML "router_settings = {\n\n num_retries = -1;\n};\n", 4,
                "router_settings.num_retries", "must be an integer >= 0");
     EXPECT_ERR(ML "router_settings = {\n num_retries = 101;\n};\n", 3,

@@ -74,6 +74,36 @@ static void test_api_base_version(void)
                "must start with http:// or https://");
 }
 
+/* ssl_verify: true, false or an absolute path to a readable CA bundle. */
+static void test_ssl_verify(void)
+{
+    llmr_conf *c = LOAD_OK(LP("api_base = \"https://x\";"));
+
+    if (c != NULL) {
+        T_EQ_INT(c->deployments[0].ssl_verify, 1);
+        T_CHECK(c->deployments[0].ca_file == NULL);
+        llmr_conf_free(c);
+    }
+    if ((c = LOAD_OK(LP("ssl_verify = false;"))) != NULL) {
+        T_EQ_INT(c->deployments[0].ssl_verify, 0);
+        llmr_conf_free(c);
+    }
+    if ((c = LOAD_OK(LP("ssl_verify = \"/etc/ssl/certs/ca-certificates.crt\";"))) != NULL) {
+        T_EQ_INT(c->deployments[0].ssl_verify, 1);
+        T_EQ_STR(c->deployments[0].ca_file, "/etc/ssl/certs/ca-certificates.crt");
+        llmr_conf_free(c);
+    }
+    EXPECT_ERR(LP("ssl_verify = 1;"), 3, "model_list[0].litellm_params.ssl_verify",
+               "must be true, false or the path of a CA bundle");
+    EXPECT_ERR(LP("ssl_verify = \"ca.pem\";"), 3, "model_list[0].litellm_params.ssl_verify",
+               "must be absolute");
+    EXPECT_ERR(LP("ssl_verify = \"/nonexistent/ca.pem\";"), 3,
+               "model_list[0].litellm_params.ssl_verify",
+               "cannot open the CA bundle: No such file or directory");
+    EXPECT_ERR(LP("ssl_verify = \"/etc/ssl/certs\";"), 3,
+               "model_list[0].litellm_params.ssl_verify", "must be a file");
+}
+
 static void test_hashed_ids(void)
 {
 #define DEP(name, model, base, extra) "model_list = ( { model_name = \"" name "\"; litellm_params = { " \
@@ -367,6 +397,7 @@ int main(void)
     T_RUN(test_providers);
     T_RUN(test_provider_errors);
     T_RUN(test_api_base_version);
+    T_RUN(test_ssl_verify);
     T_RUN(test_hashed_ids);
     T_RUN(test_model_info_ids);
     T_RUN(test_duplicate_ids);
