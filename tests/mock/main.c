@@ -36,6 +36,7 @@ static const struct option long_opts[] = {
     { "stall-after", required_argument, NULL, OPT_KNOB + MK_STALL_AFTER },
     { "drop-after", required_argument, NULL, OPT_KNOB + MK_DROP_AFTER },
     { "usage", no_argument, NULL, OPT_KNOB + MK_USAGE },
+    { "usage-tokens", required_argument, NULL, OPT_KNOB + MK_USAGE_TOKENS },
     { NULL, 0, NULL, 0 }
 };
 
@@ -45,7 +46,7 @@ static void usage(FILE *f)
         "usage: llmroute-mock [-l ADDR] [-p PORT] [--latency MS] [--status CODE]\n"
         "       [--retry-after SECONDS] [--error context_length|content_policy] [--drop]\n"
         "       [--chunks N] [--chunk-delay MS] [--stall-after N] [--drop-after N]\n"
-        "       [--usage] [--name NAME] [-v]\n");
+        "       [--usage] [--usage-tokens N] [--name NAME] [-v]\n");
 }
 
 static int parse_port(const char *s, int *port)
