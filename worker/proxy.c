@@ -251,6 +251,21 @@ static void reply_final(llmr_call *c)
                     status == 504 ? "timeout" : "upstream_unreachable", "%s", what);
 }
 
+/* Out of descriptors, every request fails the same way: one line a second
+ * at most, with the count. */
+static void log_local(llmr_worker *w, const char *group, const char *why)
+{
+    int64_t now = llmr_now_ms();
+
+    w->local_fails++;
+    if (now - w->local_fail_log_ms < 1000)
+        return;
+    llmr_error("%s: no upstream call could be made: %s (%lu request(s) answered 503 "
+               "local_resource_exhausted since the last report)", group, why, w->local_fails);
+    w->local_fail_log_ms = now;
+    w->local_fails = 0;
+}
+
 /* The attempt could not be made for want of something of ours (descriptors,
  * memory): the request never reached the deployment, so it is not charged
  * with anything, and the client gets 503 and may come back shortly. */
@@ -276,7 +291,7 @@ static void reply_local(llmr_call *c, const char *why)
     llmr_proxy_headers(c);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
     call_free(c);
-    llmr_error("%s: no upstream call could be made: %s", group, why);
+    log_local(w, group, why);
     llmr_http_error(w, req, 503, "server_error", NULL, "local_resource_exhausted",
                     "llmroute could not call an upstream of model group %s: %s (no "
                     "deployment is at fault; retry shortly)", group, why);

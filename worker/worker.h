@@ -59,6 +59,8 @@ typedef struct llmr_worker {
     size_t models_len;
 
     struct llmr_call *calls;    /* live proxied calls, for shutdown */
+    int64_t local_fail_log_ms;  /* last log line of a 503 local_resource_exhausted */
+    unsigned long local_fails;  /* such 503s since that line */
     int draining;
     long active;                /* requests whose reply is not yet sent */
     unsigned long started;      /* requests ever started, for drain */

@@ -124,6 +124,12 @@ def test_fd_exhaustion_not_blamed_on_upstreams():
         assert "x-llmroute-deployment" not in r.headers, r.headers
         assert r.headers.get("retry-after") == "1", r.headers
         assert took < 2.0, "the 503 took %.2fs" % took
+        for _ in range(30):         # every one the same: logged once a second at most
+            r = chat(d.port, model="g", conn=conns[-1], timeout=10)
+            assert r.status == 503 and attempts(r) == 0, r
+        took = time.monotonic() - t0
+        lines = d.log_text().count("no upstream call could be made")
+        assert 1 <= lines <= took + 2, "%d log lines for 31 refusals in %.1fs" % (lines, took)
         assert a.stats()["requests"] == 0 and b.stats()["requests"] == 0
         for dep in ("a", "b"):
             st = row(d, dep)
