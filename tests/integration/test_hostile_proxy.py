@@ -13,7 +13,7 @@ import os
 import signal
 import time
 
-from harness import connection_owner, status_rows
+from harness import connection_owner, connection_owners, status_rows
 from harness import Daemon, Mock, TestFailure, chat, deployment, request, wait_for
 
 
@@ -79,24 +79,24 @@ def reload(d, deps, router):
 def fill_worker_fds(d, limit):
     """Opens idle keep-alive connections (each one answered, so accepted)
     until one worker has every descriptor its limit allows in use.  Returns
-    (that worker's pid, its connections, every connection opened).  No
-    connection is left waiting to be accepted."""
+    (that worker's pid, its connections, the last one last, every connection
+    opened).  No connection is left waiting to be accepted."""
     pids = d.workers()
     for p in pids:
         assert fd_limit(p) == limit, "worker %d has limit %d, wanted %d" % (
             p, fd_limit(p), limit)
-    mine = {p: [] for p in pids}
     everything = []
     for _ in range(4 * limit):
         c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=5)
         everything.append(c)
         r = request(d.port, "GET", "/health/readiness", conn=c)
         assert r.status == 200, r
-        owner = wait_for(lambda: connection_owner(d, c, pids), 5, "the connection's owner")
-        mine[owner].append(c)
-        for p in pids:
-            if fd_count(p) >= limit:
-                return p, mine[p], everything
+        full = [p for p in pids if fd_count(p) >= limit]
+        if full:
+            owners = connection_owners(d, everything, pids)
+            mine = [c for c, o in zip(everything, owners) if o == full[0]]
+            assert mine and mine[-1] is c, "the last connection is not the full worker's"
+            return full[0], mine, everything
     raise TestFailure("no worker reached %d descriptors: %s" % (
         limit, {p: fd_count(p) for p in pids}))
 
@@ -106,7 +106,7 @@ def test_fd_exhaustion_not_blamed_on_upstreams():
     client gets 503 local_resource_exhausted at once, neither deployment is
     charged with a failure or cooled (allowed_fails = 0 would cool at the
     first), and once descriptors are free again both serve at once."""
-    limit = 128
+    limit = 256
     a, b = Mock("a"), Mock("b")
     d = Daemon([deployment("g", a, dep_id="a"), deployment("g", b, dep_id="b")],
                workers=2, server="worker_rlimit_nofile = %d;" % limit,
