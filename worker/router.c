@@ -55,11 +55,13 @@ static void group_weights(const llmr_conf *c, const llmr_group *g, double *weigh
 }
 
 /* Cooldowns survive a reload in the segment: one set before it (by an
- * older cap, or none) ends no later than this config's max_cooldown_time. */
+ * older cap, or none) ends no later than this config's max_cooldown_time,
+ * and at once when this config disables cooldowns. */
 static void cap_cooldowns(llmr_worker *w)
 {
     const llmr_conf *c = w->conf;
-    int64_t until = llmr_now_ms() + (int64_t)(c->max_cooldown_time * 1000);
+    int64_t until = llmr_now_ms()
+                  + (c->cooldown_time > 0 ? (int64_t)(c->max_cooldown_time * 1000) : 0);
 
     for (int i = 0; i < c->ndeployments; i++)
         if (c->deployments[i].slot >= 0)

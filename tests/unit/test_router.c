@@ -142,6 +142,7 @@ static void test_router_init_caps_old_cooldowns(void)
     int64_t now = llmr_now_ms();
 
     setup(3);
+    conf.cooldown_time = 5;
     conf.max_cooldown_time = 300;
     atomic_store(&seg.slots[0].cooldown_until_ms, now + 999999000LL);
     atomic_store(&seg.slots[1].cooldown_until_ms, now + 10000);
@@ -150,6 +151,10 @@ static void test_router_init_caps_old_cooldowns(void)
     T_CHECK(llmr_cooldown_left_ms(&seg.slots[0], now) >= 299000);
     T_EQ_INT(llmr_cooldown_left_ms(&seg.slots[1], now), 10000);
     T_EQ_INT(llmr_cooldown_left_ms(&seg.slots[2], now), 0);
+    llmr_router_free(&w);
+    conf.cooldown_time = 0;                     /* cooldowns now off: they end */
+    T_EQ_INT(llmr_router_init(&w), 0);
+    T_EQ_INT(llmr_cooldown_left_ms(&seg.slots[1], llmr_now_ms()), 0);
     llmr_router_free(&w);
 }
 
