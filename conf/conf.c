@@ -33,7 +33,8 @@ static const char *const server_keys[] = {
 };
 static const char *const router_keys[] = {
     "routing_strategy", "num_retries", "retry_after", "timeout",
-    "stream_timeout", "allowed_fails", "cooldown_time", "fallbacks",
+    "stream_timeout", "allowed_fails", "cooldown_time", "max_cooldown_time",
+    "fallbacks",
     "context_window_fallbacks", "content_policy_fallbacks",
     "default_fallbacks", "routing_strategy_args", NULL
 };
@@ -239,6 +240,23 @@ static int parse_strategy(conf_cx *cx, const config_setting_t *rs)
                      allow);
 }
 
+/* A cap below cooldown_time would silently shorten every cooldown: refused
+ * when set, raised to cooldown_time when left to its default. */
+static int check_cooldown_cap(conf_cx *cx, const config_setting_t *rs)
+{
+    llmr_conf *c = cx->conf;
+    const config_setting_t *s = config_setting_get_member(rs, "max_cooldown_time");
+
+    if (c->max_cooldown_time >= c->cooldown_time)
+        return 0;
+    if (s == NULL) {
+        c->max_cooldown_time = c->cooldown_time;
+        return 0;
+    }
+    return conf_fail(cx, s, "router_settings.max_cooldown_time",
+                     "must be >= cooldown_time (%g)", c->cooldown_time);
+}
+
 static int parse_router(conf_cx *cx, const config_setting_t *rs)
 {
     llmr_conf *c = cx->conf;
@@ -261,6 +279,9 @@ static int parse_router(conf_cx *cx, const config_setting_t *rs)
                         INT_MAX) != 0
         || conf_opt_num(cx, rs, p, "cooldown_time", &c->cooldown_time, 0, 0,
                         CONF_MAX_SECONDS) != 0
+        || conf_opt_num(cx, rs, p, "max_cooldown_time", &c->max_cooldown_time, 0, 0,
+                        CONF_MAX_SECONDS) != 0
+        || check_cooldown_cap(cx, rs) != 0
         || conf_parse_fallbacks(cx, rs, "fallbacks", &c->fallbacks) != 0
         || conf_parse_fallbacks(cx, rs, "context_window_fallbacks",
                                 &c->context_window_fallbacks) != 0
@@ -302,7 +323,8 @@ static void set_defaults(llmr_conf *c)
     c->timeout = 600.0;
     c->stream_timeout = 0.0;
     c->allowed_fails = 3;
-    c->cooldown_time = 60.0;
+    c->cooldown_time = 5.0;         /* LiteLLM's defaults */
+    c->max_cooldown_time = 300.0;
     c->lowest_latency_buffer = 0.0;
 }
 

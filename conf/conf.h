@@ -84,6 +84,7 @@ typedef struct llmr_conf {
     double stream_timeout;      /* 0 = use timeout */
     int allowed_fails;
     double cooldown_time;
+    double max_cooldown_time;   /* no cooldown is longer, Retry-After included */
     llmr_fallback_list fallbacks;
     llmr_fallback_list context_window_fallbacks;
     llmr_fallback_list content_policy_fallbacks;

@@ -157,10 +157,17 @@ void llmr_counters_reap_worker(llmr_shm *shm, int wslot)
     }
 }
 
+/* A usage count past 2^31 is not real: keep the totals meaningful. */
+static int64_t usage_clamp(int64_t n)
+{
+    return n < 0 ? 0 : n > ((int64_t)1 << 31) ? (int64_t)1 << 31 : n;
+}
+
 void llmr_counters_add_usage(llmr_slot *s, int64_t prompt, int64_t completion)
 {
-    atomic_fetch_add_explicit(&s->prompt_tokens, prompt, memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->completion_tokens, completion, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->prompt_tokens, usage_clamp(prompt), memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->completion_tokens, usage_clamp(completion),
+                              memory_order_relaxed);
 }
 
 void llmr_ewma_add(_Atomic int64_t *v, int64_t x)
@@ -191,6 +198,17 @@ void llmr_cooldown_extend(llmr_slot *s, int64_t until_ms)
     int64_t old = atomic_load_explicit(&s->cooldown_until_ms, memory_order_relaxed);
 
     while (old < until_ms
+           && !atomic_compare_exchange_weak_explicit(&s->cooldown_until_ms, &old, until_ms,
+                                                     memory_order_relaxed,
+                                                     memory_order_relaxed))
+        ;
+}
+
+void llmr_cooldown_clamp(llmr_slot *s, int64_t until_ms)
+{
+    int64_t old = atomic_load_explicit(&s->cooldown_until_ms, memory_order_relaxed);
+
+    while (old > until_ms
            && !atomic_compare_exchange_weak_explicit(&s->cooldown_until_ms, &old, until_ms,
                                                      memory_order_relaxed,
                                                      memory_order_relaxed))

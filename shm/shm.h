@@ -86,6 +86,9 @@ int llmr_counters_fail(llmr_slot *s, int allowed_fails, int64_t cooldown_ms,
                        int64_t at_least_ms, int64_t now_ms);
 /* Raises the cooldown deadline to until_ms unless it is already later. */
 void llmr_cooldown_extend(llmr_slot *s, int64_t until_ms);
+/* Lowers the cooldown deadline to until_ms when it is later: a new
+ * max_cooldown_time applies to cooldowns already running. */
+void llmr_cooldown_clamp(llmr_slot *s, int64_t until_ms);
 static inline int64_t llmr_cooldown_left_ms(const llmr_slot *s, int64_t now_ms)
 {
     int64_t until = atomic_load_explicit(&s->cooldown_until_ms, memory_order_relaxed);

@@ -20,24 +20,47 @@ int64_t llmr_retry_after_ms(const llmr_call *c)
     return end != c->retry_after && v >= 0 && v < 1e6 ? (int64_t)(v * 1000) : -1;
 }
 
-/* How long to wait before the next attempt in the group: a 429 waits for
- * its Retry-After when 0 < it <= 60 s, else 0.5 s doubling to 8 s with
- * +-25% jitter; router_settings.retry_after is a floor for every retry. */
-int64_t llmr_backoff_ms(llmr_call *c, enum llmr_err err, int64_t ra)
+/* How long to wait before the next attempt in the group.  A 429 waits for
+ * its Retry-After when 0 < it <= 60 s.  Any other wait doubles at each retry
+ * from a base, up to 8 s, with +-25% jitter so that the retries of a burst
+ * spread out: 0.5 s after a 429; after another error 100 ms when the retry
+ * can only go to a deployment that already failed this request (give it
+ * time), 25 ms when a fresh one is left (only spread the burst).
+ * router_settings.retry_after is a floor for every retry. */
+int64_t llmr_backoff_ms(llmr_call *c, enum llmr_err err, int64_t ra, int fresh)
 {
-    int64_t floor = (int64_t)(c->w->conf->retry_after * 1000), wait = 0;
+    int64_t floor = (int64_t)(c->w->conf->retry_after * 1000), wait;
+    int step = c->backoff_step < 10 ? c->backoff_step : 10;
 
-    if (err == LLMR_ERR_RATE_LIMIT) {
-        if (ra > 0 && ra <= 60000) {
-            wait = ra;
-        } else {
-            int step = c->backoff_step < 4 ? c->backoff_step : 4;
-            wait = 500LL << step;
-            wait += (int64_t)(llmr_rand(c->w) % (uint64_t)(wait / 2 + 1)) - wait / 4;
-            c->backoff_step++;
-        }
+    if (err == LLMR_ERR_RATE_LIMIT && ra > 0 && ra <= 60000) {
+        wait = ra;
+    } else {
+        wait = (err == LLMR_ERR_RATE_LIMIT ? 500LL : fresh ? 25LL : 100LL) << step;
+        wait = wait < 8000 ? wait : 8000;
+        wait += (int64_t)(llmr_rand(c->w) % (uint64_t)(wait / 2 + 1)) - wait / 4;
+        c->backoff_step++;
     }
     return wait > floor ? wait : floor;
+}
+
+/* How long a failure past allowed_fails cools its deployment: cooldown_time,
+ * or a 429's Retry-After when longer, never past max_cooldown_time.  The
+ * last deployment of its group that is not cooling gets its Retry-After
+ * when it has one, even a shorter one: the upstream said when it takes
+ * requests again, and any longer takes the whole group out (LiteLLM does
+ * not cool a group's only deployment at all).  0: no cooldown. */
+int64_t llmr_cooldown_ms(const llmr_conf *conf, int64_t ra, int last)
+{
+    int64_t base = (int64_t)(conf->cooldown_time * 1000);
+    int64_t cap = (int64_t)(conf->max_cooldown_time * 1000), ms;
+
+    if (base <= 0)
+        return 0;               /* cooldown_time = 0 disables cooldowns */
+    if (ra >= 0 && last)
+        ms = ra;
+    else
+        ms = ra > base ? ra : base;
+    return ms < cap ? ms : cap;
 }
 
 /* Appends the groups of `list`'s entry for group g that the plan does not

@@ -5,11 +5,13 @@
  * is spent.  A stream commits to its deployment with its first byte. */
 #include "proxy.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -18,6 +20,7 @@
 #include "log.h"
 
 static void try_group(llmr_call *c);
+static void done_upstream(llmr_call *c, CURLcode result);
 
 int64_t llmr_now_us(void)
 {
@@ -248,6 +251,52 @@ static void reply_final(llmr_call *c)
                     status == 504 ? "timeout" : "upstream_unreachable", "%s", what);
 }
 
+/* Out of descriptors, every request fails the same way: one line a second
+ * at most, with the count. */
+static void log_local(llmr_worker *w, const char *group, const char *why)
+{
+    int64_t now = llmr_now_ms();
+
+    w->local_fails++;
+    if (now - w->local_fail_log_ms < 1000)
+        return;
+    llmr_error("%s: no upstream call could be made: %s (%lu request(s) answered 503 "
+               "local_resource_exhausted since the last report)", group, why, w->local_fails);
+    w->local_fail_log_ms = now;
+    w->local_fails = 0;
+}
+
+/* The attempt could not be made for want of something of ours (descriptors,
+ * memory): the request never reached the deployment, so it is not charged
+ * with anything, and the client gets 503 and may come back shortly. */
+static void reply_local(llmr_call *c, const char *why)
+{
+    llmr_worker *w = c->w;
+    struct evhttp_request *req = c->req;
+    char group[LLMR_ID_MAX];
+
+    if (c->dep >= 0) {
+        if (c->easy != NULL) {
+            llmr_upstream_abort(w, c->easy);
+            llmr_upstream_release(w, c->easy);
+            c->easy = NULL;
+        }
+        llmr_counters_unadmit(dep_slot(c), w->wslot, c->tokens_est, c->t_admit_ms);
+        c->attempts--;
+        c->dep = -1;
+    }
+    snprintf(group, sizeof(group), "%s", group_name(c, c->pos));
+    detach(c);
+    c->retry_after[0] = '\0';
+    llmr_proxy_headers(c);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+    call_free(c);
+    log_local(w, group, why);
+    llmr_http_error(w, req, 503, "server_error", NULL, "local_resource_exhausted",
+                    "llmroute could not call an upstream of model group %s: %s (no "
+                    "deployment is at fault; retry shortly)", group, why);
+}
+
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
 {
     llmr_call *c = arg;
@@ -374,17 +423,13 @@ static int attempt(llmr_call *c)
     c->status = 0;
     c->content_type[0] = c->retry_after[0] = '\0';
     evbuffer_drain(c->resp, evbuffer_get_length(c->resp));
-    if (build_body(c, d) < 0 || (c->easy = llmr_upstream_easy(c->w)) == NULL) {
-        /* The router admitted it: give the places back. */
-        llmr_counters_unadmit(dep_slot(c), c->w->wslot, c->tokens_est, c->t_admit_ms);
-        return -1;
-    }
+    if (build_body(c, d) < 0 || (c->easy = llmr_upstream_easy(c->w)) == NULL)
+        return -1;      /* the caller gives the router's places back */
     attempt_setup(c, d);
     c->t_attempt_us = llmr_now_us();
     if (llmr_upstream_start(c->w, c->easy) < 0) {
         llmr_upstream_release(c->w, c->easy);
         c->easy = NULL;
-        llmr_counters_unadmit(dep_slot(c), c->w->wslot, c->tokens_est, c->t_admit_ms);
         return -1;
     }
     if (fb > 0) {
@@ -402,13 +447,21 @@ static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
     try_group(arg);
 }
 
-/* Whether the current group has a deployment that could take a retry. */
-static int group_has_room(llmr_call *c)
+/* Whether the current group has a deployment that could take a retry:
+ * -1 none, 1 one that has not failed this request, 0 only failed ones. */
+static int group_room(llmr_call *c)
 {
-    llmr_pick_req rq = { .tokens = c->tokens_est, .stream = c->stream };
+    llmr_pick_req rq = { .tokens = c->tokens_est, .stream = c->stream, .avoid = c->failed,
+                         .navoid = c->nfailed };
     llmr_pick pick;
+    int dep = llmr_router_pick(c->w, c->plan[c->pos], &rq, &pick);
 
-    return llmr_router_pick(c->w, c->plan[c->pos], &rq, &pick) >= 0;
+    if (dep < 0)
+        return -1;
+    for (int k = 0; k < c->nfailed; k++)
+        if (c->failed[k] == dep)
+            return 0;
+    return 1;
 }
 
 /* Decides what follows a failed attempt. */
@@ -416,6 +469,7 @@ static void after_failure(llmr_call *c, enum llmr_err err, int64_t ra)
 {
     const llmr_conf *conf = c->w->conf;
     int64_t wait;
+    int room;
 
     if (c->nfailed < LLMR_FAILED_MAX)
         c->failed[c->nfailed++] = c->dep;
@@ -430,8 +484,8 @@ static void after_failure(llmr_call *c, enum llmr_err err, int64_t ra)
     /* A retry is only worth waiting for when the group still has a
      * deployment that is not cooling down; else fall back at once. */
     if (llmr_err_retryable(err) && c->group_attempts <= conf->num_retries
-        && group_has_room(c)) {
-        wait = llmr_backoff_ms(c, err, ra);
+        && (room = group_room(c)) >= 0) {
+        wait = llmr_backoff_ms(c, err, ra, room);
         if (llmr_now_us() + wait * 1000 >= c->deadline_us) {
             reply_final(c);         /* no wait may run past the timeout */
             return;
@@ -495,12 +549,17 @@ static void try_group(llmr_call *c)
         return;
     }
     c->t_admit_ms = llmr_now_ms();
-    if (attempt(c) < 0) {
-        llmr_error("%s: cannot start a call to %s", group_name(c, c->pos), dep_of(c)->id);
-        c->final_err = LLMR_ERR_OTHER;
-        c->final_status = 0;
-        reply_final(c);
-    }
+    if (attempt(c) < 0)
+        reply_local(c, "out of memory or descriptors to start a transfer");
+}
+
+/* An upstream may report any number: keep usage where the sums below and
+ * the counters cannot overflow. */
+static void clamp_usage(int64_t *prompt, int64_t *completion)
+{
+    *prompt = *prompt < 0 ? 0 : *prompt > LLMR_USAGE_MAX ? LLMR_USAGE_MAX : *prompt;
+    *completion = *completion < 0 ? 0
+                : *completion > LLMR_USAGE_MAX ? LLMR_USAGE_MAX : *completion;
 }
 
 /* Usage of a response into the deployment's counters.  Only the "usage"
@@ -525,9 +584,25 @@ static void account_usage(llmr_call *c)
             prompt = c->tokens_est;     /* no usage reported: keep the estimate */
         }
     }
+    clamp_usage(&prompt, &completion);
     llmr_counters_add_usage(dep_slot(c), prompt, completion);
     llmr_counters_tokens_used(dep_slot(c), c->tokens_est, prompt + completion, c->t_admit_ms,
                               llmr_now_ms());
+}
+
+/* Whether every other deployment of the attempt's group is cooling down. */
+static int last_usable(llmr_call *c)
+{
+    const llmr_group *g = &c->w->conf->groups[dep_of(c)->group];
+    int64_t now = llmr_now_ms();
+
+    for (int k = 0; k < g->ndeployments; k++) {
+        int i = g->deployments[k];
+        if (i != c->dep && llmr_cooldown_left_ms(llmr_shm_slot(c->w->shm,
+                c->w->conf->deployments[i].slot), now) == 0)
+            return 0;
+    }
+    return 1;
 }
 
 /* Records a failure against the deployment: its counters, and the window
@@ -535,14 +610,16 @@ static void account_usage(llmr_call *c)
 static void count_failure(llmr_call *c, enum llmr_err err, int64_t ra)
 {
     const llmr_conf *conf = c->w->conf;
+    int64_t cool;
 
     attempt_end(c, LLMR_OUTCOME_FAILURE);
-    if (llmr_err_retryable(err)
-        && llmr_counters_fail(dep_slot(c), conf->allowed_fails,
-                              (int64_t)(conf->cooldown_time * 1000),
-                              err == LLMR_ERR_RATE_LIMIT ? ra : 0, llmr_now_ms()))
-        llmr_warn("deployment %s cools down after %s (more than %d failures this minute)",
-                  dep_of(c)->id, llmr_err_name(err), conf->allowed_fails);
+    if (!llmr_err_retryable(err))
+        return;
+    cool = llmr_cooldown_ms(conf, err == LLMR_ERR_RATE_LIMIT ? ra : -1, last_usable(c));
+    if (llmr_counters_fail(dep_slot(c), conf->allowed_fails, cool, 0, llmr_now_ms()))
+        llmr_warn("deployment %s cools down for %.1f s after %s (more than %d failures this "
+                  "minute)", dep_of(c)->id, (double)cool / 1000, llmr_err_name(err),
+                  conf->allowed_fails);
 }
 
 static void on_first_byte_deadline(evutil_socket_t fd, short what, void *arg)
@@ -580,9 +657,44 @@ static void done_success(llmr_call *c)
     }
 }
 
+/* Why an attempt failed for want of something of ours, or NULL: a socket()
+ * out of descriptors or buffers, or libcurl out of memory. */
+static const char *local_failure(const llmr_call *c, CURLcode result)
+{
+    int e = c->sock_errno;
+
+    if (result == CURLE_OK)
+        return NULL;
+    if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM)
+        return strerror(e);
+    return result == CURLE_OUT_OF_MEMORY ? "out of memory" : NULL;
+}
+
 void llmr_proxy_done(void *arg, CURLcode result)
 {
     llmr_call *c = arg;
+    const char *local;
+
+    llmr_upstream_facts(c->w, c->easy, &c->sock_errno, &c->sends);
+    local = local_failure(c, result);
+
+    if (local != NULL && !c->committed) {
+        if (c->timer != NULL)
+            evtimer_del(c->timer);
+        llmr_upstream_release(c->w, c->easy);
+        c->easy = NULL;
+        reply_local(c, local);
+        return;
+    }
+    if (c->sends > 1)
+        llmr_warn("%s: deployment %s closed a reused connection without answering; the "
+                  "request was not sent again", group_name(c, c->pos), dep_of(c)->id);
+    done_upstream(c, result);
+}
+
+/* The attempt reached the deployment (or tried to): what it answered. */
+static void done_upstream(llmr_call *c, CURLcode result)
+{
     const char *body = (const char *)evbuffer_pullup(c->resp, -1);
     enum llmr_err err = llmr_classify(dep_of(c), result, c->status, body,
                                       evbuffer_get_length(c->resp));

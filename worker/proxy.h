@@ -11,6 +11,7 @@
 #define LLMR_PLAN_MAX 32                /* groups one request may walk */
 #define LLMR_FAILED_MAX 64              /* deployments remembered as failed */
 #define LLMR_STREAM_HIGH_WATER (64 * 1024)  /* client output that pauses upstream */
+#define LLMR_USAGE_MAX (1LL << 31)      /* reported tokens past this are clamped */
 
 /* Usage of a stream, from its final usage chunk or estimated. */
 typedef struct llmr_sse {
@@ -50,6 +51,8 @@ typedef struct llmr_call {
 
     int dep;                            /* deployment of the attempt, or -1 */
     CURL *easy;
+    int sock_errno;                     /* why a socket() of the attempt failed */
+    int sends;                          /* times libcurl set out to send it */
     struct evbuffer *resp;              /* buffered body (non-streams, errors) */
     long status;
     char content_type[128];
@@ -78,8 +81,13 @@ int llmr_plan_next(llmr_call *c);
 /* Replaces the rest of the plan with `list`'s fallbacks of the current
  * group (else of the one asked for) and moves to the first; 0 if none. */
 int llmr_plan_switch(llmr_call *c, const llmr_fallback_list *list);
-/* Milliseconds to wait before retrying after `err` (see plan.c). */
-int64_t llmr_backoff_ms(llmr_call *c, enum llmr_err err, int64_t ra);
+/* Milliseconds to wait before retrying after `err`; fresh: a deployment
+ * that has not failed this request is left (see plan.c). */
+int64_t llmr_backoff_ms(llmr_call *c, enum llmr_err err, int64_t ra, int fresh);
+/* Milliseconds a failure past allowed_fails cools its deployment, given a
+ * 429's Retry-After (or -1) and whether it is the group's last usable one;
+ * 0 when cooldowns are off. */
+int64_t llmr_cooldown_ms(const llmr_conf *conf, int64_t ra, int last);
 /* The attempt's Retry-After in milliseconds, or -1. */
 int64_t llmr_retry_after_ms(const llmr_call *c);
 

@@ -54,6 +54,20 @@ static void group_weights(const llmr_conf *c, const llmr_group *g, double *weigh
     }
 }
 
+/* Cooldowns survive a reload in the segment: one set before it (by an
+ * older cap, or none) ends no later than this config's max_cooldown_time,
+ * and at once when this config disables cooldowns. */
+static void cap_cooldowns(llmr_worker *w)
+{
+    const llmr_conf *c = w->conf;
+    int64_t until = llmr_now_ms()
+                  + (c->cooldown_time > 0 ? (int64_t)(c->max_cooldown_time * 1000) : 0);
+
+    for (int i = 0; i < c->ndeployments; i++)
+        if (c->deployments[i].slot >= 0)
+            llmr_cooldown_clamp(llmr_shm_slot(w->shm, c->deployments[i].slot), until);
+}
+
 int llmr_router_init(llmr_worker *w)
 {
     const llmr_conf *c = w->conf;
@@ -68,6 +82,7 @@ int llmr_router_init(llmr_worker *w)
         return -1;
     for (int g = 0; g < c->ngroups; g++)
         group_weights(c, &c->groups[g], w->router.weight);
+    cap_cooldowns(w);
     for (int i = 0; i < c->ndeployments; i++) {
         w->router.limits[i].rpm = c->deployments[i].rpm;
         w->router.limits[i].tpm = c->deployments[i].tpm;

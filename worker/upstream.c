@@ -35,6 +35,8 @@ typedef struct up_xfer {
     struct event *expire;       /* the attempt's deadline, while X_QUEUED */
     int64_t deadline_us;
     int state;
+    int sock_errno;             /* why a socket() of the attempt failed */
+    int sends;                  /* times curl set out to send the attempt */
 } up_xfer;
 
 struct up_origin {
@@ -249,14 +251,18 @@ static void on_expire(evutil_socket_t fd, short what, void *arg)
 }
 
 /* CURLOPT_OPENSOCKETFUNCTION: curl's own socket(), with the socket noted
- * as one of the transfer's origin.  errno is left as socket() set it. */
+ * as one of the transfer's origin, and socket()'s errno kept so that the
+ * proxy tells our own lack of descriptors or buffers apart from an
+ * upstream that is down. */
 static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
 {
     up_xfer *x = arg;
     struct llmr_up *u = x->w->up;
-    curl_socket_t fd = socket(a->family, a->socktype, a->protocol);
+    curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 
     (void)purpose;
+    if (fd == CURL_SOCKET_BAD)
+        x->sock_errno = errno;
     if (fd == CURL_SOCKET_BAD || x->o == NULL)
         return fd;
     if (fd >= u->nfd) {
@@ -289,7 +295,11 @@ static int close_socket(void *arg, curl_socket_t fd)
 }
 
 /* CURLOPT_PREREQFUNCTION: the transfer has its connection (connected and
- * TLS done, or reused); the next queued one may start. */
+ * TLS done, or reused); the next queued one may start.  Called again when
+ * a reused connection closed without an answer and libcurl is about to send
+ * the POST once more on a new one: the upstream may be generating (and
+ * billing) the first copy, so the second send is refused and the failure
+ * goes through the proxy's own retries, counted as an attempt. */
 static int on_prereq(void *arg, char *ip, char *local_ip, int port, int local_port)
 {
     up_xfer *x = arg;
@@ -298,6 +308,8 @@ static int on_prereq(void *arg, char *ip, char *local_ip, int port, int local_po
     (void)local_ip;
     (void)port;
     (void)local_port;
+    if (++x->sends > 1)
+        return CURL_PREREQFUNC_ABORT;
     if (x->state == X_SETUP) {
         x->o->setup--;
         x->o->ready++;
@@ -593,6 +605,8 @@ int llmr_upstream_start(llmr_worker *w, CURL *easy)
     int64_t wait_us;
 
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&call);
+    x->sock_errno = 0;
+    x->sends = 0;
     dep = llmr_proxy_attempt_info(call, &x->deadline_us);
     x->o = &u->origins[u->origin_of[dep]];
     llmr_tls_attempt(w, easy, dep);
@@ -623,4 +637,12 @@ void llmr_upstream_abort(llmr_worker *w, CURL *easy)
     if (x->state != X_QUEUED)
         curl_multi_remove_handle(w->multi, easy);
     gate_leave(x);
+}
+
+void llmr_upstream_facts(llmr_worker *w, CURL *easy, int *sock_errno, int *sends)
+{
+    up_xfer *x = easy != NULL ? xfer_of(w, easy) : NULL;
+
+    *sock_errno = x != NULL ? x->sock_errno : 0;
+    *sends = x != NULL ? x->sends : 0;
 }

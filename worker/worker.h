@@ -61,6 +61,8 @@ typedef struct llmr_worker {
     size_t models_len;
 
     struct llmr_call *calls;    /* live proxied calls, for shutdown */
+    int64_t local_fail_log_ms;  /* last log line of a 503 local_resource_exhausted */
+    unsigned long local_fails;  /* such 503s since that line */
     int draining;
     long active;                /* requests whose reply is not yet sent */
     unsigned long started;      /* requests ever started, for drain */
@@ -109,6 +111,9 @@ CURL *llmr_upstream_easy(llmr_worker *w);
 void llmr_upstream_release(llmr_worker *w, CURL *easy);
 int llmr_upstream_start(llmr_worker *w, CURL *easy);
 void llmr_upstream_abort(llmr_worker *w, CURL *easy);
+/* What the attempt on `easy` met: socket()'s errno when one failed, and how
+ * many times libcurl set out to send it (more than 1: a re-send refused). */
+void llmr_upstream_facts(llmr_worker *w, CURL *easy, int *sock_errno, int *sends);
 
 /* tls.c */
 int llmr_tls_init(llmr_worker *w);

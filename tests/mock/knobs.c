@@ -20,6 +20,7 @@ static const char *const knob_header[MK_COUNT] = {
     [MK_USAGE] = "usage",
     [MK_EMBEDDING_DIMS] = "embedding-dims",
     [MK_EMBEDDINGS] = "embeddings",
+    [MK_USAGE_TOKENS] = "usage-tokens",
 };
 
 static const char *const knob_json[MK_COUNT] = {
@@ -35,6 +36,7 @@ static const char *const knob_json[MK_COUNT] = {
     [MK_USAGE] = "usage",
     [MK_EMBEDDING_DIMS] = "embedding_dims",
     [MK_EMBEDDINGS] = "embeddings",
+    [MK_USAGE_TOKENS] = "usage_tokens",
 };
 
 /* Inclusive bounds; -1 on stall/drop_after means "never". An hour caps the
@@ -64,6 +66,7 @@ void mock_knobs_defaults(struct mock_knobs *k)
     k->v[MK_EMBEDDING_DIMS] = 3;
     k->v[MK_EMBEDDINGS] = 1;
     k->set &= ~(1u << MK_RETRY_AFTER);
+    k->set &= ~(1u << MK_USAGE_TOKENS);
 }
 
 const char *mock_knob_name(int id, enum mock_src src)
@@ -134,6 +137,22 @@ static int set_retry_after(struct mock_knobs *k, const char *s, size_t n)
     return 0;
 }
 
+/* Any integer, however large (the point is to send numbers a proxy must
+ * not trust), kept as text: an optional '-' and digits. */
+static int set_usage_tokens(struct mock_knobs *k, const char *s, size_t n)
+{
+    size_t i = n > 0 && s[0] == '-';
+
+    if (n == i || n >= sizeof(k->usage_tokens))
+        return -1;
+    for (; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+    memcpy(k->usage_tokens, s, n);
+    k->usage_tokens[n] = '\0';
+    return 0;
+}
+
 int mock_knob_set(struct mock_knobs *k, int id, const char *val, size_t len)
 {
     long v;
@@ -142,6 +161,9 @@ int mock_knob_set(struct mock_knobs *k, int id, const char *val, size_t len)
         return -1;
     if (id == MK_RETRY_AFTER) {
         if (set_retry_after(k, val, len) < 0)
+            return -1;
+    } else if (id == MK_USAGE_TOKENS) {
+        if (set_usage_tokens(k, val, len) < 0)
             return -1;
     } else if (id == MK_ERROR) {
         if (parse_error_kind(val, len, &v) < 0)
@@ -165,5 +187,7 @@ void mock_knobs_merge(struct mock_knobs *dst, const struct mock_knobs *src)
             dst->v[i] = src->v[i];
     if (src->set & (1u << MK_RETRY_AFTER))
         memcpy(dst->retry_after, src->retry_after, sizeof(dst->retry_after));
+    if (src->set & (1u << MK_USAGE_TOKENS))
+        memcpy(dst->usage_tokens, src->usage_tokens, sizeof(dst->usage_tokens));
     dst->set |= src->set;
 }

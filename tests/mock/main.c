@@ -38,6 +38,7 @@ static const struct option long_opts[] = {
     { "usage", no_argument, NULL, OPT_KNOB + MK_USAGE },
     { "embedding-dims", required_argument, NULL, OPT_KNOB + MK_EMBEDDING_DIMS },
     { "embeddings", required_argument, NULL, OPT_KNOB + MK_EMBEDDINGS },
+    { "usage-tokens", required_argument, NULL, OPT_KNOB + MK_USAGE_TOKENS },
     { NULL, 0, NULL, 0 }
 };
 
@@ -47,7 +48,7 @@ static void usage(FILE *f)
         "usage: llmroute-mock [-l ADDR] [-p PORT] [--latency MS] [--status CODE]\n"
         "       [--retry-after SECONDS] [--error context_length|content_policy] [--drop]\n"
         "       [--chunks N] [--chunk-delay MS] [--stall-after N] [--drop-after N]\n"
-        "       [--usage] [--embedding-dims N]\n"
+        "       [--usage] [--usage-tokens N] [--embedding-dims N]\n"
         "       [--embeddings N] [--name NAME] [-v]\n");
 }
 

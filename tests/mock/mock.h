@@ -30,6 +30,7 @@ enum mock_knob {
     MK_USAGE,
     MK_EMBEDDING_DIMS,
     MK_EMBEDDINGS,
+    MK_USAGE_TOKENS,
     MK_COUNT
 };
 
@@ -39,6 +40,7 @@ struct mock_knobs {
     unsigned set;                  /* bit (1u << enum mock_knob) per knob given */
     long v[MK_COUNT];              /* MK_ERROR holds an enum mock_error */
     char retry_after[32];          /* MK_RETRY_AFTER is text, sent as is */
+    char usage_tokens[32];         /* MK_USAGE_TOKENS: an integer's text, as is */
 };
 
 enum mock_src { MS_CLI, MS_CONFIG, MS_BODY, MS_HEADER };
@@ -142,6 +144,11 @@ void mock_call_finish(struct mock_call *c);
 void mock_call_arm(struct mock_call *c, long ms);
 void mock_call_drop(struct mock_call *c);
 void mock_reply_headers(struct mock_call *c, const char *content_type);
+
+/* serve.c: `"usage":{...}` with prompt and, when completion >= 0,
+ * completion tokens, or every count the usage_tokens knob when set. */
+void mock_usage_json(const struct mock_call *c, struct evbuffer *out, long prompt,
+                     long completion);
 
 /* stream.c */
 void mock_stream_start(struct mock_call *c);

@@ -240,6 +240,27 @@ static void embedding(struct evbuffer *out, long dims)
     evbuffer_add(out, block, n);
 }
 
+void mock_usage_json(const struct mock_call *c, struct evbuffer *out, long prompt,
+                     long completion)
+{
+    char pt[32], ct[32], tt[32];
+
+    if (c->k.set & (1u << MK_USAGE_TOKENS)) {
+        snprintf(pt, sizeof(pt), "%s", c->k.usage_tokens);
+        snprintf(ct, sizeof(ct), "%s", c->k.usage_tokens);
+        snprintf(tt, sizeof(tt), "%s", c->k.usage_tokens);
+    } else {
+        snprintf(pt, sizeof(pt), "%ld", prompt);
+        snprintf(ct, sizeof(ct), "%ld", completion);
+        snprintf(tt, sizeof(tt), "%ld", prompt + (completion > 0 ? completion : 0));
+    }
+    if (completion >= 0)
+        evbuffer_add_printf(out, "\"usage\":{\"prompt_tokens\":%s,\"completion_tokens\":%s,"
+                            "\"total_tokens\":%s}", pt, ct, tt);
+    else
+        evbuffer_add_printf(out, "\"usage\":{\"prompt_tokens\":%s,\"total_tokens\":%s}", pt, tt);
+}
+
 static void reply_body(struct mock_call *c, struct evbuffer *out)
 {
     long p = c->prompt_tokens;
@@ -249,16 +270,18 @@ static void reply_body(struct mock_call *c, struct evbuffer *out)
     case EP_CHAT:
         evbuffer_add_printf(out, "{\"id\":\"chatcmpl-mock-%lu\",\"object\":\"chat.completion\","
             "\"created\":%ld,\"model\":\"%.*s\",\"choices\":[{\"index\":0,\"message\":"
-            "{\"role\":\"assistant\",\"content\":\"mock reply\"},\"finish_reason\":\"stop\"}],"
-            "\"usage\":{\"prompt_tokens\":%ld,\"completion_tokens\":5,\"total_tokens\":%ld}}",
-            c->id, c->created, ml, c->model, p, p + 5);
+            "{\"role\":\"assistant\",\"content\":\"mock reply\"},\"finish_reason\":\"stop\"}],",
+            c->id, c->created, ml, c->model);
+        mock_usage_json(c, out, p, 5);
+        MOCK_ADD_LIT(out, "}");
         break;
     case EP_COMPLETIONS:
         evbuffer_add_printf(out, "{\"id\":\"cmpl-mock-%lu\",\"object\":\"text_completion\","
             "\"created\":%ld,\"model\":\"%.*s\",\"choices\":[{\"index\":0,\"text\":\"mock reply\","
-            "\"finish_reason\":\"stop\",\"logprobs\":null}],"
-            "\"usage\":{\"prompt_tokens\":%ld,\"completion_tokens\":5,\"total_tokens\":%ld}}",
-            c->id, c->created, ml, c->model, p, p + 5);
+            "\"finish_reason\":\"stop\",\"logprobs\":null}],",
+            c->id, c->created, ml, c->model);
+        mock_usage_json(c, out, p, 5);
+        MOCK_ADD_LIT(out, "}");
         break;
     case EP_EMBEDDINGS:
         MOCK_ADD_LIT(out, "{\"object\":\"list\",\"data\":[");
@@ -268,8 +291,9 @@ static void reply_body(struct mock_call *c, struct evbuffer *out)
             embedding(out, c->k.v[MK_EMBEDDING_DIMS]);
             MOCK_ADD_LIT(out, "]}");
         }
-        evbuffer_add_printf(out, "],\"model\":\"%.*s\","
-            "\"usage\":{\"prompt_tokens\":%ld,\"total_tokens\":%ld}}", ml, c->model, p, p);
+        evbuffer_add_printf(out, "],\"model\":\"%.*s\",", ml, c->model);
+        mock_usage_json(c, out, p, -1);
+        MOCK_ADD_LIT(out, "}");
         break;
     case EP_MODELS:
     case EP_NONE:

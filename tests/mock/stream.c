@@ -57,8 +57,9 @@ static void send_final(struct mock_call *c)
     send_event(c);
     if (c->include_usage) {
         event_head(c, out);
-        evbuffer_add_printf(out, "\"choices\":[],\"usage\":{\"prompt_tokens\":%ld,"
-                            "\"completion_tokens\":%ld,\"total_tokens\":%ld}}", p, n, p + n);
+        MOCK_ADD_LIT(out, "\"choices\":[],");
+        mock_usage_json(c, out, p, n);
+        MOCK_ADD_LIT(out, "}");
         send_event(c);
     }
     MOCK_ADD_LIT(out, "data: [DONE]");

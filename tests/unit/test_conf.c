@@ -22,7 +22,8 @@ static void check_default_settings(const llmr_conf *c)
     T_CHECK(c->timeout == 600.0);
     T_CHECK(c->stream_timeout == 0.0);
     T_EQ_INT(c->allowed_fails, 3);
-    T_CHECK(c->cooldown_time == 60.0);
+    T_CHECK(c->cooldown_time == 5.0);
+    T_CHECK(c->max_cooldown_time == 300.0);
     T_CHECK(c->lowest_latency_buffer == 0.0);
 }
 
@@ -315,6 +316,16 @@ static void test_ranges(void)
                "router_settings.allowed_fails", "must be an integer >= 0");
     EXPECT_ERR(ML "router_settings = {\n cooldown_time = -60;\n};\n", 3,
                "router_settings.cooldown_time", "must be a number >= 0");
+    EXPECT_ERR(ML "router_settings = {\n max_cooldown_time = -1;\n};\n", 3,
+               "router_settings.max_cooldown_time", "must be a number >= 0");
+    EXPECT_ERR(ML "router_settings = { cooldown_time = 30;\n max_cooldown_time = 10;\n};\n",
+               3, "router_settings.max_cooldown_time", "must be >= cooldown_time (30)");
+    {   /* left to its default, the cap follows a longer cooldown_time */
+        llmr_conf *c = LOAD_OK(ML "router_settings = { cooldown_time = 600; };\n");
+        if (c != NULL)
+            T_CHECK(c->max_cooldown_time == 600.0);
+        llmr_conf_free(c);
+    }
     EXPECT_ERR(ML "router_settings = { routing_strategy_args = {\n lowest_latency_buffer = -0.1; }; };\n",
                3, "router_settings.routing_strategy_args.lowest_latency_buffer",
                "must be a number >= 0");

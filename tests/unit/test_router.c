@@ -133,6 +133,31 @@ static void test_cooling_deployments_skipped(void)
     llmr_router_free(&w);
 }
 
+/* A cooldown left in the segment by an older config (11.6 days from a
+ * Retry-After: 999999) ends by the new max_cooldown_time once a worker
+ * starts; a shorter one is kept. */
+static void test_router_init_caps_old_cooldowns(void)
+{
+    llmr_worker w = { .conf = &conf, .shm = &shm };
+    int64_t now = llmr_now_ms();
+
+    setup(3);
+    conf.cooldown_time = 5;
+    conf.max_cooldown_time = 300;
+    atomic_store(&seg.slots[0].cooldown_until_ms, now + 999999000LL);
+    atomic_store(&seg.slots[1].cooldown_until_ms, now + 10000);
+    T_EQ_INT(llmr_router_init(&w), 0);
+    T_CHECK(llmr_cooldown_left_ms(&seg.slots[0], now) <= 300000 + 1000);
+    T_CHECK(llmr_cooldown_left_ms(&seg.slots[0], now) >= 299000);
+    T_EQ_INT(llmr_cooldown_left_ms(&seg.slots[1], now), 10000);
+    T_EQ_INT(llmr_cooldown_left_ms(&seg.slots[2], now), 0);
+    llmr_router_free(&w);
+    conf.cooldown_time = 0;                     /* cooldowns now off: they end */
+    T_EQ_INT(llmr_router_init(&w), 0);
+    T_EQ_INT(llmr_cooldown_left_ms(&seg.slots[1], llmr_now_ms()), 0);
+    llmr_router_free(&w);
+}
+
 static void test_least_busy(void)
 {
     llmr_worker w = { .conf = &conf, .shm = &shm };
@@ -227,6 +252,7 @@ int main(void)
     T_RUN(test_rpm_then_tpm_then_uniform);
     T_RUN(test_avoid_failed_then_any);
     T_RUN(test_cooling_deployments_skipped);
+    T_RUN(test_router_init_caps_old_cooldowns);
     T_RUN(test_least_busy);
     return T_DONE();
 }
