@@ -50,6 +50,9 @@ $(BUILD)/%.o: %.c | $(DEPS_OK)
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS) $(XCFLAGS) -MMD -MP -c -o $@ $<
 
+# The default config is found under this prefix, like nginx's --prefix.
+$(BUILD)/master/main.o: XCFLAGS += -DLLMR_PREFIX='"$(CURDIR)"'
+
 $(BUILD)/liblllmr.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
