@@ -241,11 +241,15 @@ uint32_t llmr_shm_reload_seq(const llmr_shm *shm)
 int llmr_shm_reload_read(const llmr_shm *shm, uint32_t seq, char *msg, size_t cap)
 {
     const llmr_shm_header *h = &shm->seg->hdr;
+    size_t n;
     int ok;
 
-    if (seq & 1)
+    if ((seq & 1) || cap == 0)
         return -1;
     ok = atomic_load(&h->reload_ok);
-    snprintf(msg, cap, "%.*s", (int)sizeof(h->reload_msg) - 1, h->reload_msg);
+    n = strnlen(h->reload_msg, sizeof(h->reload_msg) - 1);
+    n = n < cap - 1 ? n : cap - 1;
+    memcpy(msg, h->reload_msg, n);
+    msg[n] = '\0';
     return atomic_load(&h->reload_seq) == seq ? ok : -1;
 }
