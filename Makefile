@@ -86,8 +86,10 @@ unit: all
 integration: all
 	@BUILD=$(BUILD) scripts/run-tests.sh integration
 
+# exec: make's SIGTERM (it sends one to its children) reaches the script,
+# which stops everything it started.
 run: all
-	@BUILD=$(BUILD) scripts/run.sh
+	@exec env BUILD=$(BUILD) scripts/run.sh
 
 bench: all
 	@BUILD=$(BUILD) scripts/bench.sh

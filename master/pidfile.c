@@ -60,6 +60,23 @@ static int exe_of(int pid, char *buf, size_t cap)
     return 0;
 }
 
+/* A zombie has finished: whoever reaps it, it holds nothing any more. */
+static int is_zombie(int pid)
+{
+    char path[64], buf[512], *close_paren;
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    if ((f = fopen(path, "r")) == NULL)
+        return 0;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    close_paren = strrchr(buf, ')');
+    return close_paren != NULL && (close_paren[2] == 'Z' || close_paren[2] == 'X');
+}
+
 /* The binary's name, not its path: an upgrade may start the new master
  * from another directory than the one whose workers it finds. */
 int llmr_pid_is_ours(int pid)
@@ -67,7 +84,7 @@ int llmr_pid_is_ours(int pid)
     char mine[4096], theirs[4096];
     const char *a, *b;
 
-    if (pid <= 0 || (kill(pid, 0) == -1 && errno != EPERM))
+    if (pid <= 0 || (kill(pid, 0) == -1 && errno != EPERM) || is_zombie(pid))
         return 0;
     if (exe_of((int)getpid(), mine, sizeof(mine)) < 0
         || exe_of(pid, theirs, sizeof(theirs)) < 0)

@@ -8,6 +8,13 @@
 #include "t.h"
 
 static char *ids_a[] = { "a", "b", "c" };
+
+/* Keeps the last error or warning line instead of printing it. */
+static void capture(enum llmr_log_level level, const char *line, void *arg)
+{
+    if (level <= LLMR_LOG_WARN)
+        snprintf(arg, 256, "%s", line);
+}
 static const llmr_limits no_limits;
 
 static void admit(llmr_slot *s)
@@ -89,12 +96,6 @@ static void test_dead_generation_slots_are_reused(void)
     llmr_shm_destroy(&shm);
 }
 
-/* Keeps the last error line instead of printing it. */
-static void capture(enum llmr_log_level level, const char *line, void *arg)
-{
-    if (level == LLMR_LOG_ERROR)
-        snprintf(arg, 256, "%s", line);
-}
 
 static void test_full_table_fails(void)
 {
@@ -134,9 +135,14 @@ static void test_layout_mismatch_recreates(void)
     snprintf(name, sizeof(name), "/llmr-unit4-%d", (int)getpid());
     open_fresh(&shm, name);
     atomic_store(&shm.seg->slots[0].requests, 42);
+    char logged[256] = "";
     shm.seg->hdr.version = LLMR_SHM_VERSION + 1;
     llmr_shm_detach(&shm);
+    llmr_log_hook = capture;
+    llmr_log_hook_arg = logged;
     T_EQ_INT(llmr_shm_create(&shm, name), 0);
+    llmr_log_hook = NULL;
+    T_CONTAINS(logged, "has another layout");
     T_EQ_INT(shm.seg->hdr.version, LLMR_SHM_VERSION);
     T_EQ_INT(atomic_load(&shm.seg->slots[0].requests), 0);
     llmr_shm_detach(&shm);
