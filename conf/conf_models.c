@@ -16,7 +16,7 @@
  * common servers stop at 8 KiB. */
 #define CONF_MAX_KEY         4096
 #define CONF_MAX_BASE        2048
-#define CONF_MAX_MODEL       256
+#define CONF_MAX_MODEL       1024
 #define CONF_MAX_VERSION     64
 
 static const char *const fallback_keys[] = { "model", "fallbacks", NULL };

@@ -129,7 +129,9 @@ static int reload_and_wait(const llmr_conf *conf, int pid, const char *path)
         llmr_shm_detach(&shm);
         return 1;
     }
-    seq0 = llmr_shm_reload_seq(&shm) & ~1u;
+    /* An outcome being written now is not ours: start from a stable one. */
+    while (((seq0 = llmr_shm_reload_seq(&shm)) & 1u) && now_mono() < deadline)
+        nanosleep(&tick, NULL);
     if (kill(pid, SIGHUP) == -1) {
         fprintf(stderr, "llmroute: kill(%d, reload): %s\n", pid, strerror(errno));
         llmr_shm_detach(&shm);

@@ -410,6 +410,7 @@ static void stop(llmr_cycle *cy, int how)
 {
     if (cy->quitting == 2 || cy->quitting == how)
         return;
+    cy->reload_queued = 0;
     if (cy->pending.conf != NULL)
         abandon(cy, "the master is stopping");
     /* The workers close their copies as they start draining; once the

@@ -177,14 +177,19 @@ int llmr_shm_map_slots(llmr_shm *shm, llmr_conf *conf, uint32_t gen,
 
 void llmr_shm_worker_claim(llmr_shm *shm, int wslot)
 {
-    llmr_worker_rec *r = &shm->seg->workers[wslot];
+    llmr_worker_rec *r;
 
+    if (wslot < 0 || wslot >= LLMR_WORKER_SLOTS)
+        return;
+    r = &shm->seg->workers[wslot];
     atomic_store(&r->ready_gen, 0);
     atomic_store(&r->pid, 0);
 }
 
 void llmr_shm_worker_pid(llmr_shm *shm, int wslot, int32_t pid)
 {
+    if (wslot < 0 || wslot >= LLMR_WORKER_SLOTS)
+        return;
     atomic_store(&shm->seg->workers[wslot].pid, pid);
     if (pid == 0)
         atomic_store(&shm->seg->workers[wslot].ready_gen, 0);
@@ -198,11 +203,15 @@ void llmr_shm_worker_ready(llmr_shm *shm, int wslot, uint32_t gen)
 
 uint32_t llmr_shm_worker_ready_gen(const llmr_shm *shm, int wslot)
 {
+    if (wslot < 0 || wslot >= LLMR_WORKER_SLOTS)
+        return 0;
     return atomic_load(&shm->seg->workers[wslot].ready_gen);
 }
 
 int32_t llmr_shm_worker_pid_of(const llmr_shm *shm, int wslot)
 {
+    if (wslot < 0 || wslot >= LLMR_WORKER_SLOTS)
+        return 0;
     return atomic_load(&shm->seg->workers[wslot].pid);
 }
 

@@ -179,11 +179,11 @@ static void test_lengths(void)
     big[5000] = '\0';
     snprintf(text, cap, LP("api_base = \"%s\";"), big);
     EXPECT_ERR(text, 3, "model_list[0].litellm_params.api_base", "must be at most 2048");
-    memset(big, 'm', 300);
-    big[300] = '\0';
+    memset(big, 'm', 1100);
+    big[1100] = '\0';
     snprintf(text, cap, "model_list = ( { model_name = \"g\";\n"
              " litellm_params = { model = \"%s\"; }; } );\n", big);
-    EXPECT_ERR(text, 2, "model_list[0].litellm_params.model", "must be at most 256");
+    EXPECT_ERR(text, 2, "model_list[0].litellm_params.model", "must be at most 1024");
     EXPECT_ERR(AZ("  api_base = \"https://x\";\n  api_version = \"2024-02-01-"
                   "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\";\n"), 5,
                "model_list[0].litellm_params.api_version", "at most 64");
