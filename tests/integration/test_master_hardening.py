@@ -2,6 +2,7 @@
 start, crashes of the master and its workers, stops, a second instance, the
 command line's verdicts, relative paths, and `make run`'s own processes."""
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -59,6 +60,14 @@ class Traffic:
         self.stop_flag.set()
         for t in self.threads:
             t.join(30)
+
+
+def refused(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return False
+    except ConnectionRefusedError:
+        return True
 
 
 def in_flight(port, results, key, extra=None):
@@ -192,6 +201,33 @@ def test_restart_after_sigkill_forgets_dead_in_flight_requests():
     assert " 0 " in [l for l in d.status().stdout.splitlines() if l.startswith("a ")][0]
 
 
+def test_restart_while_a_dead_masters_worker_drains_keeps_its_share_until_it_exits():
+    """A worker of a killed master still finishing a request: the new master
+    keeps its in-flight share (it is real) and takes it back once it exits."""
+    a = Mock("a")
+    d = Daemon([deployment("g", a, dep_id="a", params="max_parallel_requests = 1;")],
+               workers=2, router="num_retries = 0;")
+    results = {}
+    t = in_flight(d.port, results, "r", {"x_mock": {"latency_ms": 3000}})
+    wait_for(lambda: a.stats()["inflight"] == 1, 10, "the request at the mock")
+    os.kill(d.p.pid, signal.SIGKILL)
+    d.p.wait(10)
+    # The orphans close their listening sockets as they start draining.
+    wait_for(lambda: refused(d.port), 10, "the orphans to stop listening")
+    d2 = Proc([LLMROUTE, "-c", d.conf_path], "llmroute-restarted")
+    wait_for(lambda: d2.p.poll() is not None or " started: " in d2.log_text(), 20,
+             "the restarted master")
+    assert d2.p.poll() is None, d2.log_text()
+    # the idle one may still be finishing its 100 ms drain tick too
+    assert re.search(r"[12] worker\(s\) of a previous master still running", d2.log_text()), \
+        d2.log_text()
+    assert chat(d.port, model="g").status == 429          # the one place is taken
+    t.join(20)
+    assert getattr(results.get("r"), "status", None) == 200, results
+    wait_for(lambda: "of a previous master has exited" in d2.log_text(), 10, "orphan reaped")
+    assert chat(d.port, model="g").status == 200
+
+
 # ------------------------------------------------------------ stops and the master's death
 
 def test_master_death_lets_workers_finish_in_flight_requests():
@@ -219,14 +255,7 @@ def test_graceful_stop_refuses_new_connections_at_once():
     t = in_flight(d.port, results, "r", {"x_mock": {"latency_ms": 4000}})
     wait_for(lambda: a.stats()["inflight"] == 1, 10, "the request at the mock")
     os.kill(d.p.pid, signal.SIGQUIT)
-
-    def refused():
-        try:
-            socket.create_connection(("127.0.0.1", d.port), timeout=1).close()
-            return False
-        except ConnectionRefusedError:
-            return True
-    wait_for(refused, 3, "new connections refused while the old request drains")
+    wait_for(lambda: refused(d.port), 3, "new connections refused while the old request drains")
     assert d.p.poll() is None and a.stats()["inflight"] == 1   # still draining
     t.join(20)
     assert getattr(results.get("r"), "status", None) == 200, results
