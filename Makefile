@@ -50,6 +50,9 @@ $(BUILD)/%.o: %.c | $(DEPS_OK)
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS) $(XCFLAGS) -MMD -MP -c -o $@ $<
 
+# The default config is found under this prefix, like nginx's --prefix.
+$(BUILD)/master/main.o: XCFLAGS += -DLLMR_PREFIX='"$(CURDIR)"'
+
 $(BUILD)/liblllmr.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
@@ -83,8 +86,10 @@ unit: all
 integration: all
 	@BUILD=$(BUILD) scripts/run-tests.sh integration
 
+# exec: make's SIGTERM (it sends one to its children) reaches the script,
+# which stops everything it started.
 run: all
-	@BUILD=$(BUILD) scripts/run.sh
+	@exec env BUILD=$(BUILD) scripts/run.sh
 
 bench: all
 	@BUILD=$(BUILD) scripts/bench.sh

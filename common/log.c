@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 int llmr_log_level = LLMR_LOG_INFO;
+void (*llmr_log_hook)(enum llmr_log_level level, const char *line, void *arg);
+void *llmr_log_hook_arg;
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 
@@ -34,6 +36,11 @@ void llmr_log(enum llmr_log_level level, const char *fmt, ...)
     va_end(ap);
     if (r > 0)
         n += (size_t)r < sizeof(line) - n - 1 ? (size_t)r : sizeof(line) - n - 2;
+    if (llmr_log_hook != NULL) {
+        line[n] = '\0';
+        llmr_log_hook(level, line, llmr_log_hook_arg);
+        return;
+    }
     line[n++] = '\n';
     if (write(STDERR_FILENO, line, n) < 0) {
         /* nowhere left to report a failed log write */

@@ -10,6 +10,12 @@ enum llmr_log_level { LLMR_LOG_ERROR, LLMR_LOG_WARN, LLMR_LOG_INFO, LLMR_LOG_DEB
 
 extern int llmr_log_level;
 
+/* When set, each formatted line goes here instead of stderr: unit tests
+ * capture the errors they expect (and check them) instead of printing
+ * "[error]" lines in a passing run. */
+extern void (*llmr_log_hook)(enum llmr_log_level level, const char *line, void *arg);
+extern void *llmr_log_hook_arg;
+
 void llmr_log(enum llmr_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -22,6 +22,10 @@
 #define CONF_MAX_WORKERS     256
 #define CONF_MAX_RETRIES     100
 #define CONF_SHM_NAME_MAX    250
+/* A worker's own descriptors (stdio, epoll, signal pipes, libcurl's
+ * wake-up pair, DNS) and room for a few dozen connections, besides one per
+ * listening socket. */
+#define CONF_MIN_NOFILE      64
 
 static const char *const root_keys[] = {
     "server", "router_settings", "model_list", NULL
@@ -140,6 +144,22 @@ static int parse_listen(conf_cx *cx, const config_setting_t *s)
     return 0;
 }
 
+/* Below this a worker cannot even start, or serves a handful of clients
+ * and then refuses the rest: -t says so instead of the first busy hour. */
+static int check_nofile(conf_cx *cx, const config_setting_t *s)
+{
+    const llmr_conf *c = cx->conf;
+    long need = CONF_MIN_NOFILE + (c->nlisten > 0 ? c->nlisten : 1);
+
+    if (c->worker_rlimit_nofile == 0 || c->worker_rlimit_nofile >= need)
+        return 0;
+    return conf_fail(cx, config_setting_get_member(s, "worker_rlimit_nofile"),
+                     "server.worker_rlimit_nofile", "must be 0 (keep the inherited "
+                     "limit) or at least %ld: a worker needs %d descriptors of its own "
+                     "plus one per listen address, and two per request in flight",
+                     need, CONF_MIN_NOFILE);
+}
+
 static int parse_server(conf_cx *cx, const config_setting_t *s)
 {
     llmr_conf *c = cx->conf;
@@ -191,6 +211,28 @@ static int parse_server(conf_cx *cx, const config_setting_t *s)
         || conf_opt_int(cx, s, p, "upstream_max_connecting", &c->upstream_max_connecting,
                         0, 1 << 20) != 0)
         return -1;
+    return check_nofile(cx, s);
+}
+
+/* A relative path in the file is relative to the file's directory, not to
+ * wherever the command happens to run: `-s reload` from another directory
+ * must find the same pid file as the master. */
+static int beside_conf(const char *file, char **path)
+{
+    const char *slash = strrchr(file, '/');
+    size_t dlen, plen;
+    char *p;
+
+    if ((*path)[0] == '/' || slash == NULL)
+        return 0;
+    dlen = (size_t) (slash - file) + 1;
+    plen = strlen(*path);
+    if ((p = malloc(dlen + plen + 1)) == NULL)
+        return -1;
+    memcpy(p, file, dlen);
+    memcpy(p + dlen, *path, plen + 1);
+    free(*path);
+    *path = p;
     return 0;
 }
 
@@ -208,6 +250,8 @@ static int server_defaults(conf_cx *cx)
         c->nlisten = 1;
     }
     if (c->pid_file == NULL && (c->pid_file = strdup(CONF_PID_FILE)) == NULL)
+        return conf_fail_oom(cx, NULL, "server.pid_file");
+    if (beside_conf(cx->file, &c->pid_file) != 0)
         return conf_fail_oom(cx, NULL, "server.pid_file");
     if (c->shm_name == NULL) {
         snprintf(name, sizeof(name), "/llmroute-%s", strrchr(c->listen[0], ':') + 1);

@@ -15,6 +15,13 @@
 
 #define CONF_OPENAI_BASE     "https://api.openai.com/v1"
 #define CONF_AZURE_VERSION   "2024-02-01"
+/* What a worker builds from a deployment must fit what an upstream takes:
+ * the key goes in one header line and the rest in the request line, where
+ * common servers stop at 8 KiB. */
+#define CONF_MAX_KEY         4096
+#define CONF_MAX_BASE        2048
+#define CONF_MAX_MODEL       1024
+#define CONF_MAX_VERSION     64
 
 static const char *const fallback_keys[] = { "model", "fallbacks", NULL };
 static const char *const entry_keys[] = {
@@ -66,6 +73,9 @@ static int parse_model(conf_cx *cx, const config_setting_t *s, const char *path,
     if (!safe_name(d->model))
         return conf_fail(cx, s, path, "must be a non-empty model name of "
                          "printable characters without spaces, '\"' or '\\'");
+    if (strlen(d->model) > CONF_MAX_MODEL)
+        return conf_fail(cx, s, path, "must be at most %d characters (it goes in "
+                         "the upstream's URL or body)", CONF_MAX_MODEL);
     d->provider = LLMR_PROVIDER_OPENAI;
     if (slash != NULL) {
         plen = (size_t) (slash - d->model);
@@ -103,6 +113,9 @@ static int parse_api_base(conf_cx *cx, const config_setting_t *s,
         return conf_fail(cx, s, path, "must start with http:// or https://");
     if (*host == '\0' || *host == '/')
         return conf_fail(cx, s, path, "must name a host after the scheme");
+    if (strlen(b) > CONF_MAX_BASE)
+        return conf_fail(cx, s, path, "must be at most %d characters (it goes in every "
+                         "upstream request line)", CONF_MAX_BASE);
     if (conf_has_ctl(b) || strpbrk(b, " ?#") != NULL)
         return conf_fail(cx, s, path, "must be a plain URL without spaces, "
                          "control characters, '?' or '#'");
@@ -142,25 +155,41 @@ static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
 
 /* A stable id for a deployment without model_info.id: the same params give
  * the same id across runs and reloads, so a reload keeps its shm slot.  The
- * key enters as a hash of the config text (the literal, or "os.environ/X"),
- * so rotating a secret in the environment keeps the counters and the id
- * reveals nothing about the key. */
-static void hash_id(llmr_deployment *d, const char *raw_key)
+ * id is sent to clients (x-llmroute-deployment) and shown by status, so it
+ * comes from the non-secret params only: never from the key, not even
+ * hashed (an unsalted hash of a short key can be searched).  Deployments
+ * that differ only by their key are told apart by their order (see
+ * unique_id()). */
+static void hash_id(llmr_deployment *d)
 {
-    const char *parts[5] = { d->model_name, d->model, d->api_base,
-                             d->api_version ? d->api_version : "", "" };
+    const char *parts[4] = { d->model_name, d->model, d->api_base,
+                             d->api_version ? d->api_version : "" };
     uint64_t h = 0xcbf29ce484222325ULL;
-    char keyhex[17];
 
-    if (raw_key != NULL) {
-        snprintf(keyhex, sizeof(keyhex), "%016llx", (unsigned long long)
-                 fnv1a(0xcbf29ce484222325ULL, raw_key, strlen(raw_key)));
-        parts[4] = keyhex;
-    }
-    h = fnv1a(h, "llmroute-deployment-1", sizeof("llmroute-deployment-1"));
-    for (int i = 0; i < 5; i++)
+    h = fnv1a(h, "llmroute-deployment-2", sizeof("llmroute-deployment-2"));
+    for (int i = 0; i < 4; i++)
         h = fnv1a(h, parts[i], strlen(parts[i]) + 1);
     snprintf(d->id, sizeof(d->id), "d-%016llx", (unsigned long long) h);
+}
+
+static int id_taken(const llmr_deployment *ds, int n, const char *id)
+{
+    for (int j = 0; j < n; j++)
+        if (strcmp(ds[j].id, id) == 0)
+            return 1;
+    return 0;
+}
+
+/* The second deployment with the same non-secret params (another key for
+ * the same endpoint, say) gets "-2", the third "-3": stable as long as the
+ * order of those entries is. */
+static void unique_id(llmr_deployment *ds, int i)
+{
+    char base[LLMR_ID_MAX];
+
+    memcpy(base, ds[i].id, sizeof(base));
+    for (int n = 2; id_taken(ds, i, ds[i].id); n++)
+        snprintf(ds[i].id, sizeof(ds[i].id), "%.40s-%d", base, n);
 }
 
 static int parse_model_info(conf_cx *cx, const config_setting_t *entry,
@@ -266,6 +295,10 @@ static int parse_params(conf_cx *cx, const config_setting_t *entry,
     if (s != NULL && (d->api_key[0] == '\0' || conf_has_ctl(d->api_key)))
         return conf_fail(cx, s, conf_kp(k, p, "api_key"), "must not be empty "
                          "or hold control characters");
+    if (s != NULL && strlen(d->api_key) > CONF_MAX_KEY)
+        return conf_fail(cx, s, conf_kp(k, p, "api_key"), "must be at most %d characters "
+                         "(it is sent in one HTTP header line); this one has %zu",
+                         CONF_MAX_KEY, strlen(d->api_key));
 
     if (conf_opt_str(cx, lp, p, "api_base", &d->api_base, &s) != 0)
         return -1;
@@ -279,10 +312,11 @@ static int parse_params(conf_cx *cx, const config_setting_t *entry,
 
     if (conf_opt_str(cx, lp, p, "api_version", &d->api_version, &s) != 0)
         return -1;
-    if (s != NULL && !url_token(d->api_version))
+    if (s != NULL && (!url_token(d->api_version)
+                      || strlen(d->api_version) > CONF_MAX_VERSION))
         return conf_fail(cx, s, conf_kp(k, p, "api_version"), "may hold only "
-                         "letters, digits, '.', '_' and '-', like "
-                         "\"2024-02-01\"");
+                         "letters, digits, '.', '_' and '-', at most %d, like "
+                         "\"2024-02-01\"", CONF_MAX_VERSION);
     if (s == NULL && d->provider == LLMR_PROVIDER_AZURE
         && (d->api_version = strdup(CONF_AZURE_VERSION)) == NULL)
         return conf_fail_oom(cx, lp, p);
@@ -299,10 +333,8 @@ static int parse_params(conf_cx *cx, const config_setting_t *entry,
         || parse_ssl_verify(cx, lp, p, d) != 0)
         return -1;
 
-    if (d->id[0] == '\0') {
-        s = config_setting_get_member(lp, "api_key");
-        hash_id(d, s != NULL ? config_setting_get_string(s) : NULL);
-    }
+    if (d->id[0] == '\0')
+        hash_id(d);
     return 0;
 }
 
@@ -322,6 +354,8 @@ static int check_duplicate(conf_cx *cx, const config_setting_t *list, int i)
         (config_setting_t *) entry, "model_info.id");
     conf_kpath k;
 
+    if (idset == NULL)
+        unique_id(cx->conf->deployments, i);
     for (int j = 0; j < i; j++) {
         const config_setting_t *other = config_setting_get_elem(list, (unsigned) j);
 
@@ -333,11 +367,9 @@ static int check_duplicate(conf_cx *cx, const config_setting_t *list, int i)
                              "(also model_list[%d] at line %u)", d->id, j,
                              id_line(other));
         }
-        conf_kpf(k, "model_list[%d]", i);
-        return conf_fail(cx, entry, k, "same deployment as model_list[%d] at "
-                         "line %u (id \"%s\" from model_name, model, api_base, "
-                         "api_version and api_key); set model_info.id to tell "
-                         "them apart", j, id_line(other), d->id);
+        conf_kpf(k, "model_list[%d]", i);       /* unreachable: unique_id() */
+        return conf_fail(cx, entry, k, "same id \"%s\" as model_list[%d] at line %u; "
+                         "set model_info.id to tell them apart", d->id, j, id_line(other));
     }
     return 0;
 }

@@ -1,22 +1,37 @@
 /* llmroute's command line (DESIGN.md §5). */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "master.h"
 
+/* Where the default config is found, like nginx's compiled-in prefix; the
+ * Makefile sets it to the source tree. */
+#ifndef LLMR_PREFIX
+#define LLMR_PREFIX "."
+#endif
+#define DEFAULT_CONF "conf/llmroute.conf"
+/* -s reload waits this long for the master's verdict: the new workers
+ * have LLMR_READY_TIMEOUT to start, the config a moment to load. */
+#define RELOAD_WAIT (LLMR_READY_TIMEOUT + 20.0)
+
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: llmroute [-c FILE] [-t | -s reload|quit|stop|status | status] [-v]\n"
-            "  -c FILE    configuration file (default conf/llmroute.conf)\n"
+            "usage: llmroute [-p PREFIX] [-c FILE] [-t | -s reload|quit|stop|status | status] [-v]\n"
+            "  -p PREFIX  where the default config and a relative -c FILE are found\n"
+            "             (default " LLMR_PREFIX ")\n"
+            "  -c FILE    configuration file (default PREFIX/" DEFAULT_CONF ")\n"
             "  -t         test the configuration and exit\n"
-            "  -s SIGNAL  send reload, quit (graceful) or stop (fast) to the running master,\n"
-            "             or print its status\n"
+            "  -s SIGNAL  send reload, quit (graceful) or stop (fast) to the running master;\n"
+            "             reload waits for its outcome and exits 1 when it failed\n"
             "  status     print each deployment's live state from the shared segment\n"
             "  -d         debug logging\n"
             "  -v         print the version and exit\n");
@@ -38,15 +53,113 @@ static int test_config(const char *path)
     return 0;
 }
 
+static double now_mono(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The running master's pid from the config's pid file, or -1. */
+static int read_master(const char *path, llmr_conf **conf)
+{
+    char err[1024];
+    FILE *f;
+    int pid = 0;
+
+    if (llmr_conf_load(path, conf, err, sizeof(err)) < 0) {
+        fprintf(stderr, "llmroute: %s\n", err);
+        return -1;
+    }
+    f = fopen((*conf)->pid_file, "r");
+    if (f == NULL || fscanf(f, "%d", &pid) != 1 || pid <= 0) {
+        fprintf(stderr, "llmroute: cannot read pid file %s: %s\n", (*conf)->pid_file,
+                f == NULL ? strerror(errno) : "no pid in it");
+        pid = -1;
+    }
+    if (f != NULL)
+        fclose(f);
+    if (pid > 0 && kill(pid, 0) == -1 && errno == ESRCH) {
+        fprintf(stderr, "llmroute: not running: pid %d of %s is gone\n", pid,
+                (*conf)->pid_file);
+        pid = -1;
+    }
+    return pid;
+}
+
+/* Checks that the segment is the master's and that it runs this file: a
+ * reload re-reads the master's own file, so naming another is refused
+ * rather than silently reloading something else. */
+static int check_reload_target(const llmr_shm *shm, int pid, const char *path)
+{
+    char real[PATH_MAX];
+    int owner = atomic_load(&shm->seg->hdr.master_pid);
+
+    if (owner != pid) {
+        fprintf(stderr, "llmroute: shared segment %s belongs to pid %d, not to pid %d "
+                "of the pid file\n", shm->name, owner, pid);
+        return -1;
+    }
+    if (realpath(path, real) != NULL && strcmp(real, shm->seg->hdr.conf_path) != 0) {
+        fprintf(stderr, "llmroute: the master (pid %d) runs %s, not %s: a reload re-reads "
+                "the master's own file; edit that one, or restart the master with -c %s\n",
+                pid, shm->seg->hdr.conf_path, real, real);
+        return -1;
+    }
+    return 0;
+}
+
+/* SIGHUP, then the master's verdict from the segment. */
+static int reload_and_wait(const llmr_conf *conf, int pid, const char *path)
+{
+    char msg[1024];
+    llmr_shm shm;
+    uint32_t seq0, seq;
+    double deadline = now_mono() + RELOAD_WAIT;
+    int ok = -1;
+    struct timespec tick = { 0, 20 * 1000 * 1000 };
+
+    if (llmr_shm_attach(&shm, conf->shm_name) < 0) {
+        fprintf(stderr, "llmroute: cannot follow the reload: shared segment %s: %s\n",
+                conf->shm_name, strerror(errno));
+        return 1;
+    }
+    if (check_reload_target(&shm, pid, path) < 0) {
+        llmr_shm_detach(&shm);
+        return 1;
+    }
+    /* An outcome being written now is not ours: start from a stable one. */
+    while (((seq0 = llmr_shm_reload_seq(&shm)) & 1u) && now_mono() < deadline)
+        nanosleep(&tick, NULL);
+    if (kill(pid, SIGHUP) == -1) {
+        fprintf(stderr, "llmroute: kill(%d, reload): %s\n", pid, strerror(errno));
+        llmr_shm_detach(&shm);
+        return 1;
+    }
+    while (ok < 0 && now_mono() < deadline && kill(pid, 0) == 0) {
+        nanosleep(&tick, NULL);
+        seq = llmr_shm_reload_seq(&shm);
+        if (seq > seq0 + 1)
+            ok = llmr_shm_reload_read(&shm, seq, msg, sizeof(msg));
+    }
+    llmr_shm_detach(&shm);
+    if (ok < 0) {
+        fprintf(stderr, "llmroute: no outcome from the master (pid %d) %s\n", pid,
+                kill(pid, 0) == 0 ? "within the wait; see its log" : ": it has exited");
+        return 1;
+    }
+    fprintf(stderr, "llmroute: %s\n", msg);
+    return ok ? 0 : 1;
+}
+
 static int send_signal(const char *path, const char *name)
 {
     static const struct { const char *name; int signo; } sigs[] = {
         { "reload", SIGHUP }, { "quit", SIGQUIT }, { "stop", SIGTERM },
     };
-    char err[1024];
     llmr_conf *conf = NULL;
-    FILE *f;
-    int pid = 0, signo = 0;
+    int pid, signo = 0, rc = 0;
 
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
         if (strcmp(name, sigs[i].name) == 0)
@@ -55,36 +168,53 @@ static int send_signal(const char *path, const char *name)
         fprintf(stderr, "llmroute: unknown signal \"%s\" (reload, quit, stop, status)\n", name);
         return 1;
     }
-    if (llmr_conf_load(path, &conf, err, sizeof(err)) < 0) {
-        fprintf(stderr, "llmroute: %s\n", err);
-        return 1;
-    }
-    f = fopen(conf->pid_file, "r");
-    if (f == NULL || fscanf(f, "%d", &pid) != 1 || pid <= 0) {
-        fprintf(stderr, "llmroute: cannot read pid file %s: %s\n", conf->pid_file,
-                f == NULL ? strerror(errno) : "no pid in it");
-        if (f != NULL)
-            fclose(f);
-        llmr_conf_free(conf);
-        return 1;
-    }
-    fclose(f);
-    llmr_conf_free(conf);
-    if (kill(pid, signo) == -1) {
+    pid = read_master(path, &conf);
+    if (pid < 0)
+        rc = 1;
+    else if (signo == SIGHUP)
+        rc = reload_and_wait(conf, pid, path);
+    else if (kill(pid, signo) == -1) {
         fprintf(stderr, "llmroute: kill(%d, %s): %s\n", pid, name, strerror(errno));
-        return 1;
+        rc = 1;
     }
-    return 0;
+    llmr_conf_free(conf);
+    return rc;
+}
+
+/* A relative -c is found under -p when one is given (as nginx does), else
+ * from the current directory like any file argument; the default config is
+ * always under the prefix.  The master keeps an absolute path, so that its
+ * reloads and the paths the config names do not depend on the directory it
+ * was started from. */
+static const char *conf_path(const char *given, const char *prefix, char *buf, size_t cap)
+{
+    char joined[PATH_MAX * 2];
+
+    if (given == NULL)
+        snprintf(joined, sizeof(joined), "%s/%s", prefix ? prefix : LLMR_PREFIX, DEFAULT_CONF);
+    else if (given[0] != '/' && prefix != NULL)
+        snprintf(joined, sizeof(joined), "%s/%s", prefix, given);
+    else
+        snprintf(joined, sizeof(joined), "%s", given);
+    if (realpath(joined, buf) != NULL)
+        return buf;
+    /* The loader says why it cannot open it. */
+    if (strlen(joined) >= cap)
+        joined[cap - 1] = '\0';
+    memcpy(buf, joined, strlen(joined) + 1);
+    return buf;
 }
 
 int main(int argc, char **argv)
 {
-    const char *conf = "conf/llmroute.conf", *sig = NULL;
+    const char *conf = NULL, *prefix = NULL, *sig = NULL;
+    char path[PATH_MAX];
     int opt, test = 0;
 
-    while ((opt = getopt(argc, argv, "c:ts:dvh")) != -1) {
+    while ((opt = getopt(argc, argv, "c:p:ts:dvh")) != -1) {
         switch (opt) {
         case 'c': conf = optarg; break;
+        case 'p': prefix = optarg; break;
         case 't': test = 1; break;
         case 's': sig = optarg; break;
         case 'd': llmr_log_level = LLMR_LOG_DEBUG; break;
@@ -99,6 +229,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return 1;
     }
+    conf = conf_path(conf, prefix, path, sizeof(path));
     if (test)
         return test_config(conf);
     if (sig != NULL && strcmp(sig, "status") == 0)

@@ -3,6 +3,7 @@
  * the new config, slots and listeners first and swaps only on success. */
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 
 #define STOP_GRACE 5.0          /* seconds past a deadline before SIGKILL */
 #define RESPAWN_MAX_DELAY 30.0
+#define READY_POLL 0.02         /* seconds between looks at a pending reload */
 
 static volatile sig_atomic_t sig_reload, sig_quit, sig_terminate, sig_child, sig_alarm;
 
@@ -97,11 +99,11 @@ static void free_cycle_in_child(llmr_cycle *cy)
     free(cy);
 }
 
-/* A worker-share index no live worker uses. */
+/* A worker-share index no live worker uses, ours or a dead master's. */
 static int free_wslot(const llmr_cycle *cy)
 {
     for (int k = 0; k < LLMR_WORKER_SLOTS; k++) {
-        int used = 0;
+        int used = cy->orphans[k] != 0;
         for (int i = 0; i < LLMR_MAX_PROCS && !used; i++)
             used = cy->procs[i].pid > 0 && cy->procs[i].wslot == k;
         if (!used)
@@ -110,16 +112,70 @@ static int free_wslot(const llmr_cycle *cy)
     return -1;
 }
 
-/* Forks the worker for entry p.  The child never returns. */
-static int spawn(llmr_cycle *cy, llmr_proc *p)
+/* The child holds only its own generation's sockets: a listener it kept
+ * open after the master closed it would queue connections nobody serves.
+ * Nor does it hold the pid file's lock past its master. */
+static void child_close_others(llmr_cycle *cy, const int *keep, int nkeep)
 {
+    const llmr_pending *pd = &cy->pending;
+
+    for (int set = 0; set < 2; set++) {
+        const llmr_listener *l = set == 0 ? cy->listeners : pd->listeners;
+        int n = set == 0 ? cy->nlisteners : (pd->conf != NULL ? pd->nlisteners : 0);
+        for (int i = 0; i < n; i++) {
+            int kept = 0;
+            for (int j = 0; j < nkeep && !kept; j++)
+                kept = keep[j] == l[i].fd;
+            for (int j = 0; set == 1 && j < cy->nlisteners && !kept; j++)
+                kept = cy->listeners[j].fd == l[i].fd;   /* closed in pass 0 */
+            if (!kept)
+                close(l[i].fd);
+        }
+    }
+    if (cy->pid_fd >= 0)
+        close(cy->pid_fd);
+}
+
+/* Test hook: LLMR_TEST_WORKER_START="fail:GEN" or "hang:GEN[:INDEX]" makes
+ * the workers of generation GEN (only worker INDEX, if given) exit with the
+ * fatal start-up code, or never report ready, so that the tests can drive a
+ * reload whose workers cannot start. */
+static void child_test_hook(uint32_t gen, int index, pid_t master)
+{
+    const char *h = getenv("LLMR_TEST_WORKER_START");
+    char mode[8];
+    unsigned g;
+    int idx = -1;
+
+    if (h == NULL || sscanf(h, "%4[a-z]:%u:%d", mode, &g, &idx) < 2 || g != gen
+        || (idx >= 0 && idx != index))
+        return;
+    if (strcmp(mode, "fail") == 0)
+        exit(LLMR_EXIT_FATAL);
+    while (strcmp(mode, "hang") == 0 && getppid() == master)
+        usleep(20000);
+    exit(LLMR_EXIT_FATAL);
+}
+
+/* Forks the worker for entry p, of the pending generation when `pending`.
+ * The child never returns. */
+static int spawn(llmr_cycle *cy, llmr_proc *p, int pending)
+{
+    const llmr_listener *l = pending ? cy->pending.listeners : cy->listeners;
+    int n = pending ? cy->pending.nlisteners : cy->nlisteners;
+    llmr_conf *conf = pending ? cy->pending.conf : cy->conf;
+    uint32_t gen = pending ? cy->pending.gen : cy->generation;
     int fds[LLMR_MAX_LISTEN];
-    pid_t pid;
+    pid_t pid, master = getpid();
 
     p->wslot = free_wslot(cy);
-
-    for (int i = 0; i < cy->nlisteners; i++)
-        fds[i] = cy->listeners[i].fd;
+    if (p->wslot < 0) {
+        llmr_error("no free worker share in the segment (%d)", LLMR_WORKER_SLOTS);
+        return -1;
+    }
+    llmr_shm_worker_claim(&cy->shm, p->wslot);
+    for (int i = 0; i < n; i++)
+        fds[i] = l[i].fd;
     pid = fork();
     if (pid == -1) {
         llmr_error("fork: %s", strerror(errno));
@@ -128,13 +184,17 @@ static int spawn(llmr_cycle *cy, llmr_proc *p)
     if (pid == 0) {
         int code;
         child_signals();
-        code = llmr_worker_main(cy->conf, &cy->shm, fds, cy->nlisteners, p->index,
-                                p->wslot, cy->generation);
+        child_close_others(cy, fds, n);
+        child_test_hook(gen, p->index, master);
+        code = llmr_worker_main(conf, &cy->shm, fds, n, p->index, p->wslot, gen);
+        if (cy->pending.conf != NULL)
+            llmr_conf_free(cy->pending.conf);
         free_cycle_in_child(cy);
         exit(code);
     }
+    llmr_shm_worker_pid(&cy->shm, p->wslot, (int32_t)pid);
     p->pid = pid;
-    p->gen = cy->generation;
+    p->gen = gen;
     p->draining = 0;
     p->started = now_mono();
     p->respawn_at = 0;
@@ -179,11 +239,12 @@ static int worker_count(const llmr_conf *conf)
     return n > 0 ? (int)n : 1;
 }
 
-static int spawn_generation(llmr_cycle *cy)
+static int spawn_generation(llmr_cycle *cy, int pending)
 {
-    int n = worker_count(cy->conf);
+    const llmr_conf *conf = pending ? cy->pending.conf : cy->conf;
+    int n = worker_count(conf);
 
-    apply_rlimit(cy->conf);
+    apply_rlimit(conf);
     for (int i = 0; i < n; i++) {
         llmr_proc *p = free_proc(cy);
         if (p == NULL) {
@@ -192,7 +253,7 @@ static int spawn_generation(llmr_cycle *cy)
         }
         memset(p, 0, sizeof(*p));
         p->index = i;
-        if (spawn(cy, p) < 0)
+        if (spawn(cy, p, pending) < 0)
             return -1;
     }
     return 0;
@@ -234,8 +295,19 @@ static void reaped(llmr_cycle *cy, llmr_proc *p, int status)
 
     /* Requests a killed worker had in flight are not in flight any more. */
     llmr_counters_reap_worker(&cy->shm, p->wslot);
+    llmr_shm_worker_pid(&cy->shm, p->wslot, 0);
     p->wslot = -1;
     p->pid = 0;
+    if (cy->pending.conf != NULL && p->gen == cy->pending.gen && !p->draining
+        && cy->pending.failed[0] == '\0') {
+        if (WIFSIGNALED(status))
+            snprintf(cy->pending.failed, sizeof(cy->pending.failed),
+                     "worker %d was killed by signal %d before it was ready", p->index,
+                     WTERMSIG(status));
+        else
+            snprintf(cy->pending.failed, sizeof(cy->pending.failed),
+                     "worker %d exited with code %d before it was ready", p->index, code);
+    }
     if (p->draining || cy->quitting || p->gen != cy->generation) {
         llmr_debug("worker %d (generation %u) exited", p->index, p->gen);
         memset(p, 0, sizeof(*p));
@@ -276,7 +348,7 @@ static void respawn_due(llmr_cycle *cy)
     for (int i = 0; i < LLMR_MAX_PROCS; i++) {
         llmr_proc *p = &cy->procs[i];
         if (p->pid == 0 && p->respawn_at > 0 && p->respawn_at <= now)
-            if (spawn(cy, p) < 0)
+            if (spawn(cy, p, 0) < 0)
                 schedule_respawn(p);
     }
 }
@@ -285,6 +357,14 @@ static int pending_respawns(const llmr_cycle *cy)
 {
     for (int i = 0; i < LLMR_MAX_PROCS; i++)
         if (cy->procs[i].pid == 0 && cy->procs[i].respawn_at > 0)
+            return 1;
+    return 0;
+}
+
+static int has_orphans(const llmr_cycle *cy)
+{
+    for (int k = 0; k < LLMR_WORKER_SLOTS; k++)
+        if (cy->orphans[k] != 0)
             return 1;
     return 0;
 }
@@ -301,6 +381,13 @@ static void arm_timer(const llmr_cycle *cy)
             next = cy->procs[i].respawn_at;
     if (cy->quitting && (next == 0 || cy->stop_deadline < next))
         next = cy->stop_deadline;
+    /* Workers report ready through the segment, not by signal: look again
+     * every READY_POLL while a reload waits, and every second for the
+     * workers a dead master left. */
+    if (cy->pending.conf != NULL && (next == 0 || now + READY_POLL < next))
+        next = now + READY_POLL;
+    if (has_orphans(cy) && (next == 0 || now + 1.0 < next))
+        next = now + 1.0;
     memset(&it, 0, sizeof(it));
     if (next > 0) {
         wait = next - now < 0.001 ? 0.001 : next - now;
@@ -310,27 +397,32 @@ static void arm_timer(const llmr_cycle *cy)
     setitimer(ITIMER_REAL, &it, NULL);
 }
 
+static void abandon(llmr_cycle *cy, const char *why);
+
+static void close_listeners(llmr_cycle *cy)
+{
+    for (int i = 0; i < cy->nlisteners; i++)
+        close(cy->listeners[i].fd);
+    cy->nlisteners = 0;
+}
+
 static void stop(llmr_cycle *cy, int how)
 {
     if (cy->quitting == 2 || cy->quitting == how)
         return;
+    cy->reload_queued = 0;
+    if (cy->pending.conf != NULL)
+        abandon(cy, "the master is stopping");
+    /* The workers close their copies as they start draining; once the
+     * master's are closed too, a new connection is refused at once rather
+     * than queued in the backlog and reset when the last worker leaves. */
+    close_listeners(cy);
     cy->quitting = how;
     cy->stop_deadline = now_mono() + STOP_GRACE
                       + (how == 1 ? cy->conf->drain_timeout : 0);
     llmr_info("%s stop: signalling %d worker(s)", how == 1 ? "graceful" : "fast",
               live_procs(cy));
     signal_procs(cy, how == 1 ? SIGQUIT : SIGTERM, 0);
-}
-
-static int write_pid_file(const char *path)
-{
-    FILE *f = fopen(path, "w");
-
-    if (f == NULL || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0) {
-        llmr_error("pid file %s: %s", path, strerror(errno));
-        return -1;
-    }
-    return 0;
 }
 
 /* Settings that live in the master's own resources cannot change without a
@@ -345,58 +437,225 @@ static void keep_fixed_settings(const llmr_conf *old, llmr_conf *conf)
                   old->pid_file);
 }
 
+__attribute__((format(printf, 2, 3)))
+static void reload_failed(llmr_cycle *cy, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    llmr_error("%s", msg);
+    llmr_shm_reload_outcome(&cy->shm, 0, msg);
+}
+
+/* Builds the new config, its listeners and slots, and starts its workers
+ * beside the serving generation; check_pending() swaps once they are all
+ * ready, or abandons them. */
 static void reload(llmr_cycle *cy)
 {
+    llmr_pending *pd = &cy->pending;
     char err[1024];
     llmr_conf *conf = NULL;
-    llmr_listener next[LLMR_MAX_LISTEN];
-    int nnext = 0;
 
+    if (pd->conf != NULL) {
+        cy->reload_queued = 1;  /* after the one in progress */
+        return;
+    }
     llmr_info("reloading %s", cy->conf_path);
     if (llmr_conf_load(cy->conf_path, &conf, err, sizeof(err)) < 0) {
-        llmr_error("reload failed, configuration unchanged: %s", err);
+        reload_failed(cy, "reload failed, configuration unchanged: %s", err);
         return;
     }
     keep_fixed_settings(cy->conf, conf);
-    if (llmr_listeners_reconcile(conf, cy->listeners, cy->nlisteners, next, &nnext) < 0) {
-        llmr_error("reload failed, configuration unchanged: cannot listen");
-        llmr_conf_free(conf);
-        return;
-    }
-    if (llmr_shm_map_slots(&cy->shm, conf, cy->generation + 1, oldest_live_gen(cy)) < 0) {
-        llmr_error("reload failed, configuration unchanged: shared segment full");
-        llmr_listeners_close_unused(next, nnext, cy->listeners, cy->nlisteners);
-        llmr_conf_free(conf);
-        return;
-    }
-    /* Commit: from here on the new generation is the running one. */
     free(conf->shm_name);
     conf->shm_name = strdup(cy->conf->shm_name);
     free(conf->pid_file);
     conf->pid_file = strdup(cy->conf->pid_file);
-    llmr_listeners_close_unused(cy->listeners, cy->nlisteners, next, nnext);
-    memcpy(cy->listeners, next, sizeof(next[0]) * (size_t)nnext);
-    cy->nlisteners = nnext;
+    if (conf->shm_name == NULL || conf->pid_file == NULL) {
+        llmr_conf_free(conf);
+        reload_failed(cy, "reload failed, configuration unchanged: out of memory");
+        return;
+    }
+    if (llmr_listeners_reconcile(conf, cy->listeners, cy->nlisteners, pd->listeners,
+                                 &pd->nlisteners) < 0) {
+        llmr_conf_free(conf);
+        reload_failed(cy, "reload failed, configuration unchanged: cannot listen "
+                          "(see the line above)");
+        return;
+    }
+    if (llmr_shm_map_slots(&cy->shm, conf, cy->last_gen + 1, oldest_live_gen(cy)) < 0) {
+        llmr_listeners_close_unused(pd->listeners, pd->nlisteners, cy->listeners,
+                                    cy->nlisteners);
+        llmr_conf_free(conf);
+        atomic_store(&cy->shm.seg->hdr.generation, cy->generation);
+        reload_failed(cy, "reload failed, configuration unchanged: shared segment full");
+        return;
+    }
+    pd->conf = conf;
+    pd->gen = ++cy->last_gen;
+    pd->deadline = now_mono() + LLMR_READY_TIMEOUT;
+    pd->failed[0] = '\0';
+    /* Until the swap the segment names the generation that serves. */
+    atomic_store(&cy->shm.seg->hdr.generation, cy->generation);
+    if (spawn_generation(cy, 1) < 0)
+        snprintf(pd->failed, sizeof(pd->failed), "could not start its workers");
+}
+
+static void after_pending(llmr_cycle *cy)
+{
+    memset(&cy->pending, 0, sizeof(cy->pending));
+    if (cy->reload_queued) {
+        cy->reload_queued = 0;
+        reload(cy);
+    }
+}
+
+/* Every new worker serves: the new generation becomes the running one and
+ * only now are the old workers told to drain. */
+static void commit(llmr_cycle *cy)
+{
+    llmr_pending *pd = &cy->pending;
+    char msg[256];
+
+    llmr_listeners_close_unused(cy->listeners, cy->nlisteners, pd->listeners,
+                                pd->nlisteners);
+    memcpy(cy->listeners, pd->listeners, sizeof(pd->listeners[0]) * (size_t)pd->nlisteners);
+    cy->nlisteners = pd->nlisteners;
     llmr_conf_free(cy->conf);
-    cy->conf = conf;
-    cy->generation++;
+    cy->conf = pd->conf;
+    cy->generation = pd->gen;
+    atomic_store(&cy->shm.seg->hdr.generation, cy->generation);
     /* Cancel respawns of the old generation: the new one replaces them. */
     for (int i = 0; i < LLMR_MAX_PROCS; i++)
         if (cy->procs[i].pid == 0)
             memset(&cy->procs[i], 0, sizeof(cy->procs[i]));
-    if (spawn_generation(cy) < 0)
-        llmr_error("reload: could not start every worker of generation %u", cy->generation);
     signal_procs(cy, SIGQUIT, 1);
-    llmr_info("reloaded: generation %u, %d deployment(s), %d worker(s)", cy->generation,
-              conf->ndeployments, worker_count(conf));
+    snprintf(msg, sizeof(msg), "reloaded: generation %u, %d deployment(s), %d worker(s)",
+             cy->generation, cy->conf->ndeployments, worker_count(cy->conf));
+    llmr_info("%s", msg);
+    llmr_shm_reload_outcome(&cy->shm, 1, msg);
+    after_pending(cy);
+}
+
+/* The new generation cannot start: stop its workers (drain those that
+ * already serve, kill those that never did) and keep the old one. */
+static void abandon(llmr_cycle *cy, const char *why)
+{
+    llmr_pending *pd = &cy->pending;
+
+    for (int i = 0; i < LLMR_MAX_PROCS; i++) {
+        llmr_proc *p = &cy->procs[i];
+        int ready;
+        if (p->pid <= 0 || p->gen != pd->gen)
+            continue;
+        ready = llmr_shm_worker_ready_gen(&cy->shm, p->wslot) == pd->gen;
+        p->draining = 1;
+        if (kill(p->pid, ready ? SIGQUIT : SIGKILL) == -1 && errno != ESRCH)
+            llmr_warn("kill(%d): %s", (int)p->pid, strerror(errno));
+    }
+    llmr_listeners_close_unused(pd->listeners, pd->nlisteners, cy->listeners, cy->nlisteners);
+    llmr_conf_free(pd->conf);
+    pd->conf = NULL;
+    reload_failed(cy, "reload abandoned: generation %u did not start (%s); generation %u "
+                  "keeps serving, configuration unchanged", pd->gen, why, cy->generation);
+    after_pending(cy);
+}
+
+static void check_pending(llmr_cycle *cy)
+{
+    llmr_pending *pd = &cy->pending;
+    int n = 0, ready = 0;
+    char why[300];
+
+    if (pd->conf == NULL)
+        return;
+    if (pd->failed[0] != '\0') {
+        snprintf(why, sizeof(why), "%s", pd->failed);
+        abandon(cy, why);
+        return;
+    }
+    for (int i = 0; i < LLMR_MAX_PROCS; i++) {
+        const llmr_proc *p = &cy->procs[i];
+        if (p->pid > 0 && p->gen == pd->gen) {
+            n++;
+            ready += llmr_shm_worker_ready_gen(&cy->shm, p->wslot) == pd->gen;
+        }
+    }
+    if (n == worker_count(pd->conf) && ready == n)
+        commit(cy);
+    else if (now_mono() >= pd->deadline) {
+        snprintf(why, sizeof(why), "%d of %d worker(s) ready after %.0f s", ready,
+                 worker_count(pd->conf), LLMR_READY_TIMEOUT);
+        abandon(cy, why);
+    }
+}
+
+/* After a crash of the previous master the segment still counts the
+ * requests its workers had in flight, and max_parallel_requests would
+ * refuse forever.  A share whose worker is gone is taken back; one whose
+ * worker still runs (draining after its master died) is kept, and taken
+ * back when check_orphans() sees it gone. */
+static void adopt_segment(llmr_cycle *cy)
+{
+    int kept = 0;
+
+    for (int k = 0; k < LLMR_WORKER_SLOTS; k++) {
+        int32_t pid = llmr_shm_worker_pid_of(&cy->shm, k);
+        if (pid > 0 && pid != getpid() && llmr_pid_is_ours(pid)) {
+            cy->orphans[k] = pid;
+            kept++;
+            continue;
+        }
+        llmr_counters_reap_worker(&cy->shm, k);
+        llmr_shm_worker_pid(&cy->shm, k, 0);
+    }
+    llmr_shm_recount_inflight(&cy->shm);
+    if (kept > 0)
+        llmr_warn("%d worker(s) of a previous master still running; their requests in "
+                  "flight stay counted until they exit", kept);
+}
+
+static void check_orphans(llmr_cycle *cy)
+{
+    for (int k = 0; k < LLMR_WORKER_SLOTS; k++) {
+        if (cy->orphans[k] == 0 || llmr_pid_is_ours(cy->orphans[k]))
+            continue;
+        llmr_info("worker %d of a previous master has exited", (int)cy->orphans[k]);
+        llmr_counters_reap_worker(&cy->shm, k);
+        llmr_shm_worker_pid(&cy->shm, k, 0);
+        cy->orphans[k] = 0;
+    }
+}
+
+static int take_segment(llmr_cycle *cy)
+{
+    pid_t other;
+    char path[4096];
+
+    if (llmr_shm_create(&cy->shm, cy->conf->shm_name) < 0)
+        return -1;
+    other = atomic_load(&cy->shm.seg->hdr.master_pid);
+    if (other > 0 && other != getpid() && llmr_pid_is_ours(other)) {
+        llmr_error("another llmroute (pid %d) uses shared segment %s", (int)other,
+                   cy->conf->shm_name);
+        return -1;
+    }
+    cy->owns_shm = 1;
+    atomic_store(&cy->shm.seg->hdr.master_pid, (int32_t)getpid());
+    snprintf(path, sizeof(path), "%s", cy->conf_path);
+    snprintf(cy->shm.seg->hdr.conf_path, sizeof(cy->shm.seg->hdr.conf_path), "%s", path);
+    adopt_segment(cy);
+    return 0;
 }
 
 static int cycle_init(llmr_cycle *cy, const char *conf_path)
 {
     char err[1024];
-    pid_t other;
 
     cy->conf_path = conf_path;
+    cy->pid_fd = -1;
     if (llmr_conf_load(conf_path, &cy->conf, err, sizeof(err)) < 0) {
         llmr_error("%s", err);
         return -1;
@@ -405,34 +664,35 @@ static int cycle_init(llmr_cycle *cy, const char *conf_path)
         llmr_error("curl_global_init failed");
         return -1;
     }
-    if (llmr_shm_create(&cy->shm, cy->conf->shm_name) < 0)
-        return -1;
-    other = atomic_load(&cy->shm.seg->hdr.master_pid);
-    if (other > 0 && other != getpid() && kill(other, 0) == 0) {
-        llmr_error("another llmroute (pid %d) uses shared segment %s", (int)other,
-                   cy->conf->shm_name);
-        return -1;
-    }
-    cy->owns_shm = 1;
-    atomic_store(&cy->shm.seg->hdr.master_pid, (int32_t)getpid());
-    if (llmr_listeners_reconcile(cy->conf, NULL, 0, cy->listeners, &cy->nlisteners) < 0)
-        return -1;
-    cy->generation = 1;
-    if (llmr_shm_map_slots(&cy->shm, cy->conf, cy->generation, cy->generation) < 0)
-        return -1;
-    if (write_pid_file(cy->conf->pid_file) < 0)
+    /* The lock first: a second instance must touch nothing of the first. */
+    if ((cy->pid_fd = llmr_pid_file_lock(cy->conf->pid_file)) < 0)
         return -1;
     cy->wrote_pid = 1;
+    if (take_segment(cy) < 0)
+        return -1;
+    if (llmr_listeners_reconcile(cy->conf, NULL, 0, cy->listeners, &cy->nlisteners) < 0)
+        return -1;
+    cy->generation = cy->last_gen = 1;
+    if (llmr_shm_map_slots(&cy->shm, cy->conf, cy->generation, cy->generation) < 0)
+        return -1;
     return 0;
 }
 
 static void cycle_free(llmr_cycle *cy)
 {
+    if (cy->pending.conf != NULL) {
+        llmr_listeners_close_unused(cy->pending.listeners, cy->pending.nlisteners,
+                                    cy->listeners, cy->nlisteners);
+        llmr_conf_free(cy->pending.conf);
+    }
+    /* Unlinked while still locked, so that no other instance locks the
+     * file this one is about to remove. */
     if (cy->conf != NULL && cy->wrote_pid)
         unlink(cy->conf->pid_file);
+    if (cy->pid_fd >= 0)
+        close(cy->pid_fd);
     llmr_conf_free(cy->conf);
-    for (int i = 0; i < cy->nlisteners; i++)
-        close(cy->listeners[i].fd);
+    close_listeners(cy);
     if (cy->owns_shm)
         llmr_shm_destroy(&cy->shm);
     else
@@ -472,8 +732,10 @@ static int handle_events(llmr_cycle *cy)
             reload(cy);
     }
     sig_alarm = 0;
+    check_orphans(cy);
     if (cy->quitting)
         return live_procs(cy) == 0 ? 1 : (kill_stragglers(cy), 0);
+    check_pending(cy);
     respawn_due(cy);
     if (live_procs(cy) == 0 && !pending_respawns(cy)) {
         llmr_error("no worker process left; exiting");
@@ -490,9 +752,10 @@ int llmr_master_run(const char *conf_path)
 
     if (cy == NULL)
         return 1;
+    cy->pid_fd = -1;
     if (install_signals(&blocked) < 0 || cycle_init(cy, conf_path) < 0)
         goto failed;
-    if (spawn_generation(cy) < 0)
+    if (spawn_generation(cy, 0) < 0)
         goto failed;
     llmr_info("llmroute %s started: %d worker(s), %d deployment(s), listening on %s%s",
               LLMR_VERSION, worker_count(cy->conf), cy->conf->ndeployments,

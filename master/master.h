@@ -30,6 +30,17 @@ typedef struct llmr_proc {
     double respawn_at;          /* > 0: waiting to respawn */
 } llmr_proc;
 
+/* A reload in progress: the new generation runs beside the serving one
+ * until every new worker reports ready through the segment. */
+typedef struct llmr_pending {
+    llmr_conf *conf;            /* NULL: none */
+    llmr_listener listeners[LLMR_MAX_LISTEN];
+    int nlisteners;
+    uint32_t gen;
+    double deadline;            /* monotonic: abandoned if not ready by then */
+    char failed[256];           /* why it cannot start; "" = not failed */
+} llmr_pending;
+
 typedef struct llmr_cycle {
     const char *conf_path;
     llmr_conf *conf;
@@ -38,11 +49,19 @@ typedef struct llmr_cycle {
     int nlisteners;
     uint32_t generation;
     llmr_proc procs[LLMR_MAX_PROCS];
+    llmr_pending pending;
+    uint32_t last_gen;          /* highest generation handed out */
+    int reload_queued;          /* SIGHUP while a reload was pending */
+    int32_t orphans[LLMR_WORKER_SLOTS]; /* a dead master's workers, by wslot */
     int owns_shm;               /* created or took over the segment */
+    int pid_fd;                 /* the locked pid file; -1 = none */
     int wrote_pid;
     int quitting;               /* 1 graceful, 2 fast */
     double stop_deadline;
 } llmr_cycle;
+
+/* Seconds a new generation has to report ready before a reload gives up. */
+#define LLMR_READY_TIMEOUT 10.0
 
 /* Runs the master until it stops; returns the process exit code. */
 int llmr_master_run(const char *conf_path);
@@ -59,5 +78,13 @@ void llmr_listeners_close_unused(const llmr_listener *old, int nold,
 
 /* status.c */
 int llmr_status_print(const char *conf_path);
+
+/* pidfile.c: locked for the master's life, so that a second instance
+ * sharing it refuses to start instead of taking it over.  Returns the fd,
+ * or -1 with the reason logged. */
+int llmr_pid_file_lock(const char *path);
+/* Whether pid is a live process running this program's binary (a pid in a
+ * file or in the segment may have been reused since). */
+int llmr_pid_is_ours(int pid);
 
 #endif

@@ -54,6 +54,16 @@ int llmr_status_print(const char *conf_path)
         llmr_conf_free(conf);
         return 1;
     }
+    /* A master killed outright leaves its segment behind: the segment's
+     * counters are no proof that anything runs. */
+    if (!llmr_pid_is_ours(atomic_load(&shm.seg->hdr.master_pid))) {
+        fprintf(stderr, "llmroute: not running: master pid %d is gone (shared segment %s "
+                "is left from it; the next start takes it over)\n",
+                (int)atomic_load(&shm.seg->hdr.master_pid), conf->shm_name);
+        llmr_shm_detach(&shm);
+        llmr_conf_free(conf);
+        return 1;
+    }
     printf("master pid %d, config generation %u, up %llds, segment %s\n",
            (int)atomic_load(&shm.seg->hdr.master_pid),
            atomic_load(&shm.seg->hdr.generation),

@@ -15,7 +15,7 @@
 #endif
 
 #define LLMR_SHM_MAGIC      0x31524d4c524d4c4cULL   /* "LLMRLMR1" */
-#define LLMR_SHM_VERSION    3
+#define LLMR_SHM_VERSION    4
 #define LLMR_SHM_SLOTS      1024
 #define LLMR_CACHE_LINE     64
 #define LLMR_WORKER_SLOTS   512     /* live worker processes, reloads included */
@@ -68,10 +68,29 @@ typedef struct llmr_shm_header {
     int64_t  start_time;            /* unix seconds the segment was created */
     _Atomic uint32_t generation;    /* config generation the master runs */
     _Atomic int32_t master_pid;
+
+    /* The outcome of the last reload, for `llmroute -s reload`: a seqlock
+     * written by the master only (odd while it writes, even after), so a
+     * reader never takes half of one message for the other. */
+    _Atomic uint32_t reload_seq;
+    _Atomic int32_t reload_ok;
+    char reload_msg[1024];
+    char conf_path[4096];           /* the master's config, absolute */
 } __attribute__((aligned(LLMR_CACHE_LINE))) llmr_shm_header;
+
+/* One per worker share (the index workers call wslot).  The master writes
+ * pid around fork and reap; the worker writes ready_gen once it listens, so
+ * that a reload drains the old generation only after the new one serves,
+ * and a master restarted after a crash can tell a live worker's in-flight
+ * share from a dead one's. */
+typedef struct llmr_worker_rec {
+    _Atomic int32_t pid;            /* 0 = no worker holds this share */
+    _Atomic uint32_t ready_gen;     /* generation it serves; 0 = starting */
+} llmr_worker_rec;
 
 typedef struct llmr_shm_segment {
     llmr_shm_header hdr;
+    llmr_worker_rec workers[LLMR_WORKER_SLOTS];
     llmr_slot slots[LLMR_SHM_SLOTS];
 } llmr_shm_segment;
 

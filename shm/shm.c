@@ -174,3 +174,91 @@ int llmr_shm_map_slots(llmr_shm *shm, llmr_conf *conf, uint32_t gen,
     atomic_store(&seg->hdr.generation, gen);
     return 0;
 }
+
+void llmr_shm_worker_claim(llmr_shm *shm, int wslot)
+{
+    llmr_worker_rec *r;
+
+    if (wslot < 0 || wslot >= LLMR_WORKER_SLOTS)
+        return;
+    r = &shm->seg->workers[wslot];
+    atomic_store(&r->ready_gen, 0);
+    atomic_store(&r->pid, 0);
+}
+
+void llmr_shm_worker_pid(llmr_shm *shm, int wslot, int32_t pid)
+{
+    if (wslot < 0 || wslot >= LLMR_WORKER_SLOTS)
+        return;
+    atomic_store(&shm->seg->workers[wslot].pid, pid);
+    if (pid == 0)
+        atomic_store(&shm->seg->workers[wslot].ready_gen, 0);
+}
+
+void llmr_shm_worker_ready(llmr_shm *shm, int wslot, uint32_t gen)
+{
+    if (wslot >= 0 && wslot < LLMR_WORKER_SLOTS)
+        atomic_store(&shm->seg->workers[wslot].ready_gen, gen);
+}
+
+uint32_t llmr_shm_worker_ready_gen(const llmr_shm *shm, int wslot)
+{
+    if (wslot < 0 || wslot >= LLMR_WORKER_SLOTS)
+        return 0;
+    return atomic_load(&shm->seg->workers[wslot].ready_gen);
+}
+
+int32_t llmr_shm_worker_pid_of(const llmr_shm *shm, int wslot)
+{
+    if (wslot < 0 || wslot >= LLMR_WORKER_SLOTS)
+        return 0;
+    return atomic_load(&shm->seg->workers[wslot].pid);
+}
+
+/* A worker of a dead master may still finish requests and give back its
+ * share meanwhile: compare-and-swap so that no such change is overwritten
+ * by a sum taken before it. */
+void llmr_shm_recount_inflight(llmr_shm *shm)
+{
+    for (int i = 0; i < LLMR_SHM_SLOTS; i++) {
+        llmr_slot *s = &shm->seg->slots[i];
+        int64_t old = atomic_load(&s->inflight), sum;
+
+        do {
+            sum = 0;
+            for (int k = 0; k < LLMR_WORKER_SLOTS; k++)
+                sum += atomic_load_explicit(&s->inflight_by_worker[k], memory_order_relaxed);
+        } while (old != sum && !atomic_compare_exchange_weak(&s->inflight, &old, sum));
+    }
+}
+
+void llmr_shm_reload_outcome(llmr_shm *shm, int ok, const char *msg)
+{
+    llmr_shm_header *h = &shm->seg->hdr;
+
+    atomic_fetch_add(&h->reload_seq, 1);           /* odd: writing */
+    atomic_store(&h->reload_ok, ok);
+    snprintf(h->reload_msg, sizeof(h->reload_msg), "%s", msg);
+    atomic_fetch_add(&h->reload_seq, 1);           /* even: stable */
+}
+
+uint32_t llmr_shm_reload_seq(const llmr_shm *shm)
+{
+    return atomic_load(&shm->seg->hdr.reload_seq);
+}
+
+int llmr_shm_reload_read(const llmr_shm *shm, uint32_t seq, char *msg, size_t cap)
+{
+    const llmr_shm_header *h = &shm->seg->hdr;
+    size_t n;
+    int ok;
+
+    if ((seq & 1) || cap == 0)
+        return -1;
+    ok = atomic_load(&h->reload_ok);
+    n = strnlen(h->reload_msg, sizeof(h->reload_msg) - 1);
+    n = n < cap - 1 ? n : cap - 1;
+    memcpy(msg, h->reload_msg, n);
+    msg[n] = '\0';
+    return atomic_load(&h->reload_seq) == seq ? ok : -1;
+}

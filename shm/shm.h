@@ -32,6 +32,28 @@ void llmr_shm_destroy(llmr_shm *shm);
 int llmr_shm_map_slots(llmr_shm *shm, llmr_conf *conf, uint32_t gen,
                        uint32_t oldest_live_gen);
 
+/* Worker shares.  Master, before fork: the share is free and not ready. */
+void llmr_shm_worker_claim(llmr_shm *shm, int wslot);
+/* Master, after fork (pid) and after reap (0). */
+void llmr_shm_worker_pid(llmr_shm *shm, int wslot, int32_t pid);
+/* Worker: it listens and serves generation `gen`. */
+void llmr_shm_worker_ready(llmr_shm *shm, int wslot, uint32_t gen);
+/* The generation the worker of wslot reported ready for; 0 = not yet. */
+uint32_t llmr_shm_worker_ready_gen(const llmr_shm *shm, int wslot);
+int32_t llmr_shm_worker_pid_of(const llmr_shm *shm, int wslot);
+/* Master at a fresh start, once dead shares are reaped: sets each slot's
+ * in-flight count to the sum of the shares left, dropping whatever a crash
+ * left counted between the two words. */
+void llmr_shm_recount_inflight(llmr_shm *shm);
+
+/* Master: publishes a reload's outcome (ok = 1 or 0, and a message). */
+void llmr_shm_reload_outcome(llmr_shm *shm, int ok, const char *msg);
+/* Readers: the seqlock word; even = stable.  Copies the outcome seen at
+ * `seq` into msg; returns ok (1/0), or -1 when another outcome is being
+ * written or has replaced it. */
+uint32_t llmr_shm_reload_seq(const llmr_shm *shm);
+int llmr_shm_reload_read(const llmr_shm *shm, uint32_t seq, char *msg, size_t cap);
+
 /* Counters (workers). */
 static inline llmr_slot *llmr_shm_slot(llmr_shm *shm, int slot)
 {

@@ -13,15 +13,20 @@ const char *const llmr_op_path[LLMR_OP_COUNT] = {
     [LLMR_OP_EMBEDDINGS] = "embeddings",
 };
 
+static int url_of(const llmr_deployment *d, enum llmr_op op, char *buf, size_t cap)
+{
+    return d->provider == LLMR_PROVIDER_AZURE ? llmr_azure_url(d, op, buf, cap)
+                                              : llmr_openai_url(d, op, buf, cap);
+}
+
+/* Sized from the deployment, so no length the config loader accepts is
+ * cut short here. */
 static int target_build(const llmr_deployment *d, llmr_target *t)
 {
-    char url[4096];
-
     for (int op = 0; op < LLMR_OP_COUNT; op++) {
-        int r = d->provider == LLMR_PROVIDER_AZURE
-              ? llmr_azure_url(d, (enum llmr_op)op, url, sizeof(url))
-              : llmr_openai_url(d, (enum llmr_op)op, url, sizeof(url));
-        if (r < 0 || (t->url[op] = strdup(url)) == NULL)
+        int n = url_of(d, (enum llmr_op)op, NULL, 0);
+        if (n < 0 || (t->url[op] = malloc((size_t)n + 1)) == NULL
+            || url_of(d, (enum llmr_op)op, t->url[op], (size_t)n + 1) != n)
             return -1;
     }
     t->headers = d->provider == LLMR_PROVIDER_AZURE ? llmr_azure_headers(d)
@@ -63,16 +68,20 @@ void llmr_targets_free(llmr_worker *w)
 struct curl_slist *llmr_provider_headers(struct curl_slist *h, const char *auth_name,
                                          const char *auth_prefix, const char *key)
 {
-    char line[8192];
     struct curl_slist *n;
 
     n = curl_slist_append(h, "Content-Type: application/json");
     if (n != NULL)
         n = curl_slist_append(n, "Expect:");
     if (n != NULL && key != NULL) {
-        int r = snprintf(line, sizeof(line), "%s: %s%s", auth_name, auth_prefix, key);
-        n = r > 0 && (size_t)r < sizeof(line) ? curl_slist_append(n, line) : NULL;
-        memset(line, 0, sizeof(line));
+        size_t cap = strlen(auth_name) + strlen(auth_prefix) + strlen(key) + 3;
+        char *line = malloc(cap);
+        int r = line != NULL ? snprintf(line, cap, "%s: %s%s", auth_name, auth_prefix, key)
+                             : -1;
+        n = r > 0 && (size_t)r < cap ? curl_slist_append(n, line) : NULL;
+        if (line != NULL)
+            explicit_bzero(line, cap);      /* the key: no copy left behind */
+        free(line);
     }
     if (n == NULL)
         curl_slist_free_all(h);

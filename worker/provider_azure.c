@@ -9,7 +9,7 @@ int llmr_azure_url(const llmr_deployment *d, enum llmr_op op, char *buf, size_t 
     int r = snprintf(buf, cap, "%s/openai/deployments/%s/%s?api-version=%s",
                      d->api_base, d->upstream_model, llmr_op_path[op],
                      d->api_version != NULL ? d->api_version : "2024-02-01");
-    return r > 0 && (size_t)r < cap ? 0 : -1;
+    return r;
 }
 
 struct curl_slist *llmr_azure_headers(const llmr_deployment *d)

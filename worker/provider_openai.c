@@ -6,7 +6,7 @@
 int llmr_openai_url(const llmr_deployment *d, enum llmr_op op, char *buf, size_t cap)
 {
     int r = snprintf(buf, cap, "%s/%s", d->api_base, llmr_op_path[op]);
-    return r > 0 && (size_t)r < cap ? 0 : -1;
+    return r;
 }
 
 struct curl_slist *llmr_openai_headers(const llmr_deployment *d)

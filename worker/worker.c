@@ -190,14 +190,18 @@ int llmr_worker_main(const llmr_conf *conf, llmr_shm *shm, const int *fds, int n
     w.index = index;
     w.wslot = wslot;
     w.generation = generation;
-    /* A worker must not outlive its master and keep serving a stale config. */
-    if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1 || getppid() != master)
+    /* A worker must not outlive its master and keep serving a stale config,
+     * but the requests it has in flight when the master dies are finished:
+     * the master's death reads as a graceful stop (SIGQUIT). */
+    if (prctl(PR_SET_PDEATHSIG, SIGQUIT) == -1 || getppid() != master)
         return LLMR_EXIT_FATAL;
     if (worker_init(&w, fds, nfds) < 0) {
         llmr_error("worker %d: start-up failed", index);
         worker_free(&w);
         return LLMR_EXIT_FATAL;
     }
+    /* It listens: the master may now drain the generation it replaces. */
+    llmr_shm_worker_ready(shm, wslot, generation);
     llmr_debug("worker %d (generation %u) started", index, generation);
     event_base_dispatch(w.base);
     worker_free(&w);

@@ -124,6 +124,7 @@ void llmr_tls_attempt(llmr_worker *w, CURL *easy, int dep);
 /* provider.c, provider_openai.c, provider_azure.c */
 int llmr_targets_build(llmr_worker *w);
 void llmr_targets_free(llmr_worker *w);
+/* Like snprintf: the URL's length, written into buf when cap is enough. */
 int llmr_openai_url(const llmr_deployment *d, enum llmr_op op, char *buf, size_t cap);
 int llmr_azure_url(const llmr_deployment *d, enum llmr_op op, char *buf, size_t cap);
 struct curl_slist *llmr_openai_headers(const llmr_deployment *d);

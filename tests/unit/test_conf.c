@@ -10,7 +10,13 @@ static void check_default_settings(const llmr_conf *c)
     T_EQ_INT(c->nlisten, 1);
     T_EQ_STR(c->listen[0], "127.0.0.1:4000");
     T_CHECK(c->master_key == NULL);
-    T_EQ_STR(c->pid_file, "llmroute.pid");
+    /* Beside the config file, wherever the command runs from. */
+    {
+        const char *slash = strrchr(c->file, '/');
+        size_t dlen = slash != NULL ? (size_t)(slash - c->file) + 1 : 0;
+        T_CHECK(strncmp(c->pid_file, c->file, dlen) == 0);
+        T_EQ_STR(c->pid_file + dlen, "llmroute.pid");
+    }
     T_EQ_STR(c->shm_name, "/llmroute-4000");
     T_EQ_INT(c->max_body_bytes, 10485760);
     T_CHECK(c->drain_timeout == 30.0);
@@ -69,7 +75,7 @@ static void test_example_conf(void)
     T_EQ_STR(z->api_base, "http://127.0.0.1:4101");
     T_EQ_STR(z->api_version, "2024-02-01");
     T_EQ_STR(z->api_key, "sk-example-not-a-real-key");
-    T_EQ_STR(z->id, "d-b125afa017fc75d7");     /* pinned in test_hashed_ids */
+    T_EQ_STR(z->id, "d-862edb269b49ee5d");     /* pinned in test_hashed_ids */
     T_EQ_INT(z->group, 1);
 
     T_EQ_INT(c->fallbacks.n, 1);
@@ -296,6 +302,11 @@ static void test_ranges(void)
                "must be an integer >= 1");
     EXPECT_ERR("server = {\n worker_rlimit_nofile = -1;\n};\n" ML, 2,
                "server.worker_rlimit_nofile", "must be an integer");
+    /* Too few descriptors for a worker to start and serve: refused by -t. */
+    EXPECT_ERR("server = {\n listen = [\"127.0.0.1:1\", \"127.0.0.1:2\"];\n"
+               " worker_rlimit_nofile = 65;\n};\n" ML, 3,
+               "server.worker_rlimit_nofile", "must be 0 (keep the inherited limit) or at "
+               "least 66");
     EXPECT_ERR("server = {\n drain_timeout = -0.5;\n};\n" ML, 2, "server.drain_timeout",
                "must be a number >= 0");
     EXPECT_ERR("server = {\n upstream_max_connecting = -1;\n};\n" ML, 2,
@@ -492,6 +503,25 @@ static void test_server_strings(void)
     EXPECT_ERR(text, 1, "server.shm_name", "must be '/' then");
 }
 
+/* Relative paths in the file are relative to the file, not to the
+ * directory the command runs in; absolute ones stay as written. */
+static void test_relative_paths(void)
+{
+    llmr_conf *c = LOAD_OK("server = { pid_file = \"run/x.pid\"; };\n" ML);
+    char want[128];
+
+    if (c != NULL) {
+        snprintf(want, sizeof(want), "/tmp/run/x.pid");
+        T_EQ_STR(c->pid_file, want);
+        llmr_conf_free(c);
+    }
+    c = LOAD_OK("server = { pid_file = \"/var/run/x.pid\"; };\n" ML);
+    if (c != NULL) {
+        T_EQ_STR(c->pid_file, "/var/run/x.pid");
+        llmr_conf_free(c);
+    }
+}
+
 static void test_syntax_and_io_errors(void)
 {
     char err[1024], want[256];
@@ -542,5 +572,6 @@ int main(void)
     T_RUN(test_environment);
     T_RUN(test_server_strings);
     T_RUN(test_syntax_and_io_errors);
+    T_RUN(test_relative_paths);
     return T_DONE();
 }

@@ -128,14 +128,15 @@ static void test_hashed_ids(void)
     T_EQ_STR(a, lim);                           /* limits are not identity */
     T_EQ_STR(a, slash);                         /* normalised api_base */
     T_CHECK(strcmp(a, b) != 0);
-    T_CHECK(strcmp(a, k1) != 0);
-    T_CHECK(strcmp(k1, k2) != 0);
+    /* The id is sent to clients: no key enters it, not even hashed. */
+    T_EQ_STR(a, k1);
+    T_EQ_STR(k1, k2);
     T_CHECK(strcmp(a, n) != 0);
     T_CHECK(strcmp(a, m) != 0);
     T_CHECK(strcmp(a, v) != 0);
     T_CHECK(strstr(k1, "aaaa") == NULL && strstr(k1, "sk-") == NULL);
 
-    /* An os.environ key hashes as its reference: rotating the secret keeps the id. */
+    /* Rotating a secret keeps the id (and so the shm slot and its counters). */
     setenv("LLMR_TEST_ROTATE", "first-value", 1);
     id_of(DEP("g", "azure/x", "https://a.example.com", "api_key = \"os.environ/LLMR_TEST_ROTATE\";"), e1);
     setenv("LLMR_TEST_ROTATE", "second-value", 1);
@@ -143,7 +144,7 @@ static void test_hashed_ids(void)
     unsetenv("LLMR_TEST_ROTATE");
     T_CHECK(is_hash_id(e1));
     T_EQ_STR(e1, e2);
-    T_CHECK(strcmp(e1, a) != 0);
+    T_EQ_STR(e1, a);
 
     /* A known value, so an accidental change of the scheme shows up here:
      * it would move every deployment to a new shm slot on upgrade. */
@@ -153,8 +154,9 @@ static void test_hashed_ids(void)
     d.model = "azure/gpt-4-eu";
     d.api_base = "http://127.0.0.1:4101";
     d.api_version = "2024-02-01";
-    hash_id(&d, "sk-example-not-a-real-key");
-    T_EQ_STR(d.id, "d-b125afa017fc75d7");
+    d.api_key = "sk-example-not-a-real-key";
+    hash_id(&d);
+    T_EQ_STR(d.id, "d-862edb269b49ee5d");
     T_EQ_INT(fnv1a(0xcbf29ce484222325ULL, "a", 1), 0xaf63dc4c8601ec8cULL);
 }
 
@@ -182,6 +184,44 @@ static void test_model_info_ids(void)
     }
 }
 
+/* What a worker cannot send (a 9,000-character key in one header line, a
+ * 5,000-character api_base in every request line) is refused by the loader,
+ * so by -t, instead of by workers that cannot start after a reload. */
+static void test_lengths(void)
+{
+    size_t cap = 12000;
+    char *text = malloc(cap), *big = malloc(9001);
+
+    if (!T_CHECK(text != NULL && big != NULL))
+        goto out;
+    memset(big, 'k', 9000);
+    big[9000] = '\0';
+    snprintf(text, cap, LP("api_key = \"%s\";"), big);
+    EXPECT_ERR(text, 3, "model_list[0].litellm_params.api_key", "must be at most 4096 "
+               "characters (it is sent in one HTTP header line); this one has 9000");
+    big[4096] = '\0';
+    snprintf(text, cap, LP("api_key = \"%s\";"), big);
+    llmr_conf *c = LOAD_OK(text);
+    llmr_conf_free(c);
+
+    memset(big, 'b', 5000);
+    memcpy(big, "http://", 7);
+    big[5000] = '\0';
+    snprintf(text, cap, LP("api_base = \"%s\";"), big);
+    EXPECT_ERR(text, 3, "model_list[0].litellm_params.api_base", "must be at most 2048");
+    memset(big, 'm', 1100);
+    big[1100] = '\0';
+    snprintf(text, cap, "model_list = ( { model_name = \"g\";\n"
+             " litellm_params = { model = \"%s\"; }; } );\n", big);
+    EXPECT_ERR(text, 2, "model_list[0].litellm_params.model", "must be at most 1024");
+    EXPECT_ERR(AZ("  api_base = \"https://x\";\n  api_version = \"2024-02-01-"
+                  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\";\n"), 5,
+               "model_list[0].litellm_params.api_version", "at most 64");
+out:
+    free(text);
+    free(big);
+}
+
 static void test_duplicate_ids(void)
 {
     EXPECT_ERR("model_list = (\n"
@@ -192,13 +232,45 @@ static void test_duplicate_ids(void)
                "     id = \"same\"; }; }\n"
                ");\n", 6, "model_list[1].model_info.id",
                "duplicate deployment id \"same\" (also model_list[0] at line 3)");
-    EXPECT_ERR("model_list = (\n"
-               " { model_name = \"a\"; litellm_params = { model = \"m\"; }; },\n"
+    /* Same non-secret params (two keys for one endpoint): told apart by
+     * their order, the first keeping the plain hash. */
+    llmr_conf *c = LOAD_OK("model_list = (\n"
+               " { model_name = \"a\"; litellm_params = { model = \"m\"; api_key = \"k1\"; }; },\n"
                " { model_name = \"b\"; litellm_params = { model = \"m\"; }; },\n"
                " { model_name = \"a\";\n"
-               "   litellm_params = { model = \"m\"; }; }\n"
-               ");\n", 4, "model_list[2]",
-               "same deployment as model_list[0] at line 2");
+               "   litellm_params = { model = \"m\"; api_key = \"k2\"; }; },\n"
+               " { model_name = \"a\"; litellm_params = { model = \"m\"; }; }\n"
+               ");\n");
+    if (c != NULL) {
+        const char *id0 = c->deployments[0].id;
+        char want[LLMR_ID_MAX];
+        T_CHECK(is_hash_id(id0));
+        T_CHECK(strcmp(id0, c->deployments[1].id) != 0);
+        snprintf(want, sizeof(want), "%.20s-2", id0);
+        T_EQ_STR(c->deployments[2].id, want);
+        snprintf(want, sizeof(want), "%.20s-3", id0);
+        T_EQ_STR(c->deployments[3].id, want);
+        llmr_conf_free(c);
+    }
+    /* An explicit id that a derived one would take moves the derived one. */
+    c = LOAD_OK("model_list = (\n"
+                " { model_name = \"a\"; litellm_params = { model = \"m\"; }; },\n"
+                " { model_name = \"a\"; litellm_params = { model = \"m\"; }; } );\n");
+    if (c != NULL) {
+        char text[512], want[LLMR_ID_MAX];
+        snprintf(want, sizeof(want), "%s", c->deployments[0].id);
+        snprintf(text, sizeof(text), "model_list = (\n"
+                 " { model_name = \"x\"; litellm_params = { model = \"y\"; };"
+                 " model_info = { id = \"%s\"; }; },\n"
+                 " { model_name = \"a\"; litellm_params = { model = \"m\"; }; } );\n", want);
+        llmr_conf_free(c);
+        c = LOAD_OK(text);
+        if (c != NULL) {
+            T_EQ_STR(c->deployments[0].id, want);
+            T_CHECK(strcmp(c->deployments[1].id, want) != 0);
+            llmr_conf_free(c);
+        }
+    }
 }
 
 static void test_rpm_tpm_places(void)
@@ -401,6 +473,7 @@ int main(void)
     T_RUN(test_hashed_ids);
     T_RUN(test_model_info_ids);
     T_RUN(test_duplicate_ids);
+    T_RUN(test_lengths);
     T_RUN(test_rpm_tpm_places);
     T_RUN(test_model_list_shape);
     T_RUN(test_fallbacks);

@@ -8,6 +8,13 @@
 #include "t.h"
 
 static char *ids_a[] = { "a", "b", "c" };
+
+/* Keeps the last error or warning line instead of printing it. */
+static void capture(enum llmr_log_level level, const char *line, void *arg)
+{
+    if (level <= LLMR_LOG_WARN)
+        snprintf(arg, 256, "%s", line);
+}
 static const llmr_limits no_limits;
 
 static void admit(llmr_slot *s)
@@ -89,8 +96,10 @@ static void test_dead_generation_slots_are_reused(void)
     llmr_shm_destroy(&shm);
 }
 
+
 static void test_full_table_fails(void)
 {
+    char logged[256] = "";
     llmr_shm shm;
     llmr_conf c;
     int n = LLMR_SHM_SLOTS + 1;
@@ -106,7 +115,11 @@ static void test_full_table_fails(void)
         snprintf(ids[i], 16, "d%d", i);
     }
     make_conf(&c, d, &g, ids, n);
+    llmr_log_hook = capture;
+    llmr_log_hook_arg = logged;
     T_EQ_INT(llmr_shm_map_slots(&shm, &c, 1, 1), -1);
+    llmr_log_hook = NULL;
+    T_CONTAINS(logged, "no free slot for deployment d1024 (1024 slots)");
     for (int i = 0; i < n; i++)
         free(ids[i]);
     free(ids);
@@ -122,9 +135,14 @@ static void test_layout_mismatch_recreates(void)
     snprintf(name, sizeof(name), "/llmr-unit4-%d", (int)getpid());
     open_fresh(&shm, name);
     atomic_store(&shm.seg->slots[0].requests, 42);
+    char logged[256] = "";
     shm.seg->hdr.version = LLMR_SHM_VERSION + 1;
     llmr_shm_detach(&shm);
+    llmr_log_hook = capture;
+    llmr_log_hook_arg = logged;
     T_EQ_INT(llmr_shm_create(&shm, name), 0);
+    llmr_log_hook = NULL;
+    T_CONTAINS(logged, "has another layout");
     T_EQ_INT(shm.seg->hdr.version, LLMR_SHM_VERSION);
     T_EQ_INT(atomic_load(&shm.seg->slots[0].requests), 0);
     llmr_shm_detach(&shm);
@@ -298,12 +316,59 @@ static void test_reaping_a_worker_takes_back_its_inflight(void)
     llmr_shm_destroy(&shm);
 }
 
+/* A master restarted after a crash: shares of dead workers are taken back,
+ * and each slot's total is counted again from the shares left, which also
+ * drops an increment a killed worker made without its share. */
+static void test_recount_after_crash(void)
+{
+    llmr_shm shm;
+    char name[64];
+
+    snprintf(name, sizeof(name), "/llmr-unit6-%d", (int)getpid());
+    open_fresh(&shm, name);
+    llmr_slot *a = &shm.seg->slots[3];
+    for (int i = 0; i < 4; i++)
+        llmr_counters_admit(a, &no_limits, 7, 0, llmr_now_ms());   /* dead worker 7 */
+    llmr_counters_admit(a, &no_limits, 9, 0, llmr_now_ms());       /* live worker 9 */
+    atomic_fetch_add(&a->inflight, 1);      /* killed between the two words */
+    T_EQ_INT(atomic_load(&a->inflight), 6);
+    llmr_counters_reap_worker(&shm, 7);
+    llmr_shm_recount_inflight(&shm);
+    T_EQ_INT(atomic_load(&a->inflight), 1);
+    T_EQ_INT(atomic_load(&a->inflight_by_worker[9]), 1);
+    llmr_shm_destroy(&shm);
+}
+
+/* The seqlock a reload's outcome travels in. */
+static void test_reload_outcome(void)
+{
+    llmr_shm shm;
+    char name[64], msg[64];
+    uint32_t seq;
+
+    snprintf(name, sizeof(name), "/llmr-unit7-%d", (int)getpid());
+    open_fresh(&shm, name);
+    seq = llmr_shm_reload_seq(&shm);
+    llmr_shm_reload_outcome(&shm, 0, "reload failed: x");
+    T_EQ_INT(llmr_shm_reload_seq(&shm), seq + 2);
+    T_EQ_INT(llmr_shm_reload_read(&shm, seq + 2, msg, sizeof(msg)), 0);
+    T_EQ_STR(msg, "reload failed: x");
+    T_EQ_INT(llmr_shm_reload_read(&shm, seq + 1, msg, sizeof(msg)), -1);   /* writing */
+    llmr_shm_reload_outcome(&shm, 1, "reloaded");
+    T_EQ_INT(llmr_shm_reload_read(&shm, seq + 2, msg, sizeof(msg)), -1);   /* replaced */
+    T_EQ_INT(llmr_shm_reload_read(&shm, seq + 4, msg, sizeof(msg)), 1);
+    T_EQ_STR(msg, "reloaded");
+    llmr_shm_destroy(&shm);
+}
+
 int main(void)
 {
     T_CHECK(sizeof(llmr_slot) % LLMR_CACHE_LINE == 0);
     T_RUN(test_survivor_keeps_slot_and_counters);
     T_RUN(test_dead_generation_slots_are_reused);
     T_RUN(test_full_table_fails);
+    T_RUN(test_recount_after_crash);
+    T_RUN(test_reload_outcome);
     T_RUN(test_layout_mismatch_recreates);
     T_RUN(test_counters_exact_under_threads);
     T_RUN(test_window_rolls_over_at_the_minute);
