@@ -184,15 +184,18 @@ static void header_line(conn *k, const char *p, size_t n)
         v++;
         vn--;
     }
+    if (name == 17 && strncasecmp(p, "transfer-encoding", 17) == 0) {
+        /* Exactly "chunked": "chunked " or "chunked, x" is read otherwise elsewhere. */
+        k->nte++;
+        k->te_chunked = vn == 7 && strncasecmp(v, "chunked", 7) == 0;
+        return;
+    }
     while (vn > 0 && (v[vn - 1] == ' ' || v[vn - 1] == '\t'))
         vn--;
     if (name == 14 && strncasecmp(p, "content-length", 14) == 0) {
         k->ncl++;
         if (parse_length(v, vn, &k->cl) < 0)
             k->cl_bad = 1;
-    } else if (name == 17 && strncasecmp(p, "transfer-encoding", 17) == 0) {
-        k->nte++;
-        k->te_chunked = vn == 7 && strncasecmp(v, "chunked", 7) == 0;
     }
 }
 

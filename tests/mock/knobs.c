@@ -31,6 +31,7 @@ static const char *const knob_json[MK_COUNT] = {
     [MK_STALL_AFTER] = "stall_after",
     [MK_DROP_AFTER] = "drop_after",
     [MK_USAGE] = "usage",
+    [MK_PAD_BYTES] = "pad_bytes",
 };
 
 /* Inclusive bounds; -1 on stall/drop_after means "never". An hour caps the
@@ -38,12 +39,13 @@ static const char *const knob_json[MK_COUNT] = {
 static const long knob_min[MK_COUNT] = {
     [MK_LATENCY_MS] = 0, [MK_STATUS] = 200, [MK_DROP] = 0, [MK_CHUNKS] = 0,
     [MK_CHUNK_DELAY_MS] = 0, [MK_STALL_AFTER] = -1, [MK_DROP_AFTER] = -1,
-    [MK_USAGE] = 0,
+    [MK_USAGE] = 0, [MK_PAD_BYTES] = 0,
 };
 static const long knob_max[MK_COUNT] = {
     [MK_LATENCY_MS] = 3600000, [MK_STATUS] = 599, [MK_DROP] = 1,
     [MK_CHUNKS] = 100000, [MK_CHUNK_DELAY_MS] = 3600000,
     [MK_STALL_AFTER] = 100000, [MK_DROP_AFTER] = 100000, [MK_USAGE] = 1,
+    [MK_PAD_BYTES] = 256L << 20,
 };
 
 void mock_knobs_defaults(struct mock_knobs *k)

@@ -28,6 +28,7 @@ enum mock_knob {
     MK_STALL_AFTER,
     MK_DROP_AFTER,
     MK_USAGE,
+    MK_PAD_BYTES,
     MK_COUNT
 };
 

@@ -217,6 +217,17 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
     mock_call_finish(c);
 }
 
+/* pad_bytes: that many more bytes of content, for answers of a given size. */
+static void pad(struct evbuffer *out, long n)
+{
+    static char xs[65536];
+
+    if (xs[0] != 'x')
+        memset(xs, 'x', sizeof(xs));
+    for (; n > 0; n -= (long)sizeof(xs))
+        evbuffer_add(out, xs, n < (long)sizeof(xs) ? (size_t)n : sizeof(xs));
+}
+
 static void reply_body(struct mock_call *c, struct evbuffer *out)
 {
     long p = c->prompt_tokens;
@@ -226,9 +237,11 @@ static void reply_body(struct mock_call *c, struct evbuffer *out)
     case EP_CHAT:
         evbuffer_add_printf(out, "{\"id\":\"chatcmpl-mock-%lu\",\"object\":\"chat.completion\","
             "\"created\":%ld,\"model\":\"%.*s\",\"choices\":[{\"index\":0,\"message\":"
-            "{\"role\":\"assistant\",\"content\":\"mock reply\"},\"finish_reason\":\"stop\"}],"
+            "{\"role\":\"assistant\",\"content\":\"mock reply", c->id, c->created, ml, c->model);
+        pad(out, c->k.v[MK_PAD_BYTES]);
+        evbuffer_add_printf(out, "\"},\"finish_reason\":\"stop\"}],"
             "\"usage\":{\"prompt_tokens\":%ld,\"completion_tokens\":5,\"total_tokens\":%ld}}",
-            c->id, c->created, ml, c->model, p, p + 5);
+            p, p + 5);
         break;
     case EP_COMPLETIONS:
         evbuffer_add_printf(out, "{\"id\":\"cmpl-mock-%lu\",\"object\":\"text_completion\","
