@@ -26,7 +26,7 @@ def body_of(model="g", **extra):
     return json.dumps(b).encode()
 
 
-SMUGGLED_BODY = body_of("smuggled")
+SMUGGLED_BODY = body_of("g", user="smuggled")
 SMUGGLED = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
             b"\r\nContent-Length: %d\r\n\r\n" % len(SMUGGLED_BODY)) + SMUGGLED_BODY
 
@@ -233,6 +233,9 @@ def test_oversized_bodies_do_not_grow_the_worker():
     d.stop()
 
 
+CLIENTS = 12
+
+
 def test_buffered_answers_capped_per_worker():
     """Slow clients asking for big non-streaming answers: past
     max_buffered_bytes the worker answers 503 instead of holding them."""
@@ -242,7 +245,7 @@ def test_buffered_answers_capped_per_worker():
     before = {p: worker_hwm_kb(p) for p in pids}
     socks = []
     body = body_of(x_mock={"pad_bytes": 8 << 20})                # 8 MiB answers
-    for _ in range(8):
+    for _ in range(CLIENTS):
         s = socket.create_connection(("127.0.0.1", d.port), timeout=20)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         s.sendall(post_head(b"Content-Length: %d\r\n" % len(body)) + body)
@@ -253,12 +256,14 @@ def test_buffered_answers_capped_per_worker():
         heads.append(s.recv(64))
     codes = [responses(h + b" ")[0] if responses(h + b" ") else None for h in heads]
     grew = max(worker_hwm_kb(p) - before[p] for p in pids)
-    print("    8 slow clients x 8 MiB answers, max_buffered_bytes 20 MiB: statuses %r, "
-          "worker peak RSS +%d KB" % (codes, grew))
+    print("    %d slow clients x 8 MiB answers, max_buffered_bytes 20 MiB: statuses %r, "
+          "worker peak RSS +%d KB" % (CLIENTS, codes, grew))
     for s in socks:
         s.close()
     assert 503 in codes and 200 in codes, codes
-    assert grew < 60 * 1024, "a worker grew by %d KB" % grew
+    # under ASan freed memory stays in quarantine: only the answers count there
+    if "san" not in os.path.basename(os.environ.get("LLMR_BUILD", "")):
+        assert grew < 48 * 1024, "a worker grew by %d KB" % grew
     d.stop()
 
 
@@ -341,7 +346,8 @@ def test_fd_exhaustion_pauses_accepts_without_spinning():
     hz = os.sysconf("SC_CLK_TCK")
 
     def exhausted():
-        return "accept() failed" in d.log_text()
+        log = d.log_text()
+        return "accept() failed" in log or "Too many open files" in log
     wait_for(exhausted, 15, "an accept failure in the log")
     t0 = time.monotonic()
     c0 = {p: cpu_ticks(p) for p in pids}
@@ -352,12 +358,12 @@ def test_fd_exhaustion_pauses_accepts_without_spinning():
     assert r.status == 200, r
     r = chat(d.port, model="g", conn=keep, timeout=10)
     log = d.log_text()
-    lines = [l for l in log.splitlines() if "accept" in l]
+    lines = [l for l in log.splitlines() if "accept" in l or "open files" in l]
     print("    %d idle connections at worker_rlimit_nofile %d: worker CPU %.0f%%, %d log "
           "line(s) about accept, %d bytes of log; keep-alive request %d"
           % (len(idle), limit, cpu * 100, len(lines), len(log), r.status))
     assert r.status == 200, r
-    assert cpu < 0.5, "a worker used %.0f%% CPU while out of descriptors" % (cpu * 100)
+    assert cpu < 0.2, "a worker used %.0f%% CPU while out of descriptors" % (cpu * 100)
     assert len(lines) < 20 and len(log) < 64 * 1024, lines[:5]
     for s in idle:
         s.close()
