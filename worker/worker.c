@@ -118,11 +118,8 @@ static int setup_signals(llmr_worker *w)
 static int setup_http(llmr_worker *w)
 {
     const llmr_conf *c = w->conf;
-    /* libevent 2.1 gives no hook between a request's headers and its body,
-     * so evhttp reads a body up to this hard cap and the handler answers
-     * anything past max_body_bytes with an OpenAI-shaped 413.  Past the cap
-     * evhttp discards the body itself (lingering close, so the client can
-     * still read it) and answers a plain 413. */
+    /* conn.c refuses a Content-Length or chunked total past max_body_bytes
+     * before the body is read; this cap is evhttp's own backstop. */
     ev_ssize_t hard_cap = c->max_body_bytes * 4 + (4 << 20);
 
     w->http = evhttp_new(w->base);
