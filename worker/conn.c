@@ -57,6 +57,7 @@ typedef struct conn {
     int digits;
     int deadline;                       /* 0, or the phase it guards: 'h' / 'b' */
     int close_after;                    /* a body evhttp will not read was announced */
+    int busy;                           /* a request of it is being answered */
 
     int status;                         /* the refusal, once decided */
     const char *code;
@@ -450,6 +451,12 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
     conn *k = arg;
     llmr_conns *cs = k->w->conns;
 
+    /* A reply handed to evhttp whose client went before it was all sent:
+     * on_reply_sent will never run, yet the request must stop counting
+     * (a draining worker would wait for it until drain_timeout).  With a
+     * call still attached, the proxy's own callback does that. */
+    if (k->busy && k->user_cb == NULL)
+        k->w->active--;
     if (k->user_cb != NULL)
         k->user_cb(evcon, k->user_arg);
     /* evhttp drains the input after this; k must not hear of it. */
@@ -536,6 +543,8 @@ int llmr_conn_request_start(llmr_worker *w, struct evhttp_request *req)
 
     if (k != NULL && k->phase == P_REFUSED)
         return -1;
+    if (k != NULL)
+        k->busy = 1;
     if (k != NULL && k->close_after)
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
     if (evcon != NULL)
@@ -547,8 +556,10 @@ void llmr_conn_request_done(llmr_worker *w, struct evhttp_request *req)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     struct timeval t = { LLMR_IDLE_TIMEOUT, 0 };
+    conn *k = conn_of(w, evcon);
 
-    (void)w;
+    if (k != NULL)
+        k->busy = 0;
     if (evcon != NULL)
         bufferevent_set_timeouts(evhttp_connection_get_bufferevent(evcon), &t, &t);
 }

@@ -371,3 +371,23 @@ def test_fd_exhaustion_pauses_accepts_without_spinning():
     wait_for(lambda: chat(d.port, model="g", timeout=3).status == 200, 20,
              "a new connection served once the idle ones went")
     d.stop()
+
+
+def test_client_gone_mid_reply_does_not_hold_the_drain():
+    """A client that leaves while its (big) reply is still being written
+    must stop counting as in flight: a graceful stop then ends at once
+    instead of waiting out drain_timeout (10 s here)."""
+    mock = Mock()
+    d = start(mock)
+    body = body_of(x_mock={"pad_bytes": 8 << 20})
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(post_head(b"Content-Length: %d\r\n" % len(body)) + body)
+    assert responses(s.recv(64) + b" ") == [200]
+    s.close()
+    wait_for(lambda: mock.stats()["inflight"] == 0, 10, "the upstream answer")
+    t0 = time.monotonic()
+    rc = d.stop()
+    took = time.monotonic() - t0
+    print("    graceful stop after a client left mid-reply: %.1fs" % took)
+    assert rc == 0 and took < 6, (rc, took)
