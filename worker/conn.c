@@ -58,6 +58,7 @@ typedef struct conn {
     int deadline;                       /* 0, or the phase it guards: 'h' / 'b' */
     int close_after;                    /* a body evhttp will not read was announced */
     int busy;                           /* a request of it is being answered */
+    struct conn *pprev, *pnext;         /* in llmr_conns.pending until adopted */
 
     int status;                         /* the refusal, once decided */
     const char *code;
@@ -67,7 +68,19 @@ typedef struct conn {
 typedef struct llmr_conns {
     conn **byfd;                        /* adopted connections by socket */
     int nbyfd;
+    conn *pending;                      /* created, not adopted yet */
 } llmr_conns;
+
+static void pending_unlink(llmr_conns *cs, conn *k)
+{
+    if (k->pprev != NULL)
+        k->pprev->pnext = k->pnext;
+    else if (cs->pending == k)
+        cs->pending = k->pnext;
+    if (k->pnext != NULL)
+        k->pnext->pprev = k->pprev;
+    k->pprev = k->pnext = NULL;
+}
 
 static void arm_deadline(conn *k, int which);
 
@@ -494,6 +507,7 @@ static void on_adopt(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    pending_unlink(k->w->conns, k);
     bufferevent_getcb(bev, NULL, NULL, NULL, &evcon);
     k->fd = (int)bufferevent_getfd(bev);
     if (evcon == NULL || k->fd < 0 || track(k->w->conns, k) < 0) {
@@ -531,6 +545,10 @@ struct bufferevent *llmr_conn_new_bev(struct event_base *base, void *arg)
         return bev;
     }
     bufferevent_incref(bev);
+    k->pnext = w->conns->pending;
+    if (k->pnext != NULL)
+        k->pnext->pprev = k;
+    w->conns->pending = k;
     event_active(k->ev, EV_TIMEOUT, 1);
     return bev;
 }
@@ -589,6 +607,14 @@ void llmr_conn_free_all(llmr_worker *w)
 {
     if (w->conns == NULL)
         return;
+    while (w->conns->pending != NULL) {     /* the loop ended before adopting them */
+        conn *k = w->conns->pending;
+        pending_unlink(w->conns, k);
+        evbuffer_remove_cb(bufferevent_get_input(k->bev), on_input, k);
+        event_free(k->ev);
+        bufferevent_decref(k->bev);
+        free(k);
+    }
     free(w->conns->byfd);
     free(w->conns);
     w->conns = NULL;
