@@ -33,7 +33,9 @@ static const char *const root_keys[] = {
 static const char *const server_keys[] = {
     "listen", "workers", "master_key", "pid_file", "shm_name",
     "max_body_bytes", "drain_timeout", "worker_rlimit_nofile",
-    "upstream_max_connecting", NULL
+    "upstream_max_connecting",
+    "client_header_timeout", "client_body_timeout", "stream_idle_timeout",
+    "max_buffered_bytes", NULL
 };
 static const char *const router_keys[] = {
     "routing_strategy", "num_retries", "retry_after", "timeout",
@@ -209,7 +211,15 @@ static int parse_server(conf_cx *cx, const config_setting_t *s)
         || conf_opt_long(cx, s, p, "worker_rlimit_nofile", &c->worker_rlimit_nofile, 0,
                          1L << 24) != 0
         || conf_opt_int(cx, s, p, "upstream_max_connecting", &c->upstream_max_connecting,
-                        0, 1 << 20) != 0)
+                        0, 1 << 20) != 0
+        || conf_opt_num(cx, s, p, "client_header_timeout", &c->client_header_timeout, 0, 1,
+                        CONF_MAX_SECONDS) != 0
+        || conf_opt_num(cx, s, p, "client_body_timeout", &c->client_body_timeout, 0, 1,
+                        CONF_MAX_SECONDS) != 0
+        || conf_opt_num(cx, s, p, "stream_idle_timeout", &c->stream_idle_timeout, 0, 1,
+                        CONF_MAX_SECONDS) != 0
+        || conf_opt_long(cx, s, p, "max_buffered_bytes", &c->max_buffered_bytes, 1,
+                         LONG_MAX) != 0)
         return -1;
     return check_nofile(cx, s);
 }
@@ -361,6 +371,10 @@ static void set_defaults(llmr_conf *c)
     c->max_body_bytes = 10485760;
     c->drain_timeout = 30.0;
     c->upstream_max_connecting = 32;
+    c->client_header_timeout = 60.0;
+    c->client_body_timeout = 60.0;
+    c->stream_idle_timeout = 300.0;
+    c->max_buffered_bytes = 256L << 20;
     c->routing_strategy = LLMR_STRATEGY_SIMPLE_SHUFFLE;
     c->num_retries = 2;
     c->retry_after = 0.0;

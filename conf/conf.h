@@ -75,6 +75,10 @@ typedef struct llmr_conf {
     double drain_timeout;
     long worker_rlimit_nofile;  /* 0 = keep the inherited limit */
     int upstream_max_connecting;    /* new connections per upstream at once; 0 = no limit */
+    double client_header_timeout;   /* seconds to receive a whole request head */
+    double client_body_timeout;     /* seconds to receive a whole request body */
+    double stream_idle_timeout;     /* seconds a stream may go without upstream data */
+    long max_buffered_bytes;        /* upstream answers a worker holds at once */
 
     /* router_settings */
     enum llmr_strategy routing_strategy;

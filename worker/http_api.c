@@ -11,6 +11,7 @@
 #include <event2/bufferevent.h>
 #include <event2/keyvalq_struct.h>
 
+#include "conn.h"
 #include "log.h"
 #include "worker.h"
 
@@ -65,7 +66,7 @@ static void on_reply_sent(struct evhttp_request *req, void *arg)
 {
     llmr_worker *w = arg;
 
-    (void)req;
+    llmr_conn_request_done(w, req);
     w->active--;
 }
 
@@ -337,6 +338,8 @@ void llmr_http_handle(struct evhttp_request *req, void *arg)
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
     const route *r = find_route(path != NULL ? path : "");
 
+    if (llmr_conn_request_start(w, req) < 0)
+        return;                 /* refused by conn.c, which closes it */
     w->active++;
     w->started++;
     if (r == NULL) {

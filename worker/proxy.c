@@ -17,6 +17,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
+#include "conn.h"
 #include "log.h"
 
 static void try_group(llmr_call *c);
@@ -160,7 +161,7 @@ void llmr_proxy_headers(llmr_call *c)
  * sending may close it and that must not look like the client leaving. */
 static void detach(llmr_call *c)
 {
-    evhttp_connection_set_closecb(c->evcon, NULL, NULL);
+    llmr_conn_set_closecb(c->w, c->evcon, NULL, NULL);
     if (c->client_gone != NULL)
         event_free(c->client_gone);
     c->client_gone = NULL;
@@ -309,6 +310,8 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
     }
     if (evbuffer_get_length(c->resp) + len > (size_t)LLMR_RESPONSE_MAX)
         return 0;
+    if (llmr_proxy_over_budget(c, len))
+        return CURL_WRITEFUNC_PAUSE;
     return evbuffer_add(c->resp, data, len) == 0 ? len : 0;
 }
 
@@ -755,7 +758,7 @@ void llmr_proxy_start(llmr_worker *w, struct evhttp_request *req, enum llmr_op o
     c->dep = -1;
     c->t_start_us = llmr_now_us();
     c->deadline_us = c->t_start_us + (int64_t)(w->conf->timeout * 1e6);
-    evhttp_connection_set_closecb(c->evcon, on_client_close, c);
+    llmr_conn_set_closecb(w, c->evcon, on_client_close, c);
     watch_client(c);
     try_group(c);
 }
@@ -780,4 +783,92 @@ int llmr_proxy_attempt_info(void *arg, int64_t *deadline_us)
 
     *deadline_us = llmr_now_us() + (int64_t)attempt_timeout_ms(c, dep_of(c)) * 1000;
     return c->dep;
+}
+
+/* ---- bounds: buffered answers, stalled streams, the drain deadline ------ */
+
+#define BUDGET_STEP (1L << 20)      /* a growing answer checks the total per MiB */
+
+/* What the worker holds for clients: answers being buffered from upstreams
+ * and replies queued towards slow clients. */
+static size_t worker_buffered(llmr_worker *w)
+{
+    size_t total = llmr_conn_output_bytes(w);
+
+    for (llmr_call *o = w->calls; o != NULL; o = o->next)
+        total += o->resp != NULL ? evbuffer_get_length(o->resp) : 0;
+    return total;
+}
+
+static void on_over_budget(evutil_socket_t fd, short what, void *arg)
+{
+    llmr_call *c = arg;
+    llmr_worker *w = c->w;
+    struct evhttp_request *req = c->req;
+
+    (void)fd;
+    (void)what;
+    llmr_warn("%s: answer from %s dropped: the worker holds more than max_buffered_bytes "
+              "(%ld)", group_name(c, 0), dep_of(c)->id, w->conf->max_buffered_bytes);
+    if (c->easy != NULL)
+        attempt_end(c, LLMR_OUTCOME_CANCELLED);
+    detach(c);
+    call_free(c);
+    llmr_http_error(w, req, 503, "api_error", NULL, "server_overloaded",
+                    "the server holds too many buffered answers (max_buffered_bytes); "
+                    "retry shortly or use stream: true");
+}
+
+int llmr_proxy_over_budget(llmr_call *c, size_t len)
+{
+    size_t had = evbuffer_get_length(c->resp);
+
+    if ((had + len) / BUDGET_STEP == had / BUDGET_STEP
+        || worker_buffered(c->w) + len <= (size_t)c->w->conf->max_buffered_bytes)
+        return 0;
+    /* Inside libcurl's write callback: pause, answer from the loop. */
+    evtimer_del(c->timer);
+    event_assign(c->timer, c->w->base, -1, 0, on_over_budget, c);
+    event_active(c->timer, EV_TIMEOUT, 1);
+    return 1;
+}
+
+/* A committed stream got nothing from its upstream for stream_idle_timeout. */
+void llmr_proxy_stream_stalled(llmr_call *c)
+{
+    char msg[256];
+
+    snprintf(msg, sizeof(msg), "upstream deployment %s sent nothing for %g s "
+             "(stream_idle_timeout)", dep_of(c)->id, c->w->conf->stream_idle_timeout);
+    llmr_warn("%s: %s", group_name(c, c->pos), msg);
+    count_failure(c, LLMR_ERR_TIMEOUT, -1);
+    detach(c);
+    llmr_stream_end(c, LLMR_ERR_TIMEOUT, msg);
+    call_free(c);
+}
+
+/* drain_timeout passed: every stream still running gets an error event and
+ * a clean end of its chunked reply, every call not yet answered a 503, so
+ * no client is cut off without being told why. */
+void llmr_proxy_drain_deadline(llmr_worker *w)
+{
+    static const char why[] = "the server is reloading or shutting down (drain_timeout "
+                              "passed); retry the request";
+    llmr_call *next;
+
+    for (llmr_call *c = w->calls; c != NULL; c = next) {
+        struct evhttp_request *req = c->req;
+        next = c->next;
+        if (c->easy != NULL)
+            attempt_end(c, LLMR_OUTCOME_CANCELLED);
+        evtimer_del(c->timer);
+        detach(c);
+        if (c->committed) {
+            llmr_stream_abort(c, "server_shutting_down", why);
+            call_free(c);
+        } else {
+            call_free(c);
+            llmr_http_error(w, req, 503, "api_error", NULL, "server_shutting_down", "%s", why);
+        }
+    }
 }

@@ -70,6 +70,8 @@ typedef struct llmr_call {
     struct evbuffer *chunk;
     llmr_sse sse;
 
+    int64_t last_data_us;               /* a stream's last upstream bytes */
+
     int final_status;                   /* the last failure, to answer with */
     enum llmr_err final_err;
 } llmr_call;
@@ -91,6 +93,15 @@ int64_t llmr_cooldown_ms(const llmr_conf *conf, int64_t ra, int last);
 /* The attempt's Retry-After in milliseconds, or -1. */
 int64_t llmr_retry_after_ms(const llmr_call *c);
 
+/* Bounds (end of proxy.c).  Whether buffering `len` more bytes of c's
+ * answer passes max_buffered_bytes; if so c is answered 503 from the loop. */
+int llmr_proxy_over_budget(llmr_call *c, size_t len);
+/* A stream silent for stream_idle_timeout: error event, end. */
+void llmr_proxy_stream_stalled(llmr_call *c);
+/* drain_timeout passed: end every stream with an error event, answer the
+ * rest 503. */
+void llmr_proxy_drain_deadline(llmr_worker *w);
+
 /* Worker shutdown: drops every live call without answering. */
 void llmr_proxy_abort_all(llmr_worker *w);
 int64_t llmr_now_us(void);
@@ -106,5 +117,7 @@ void llmr_stream_end(llmr_call *c, enum llmr_err err, const char *message);
 /* Usage of the stream: reported, or estimated from its content. */
 void llmr_stream_usage(llmr_call *c, int64_t *prompt, int64_t *completion);
 void llmr_sse_free(llmr_sse *s);
+/* Ends a committed stream with an error event of our own (`code`). */
+void llmr_stream_abort(llmr_call *c, const char *code, const char *message);
 
 #endif

@@ -23,6 +23,39 @@ static llmr_slot *slot_of(llmr_call *c)
     return llmr_shm_slot(c->w->shm, c->w->conf->deployments[c->dep].slot);
 }
 
+/* stream_idle_timeout: a stream whose upstream sends nothing for that long
+ * is ended with an error event.  The timer runs from the last bytes; a
+ * stream paused for a slow client is not the upstream's silence. */
+static void on_idle(evutil_socket_t fd, short what, void *arg)
+{
+    llmr_call *c = arg;
+    int64_t idle = (int64_t)(c->w->conf->stream_idle_timeout * 1e6);
+    int64_t left = c->last_data_us + idle - llmr_now_us();
+
+    (void)fd;
+    (void)what;
+    if (c->paused) {
+        c->last_data_us = llmr_now_us();
+        left = idle;
+    }
+    if (left > 0) {
+        struct timeval tv = { (time_t)(left / 1000000), (suseconds_t)(left % 1000000) };
+        evtimer_add(c->timer, &tv);
+        return;
+    }
+    llmr_proxy_stream_stalled(c);
+}
+
+static void watch_idle(llmr_call *c)
+{
+    int64_t idle = (int64_t)(c->w->conf->stream_idle_timeout * 1e6);
+    struct timeval tv = { (time_t)(idle / 1000000), (suseconds_t)(idle % 1000000) };
+
+    c->last_data_us = llmr_now_us();
+    event_assign(c->timer, c->w->base, -1, 0, on_idle, c);
+    evtimer_add(c->timer, &tv);
+}
+
 void llmr_stream_commit(llmr_call *c)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(c->req);
@@ -41,6 +74,8 @@ void llmr_stream_commit(llmr_call *c)
      * a header; HTTP/1.0 clients get it raw until the connection closes. */
     const char *te = evhttp_find_header(out, "Transfer-Encoding");
     c->chunked = te != NULL && strcasecmp(te, "chunked") == 0;
+    if (c->timer != NULL)
+        watch_idle(c);
 }
 
 /* Reads the JSON of one "data:" line for usage, or for content to count. */
@@ -157,6 +192,7 @@ size_t llmr_stream_write(llmr_call *c, const char *data, size_t len)
 {
     struct bufferevent *bev = evhttp_connection_get_bufferevent(c->evcon);
 
+    c->last_data_us = llmr_now_us();
     if (evbuffer_get_length(bufferevent_get_output(bev)) > LLMR_STREAM_HIGH_WATER) {
         c->paused = 1;
         return CURL_WRITEFUNC_PAUSE;
@@ -170,18 +206,33 @@ size_t llmr_stream_write(llmr_call *c, const char *data, size_t len)
     return len;
 }
 
+static void error_event(llmr_call *c, const char *type, const char *code, const char *message)
+{
+    char esc[512];
+
+    if (c->chunk == NULL)
+        return;
+    llmr_json_escape(esc, sizeof(esc), message, strlen(message));
+    evbuffer_add_printf(c->chunk, "data: {\"error\":{\"message\":\"%s\",\"type\":\"%s\","
+                        "\"param\":null,\"code\":\"%s\"}}\n\n", esc, type, code);
+    evhttp_send_reply_chunk(c->req, c->chunk);
+}
+
 void llmr_stream_end(llmr_call *c, enum llmr_err err, const char *message)
 {
-    if (err != LLMR_ERR_NONE && c->chunk != NULL) {
-        char esc[512];
-        llmr_json_escape(esc, sizeof(esc), message, strlen(message));
-        evbuffer_add_printf(c->chunk,
-                            "data: {\"error\":{\"message\":\"%s\",\"type\":\"%s\","
-                            "\"param\":null,\"code\":\"%s\"}}\n\n",
-                            esc, err == LLMR_ERR_TIMEOUT ? "timeout" : "api_error",
-                            llmr_err_name(err));
-        evhttp_send_reply_chunk(c->req, c->chunk);
-    }
+    if (c->timer != NULL)
+        evtimer_del(c->timer);
+    if (err != LLMR_ERR_NONE)
+        error_event(c, err == LLMR_ERR_TIMEOUT ? "timeout" : "api_error", llmr_err_name(err),
+                    message);
+    llmr_http_stream_end(c->w, c->req);
+}
+
+void llmr_stream_abort(llmr_call *c, const char *code, const char *message)
+{
+    if (c->timer != NULL)
+        evtimer_del(c->timer);
+    error_event(c, "api_error", code, message);
     llmr_http_stream_end(c->w, c->req);
 }
 

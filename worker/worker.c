@@ -7,6 +7,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "conn.h"
 #include "log.h"
 #include "proxy.h"
 #include "worker.h"
@@ -25,6 +26,11 @@ static void stop_accepting(llmr_worker *w)
  * drain_timeout has passed. */
 #define DRAIN_TICK_MS 100
 
+/* At drain_timeout the calls still running are ended with a word to their
+ * clients (llmr_proxy_drain_deadline); the worker then waits up to this
+ * long for those last bytes to reach the sockets. */
+#define DRAIN_FLUSH_TICKS 10
+
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     llmr_worker *w = arg;
@@ -34,10 +40,14 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (w->active <= 0 && w->started == w->started_at_tick) {
         event_base_loopexit(w->base, NULL);
+    } else if (w->drain_final) {
+        if (++w->drain_final_ticks >= DRAIN_FLUSH_TICKS || w->active <= 0)
+            event_base_loopexit(w->base, NULL);
     } else if (waited >= w->conf->drain_timeout) {
-        llmr_warn("worker %d: drain_timeout passed with %ld request(s) in flight; exiting",
-                  w->index, w->active);
-        event_base_loopexit(w->base, NULL);
+        llmr_warn("worker %d: drain_timeout passed with %ld request(s) in flight; ending "
+                  "them", w->index, w->active);
+        w->drain_final = 1;
+        llmr_proxy_drain_deadline(w);
     }
     w->started_at_tick = w->started;
 }
@@ -108,11 +118,8 @@ static int setup_signals(llmr_worker *w)
 static int setup_http(llmr_worker *w)
 {
     const llmr_conf *c = w->conf;
-    /* libevent 2.1 gives no hook between a request's headers and its body,
-     * so evhttp reads a body up to this hard cap and the handler answers
-     * anything past max_body_bytes with an OpenAI-shaped 413.  Past the cap
-     * evhttp discards the body itself (lingering close, so the client can
-     * still read it) and answers a plain 413. */
+    /* conn.c refuses a Content-Length or chunked total past max_body_bytes
+     * before the body is read; this cap is evhttp's own backstop. */
     ev_ssize_t hard_cap = c->max_body_bytes * 4 + (4 << 20);
 
     w->http = evhttp_new(w->base);
@@ -121,7 +128,10 @@ static int setup_http(llmr_worker *w)
     evhttp_set_max_body_size(w->http, hard_cap);
     evhttp_set_flags(w->http, EVHTTP_SERVER_LINGERING_CLOSE);
     evhttp_set_max_headers_size(w->http, 64 * 1024);
-    evhttp_set_timeout(w->http, 120);
+    /* Idle keep-alive connections and stalled writes; lifted while a request
+     * is answered (conn.c), where stream_idle_timeout and timeout rule. */
+    evhttp_set_timeout(w->http, LLMR_IDLE_TIMEOUT);
+    evhttp_set_bevcb(w->http, llmr_conn_new_bev, w);
     evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD
                                | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS
                                | EVHTTP_REQ_PATCH);
@@ -148,11 +158,15 @@ static struct event_base *new_base(void)
 static int worker_init(llmr_worker *w, const int *fds, int nfds)
 {
     w->base = new_base();
-    if (w->base == NULL || setup_signals(w) < 0 || setup_http(w) < 0
+    if (w->base == NULL || setup_signals(w) < 0 || llmr_guard_init(w) < 0
+        || llmr_conn_init(w) < 0 || setup_http(w) < 0
         || llmr_upstream_init(w) < 0 || llmr_targets_build(w) < 0
         || llmr_router_init(w) < 0 || llmr_http_models_build(w) < 0)
         return -1;
-    return listen_on(w, fds, nfds);
+    if (listen_on(w, fds, nfds) < 0)
+        return -1;
+    llmr_guard_listeners(w);
+    return 0;
 }
 
 static void worker_free(llmr_worker *w)
@@ -160,6 +174,8 @@ static void worker_free(llmr_worker *w)
     llmr_proxy_abort_all(w);
     if (w->http != NULL)
         evhttp_free(w->http);
+    llmr_conn_free_all(w);
+    llmr_guard_free(w);
     free(w->bound);
     llmr_upstream_free(w);
     llmr_targets_free(w);

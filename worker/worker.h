@@ -69,6 +69,10 @@ typedef struct llmr_worker {
     unsigned long started_at_tick;
     unsigned drain_ticks;
     int exit_code;
+    struct llmr_guard *guard;   /* accept pauses, lingering closes (guard.c) */
+    struct llmr_conns *conns;   /* per-connection state (conn.c) */
+    int drain_final;            /* drain_timeout passed: streams were ended */
+    unsigned drain_final_ticks;
 } llmr_worker;
 
 /* Runs a worker until it has drained or was told to stop; returns the exit

@@ -37,6 +37,7 @@ static const char *const knob_json[MK_COUNT] = {
     [MK_EMBEDDING_DIMS] = "embedding_dims",
     [MK_EMBEDDINGS] = "embeddings",
     [MK_USAGE_TOKENS] = "usage_tokens",
+    [MK_PAD_BYTES] = "pad_bytes",
 };
 
 /* Inclusive bounds; -1 on stall/drop_after means "never". An hour caps the
@@ -44,7 +45,7 @@ static const char *const knob_json[MK_COUNT] = {
 static const long knob_min[MK_COUNT] = {
     [MK_LATENCY_MS] = 0, [MK_STATUS] = 200, [MK_DROP] = 0, [MK_CHUNKS] = 0,
     [MK_CHUNK_DELAY_MS] = 0, [MK_STALL_AFTER] = -1, [MK_DROP_AFTER] = -1,
-    [MK_USAGE] = 0,
+    [MK_USAGE] = 0, [MK_PAD_BYTES] = 0,
     [MK_EMBEDDING_DIMS] = 1, [MK_EMBEDDINGS] = 1,
 };
 static const long knob_max[MK_COUNT] = {
@@ -52,6 +53,7 @@ static const long knob_max[MK_COUNT] = {
     [MK_CHUNKS] = 100000, [MK_CHUNK_DELAY_MS] = 3600000,
     [MK_STALL_AFTER] = 100000, [MK_DROP_AFTER] = 100000, [MK_USAGE] = 1,
     [MK_EMBEDDING_DIMS] = 20000000, [MK_EMBEDDINGS] = 100000,
+    [MK_PAD_BYTES] = 256L << 20,
 };
 
 void mock_knobs_defaults(struct mock_knobs *k)

@@ -31,6 +31,7 @@ enum mock_knob {
     MK_EMBEDDING_DIMS,
     MK_EMBEDDINGS,
     MK_USAGE_TOKENS,
+    MK_PAD_BYTES,
     MK_COUNT
 };
 

@@ -261,6 +261,17 @@ void mock_usage_json(const struct mock_call *c, struct evbuffer *out, long promp
         evbuffer_add_printf(out, "\"usage\":{\"prompt_tokens\":%s,\"total_tokens\":%s}", pt, tt);
 }
 
+/* pad_bytes: that many more bytes of content, for answers of a given size. */
+static void pad(struct evbuffer *out, long n)
+{
+    static char xs[65536];
+
+    if (xs[0] != 'x')
+        memset(xs, 'x', sizeof(xs));
+    for (; n > 0; n -= (long)sizeof(xs))
+        evbuffer_add(out, xs, n < (long)sizeof(xs) ? (size_t)n : sizeof(xs));
+}
+
 static void reply_body(struct mock_call *c, struct evbuffer *out)
 {
     long p = c->prompt_tokens;
@@ -270,8 +281,9 @@ static void reply_body(struct mock_call *c, struct evbuffer *out)
     case EP_CHAT:
         evbuffer_add_printf(out, "{\"id\":\"chatcmpl-mock-%lu\",\"object\":\"chat.completion\","
             "\"created\":%ld,\"model\":\"%.*s\",\"choices\":[{\"index\":0,\"message\":"
-            "{\"role\":\"assistant\",\"content\":\"mock reply\"},\"finish_reason\":\"stop\"}],",
-            c->id, c->created, ml, c->model);
+            "{\"role\":\"assistant\",\"content\":\"mock reply", c->id, c->created, ml, c->model);
+        pad(out, c->k.v[MK_PAD_BYTES]);
+        MOCK_ADD_LIT(out, "\"},\"finish_reason\":\"stop\"}],");
         mock_usage_json(c, out, p, 5);
         MOCK_ADD_LIT(out, "}");
         break;

@@ -22,6 +22,10 @@ static void check_default_settings(const llmr_conf *c)
     T_CHECK(c->drain_timeout == 30.0);
     T_EQ_INT(c->worker_rlimit_nofile, 0);
     T_EQ_INT(c->upstream_max_connecting, 32);
+    T_CHECK(c->client_header_timeout == 60.0);
+    T_CHECK(c->client_body_timeout == 60.0);
+    T_CHECK(c->stream_idle_timeout == 300.0);
+    T_EQ_INT(c->max_buffered_bytes, 256L << 20);
     T_EQ_INT(c->routing_strategy, LLMR_STRATEGY_SIMPLE_SHUFFLE);
     T_EQ_INT(c->num_retries, 2);
     T_CHECK(c->retry_after == 0.0);
@@ -234,7 +238,9 @@ static void test_unknown_keys(void)
                "unknown key (allowed: server, router_settings, model_list)");
     EXPECT_ERR("server = {\n  workers = 1;\n  listn = \"x\";\n};\n" ML, 3, "server.listn",
                "unknown key (allowed: listen, workers, master_key, pid_file, shm_name, "
-               "max_body_bytes, drain_timeout, worker_rlimit_nofile, upstream_max_connecting)");
+               "max_body_bytes, drain_timeout, worker_rlimit_nofile, upstream_max_connecting, "
+               "client_header_timeout, client_body_timeout, stream_idle_timeout, "
+               "max_buffered_bytes)");
     EXPECT_ERR(ML "router_settings = {\n num_retry = 1;\n};\n", 3, "router_settings.num_retry",
                "unknown key (allowed: routing_strategy, num_retries,");
     EXPECT_ERR("model_list = (\n {\n  model_name = \"g\";\n  modelinfo = {};\n"
@@ -311,6 +317,14 @@ static void test_ranges(void)
                "must be a number >= 0");
     EXPECT_ERR("server = {\n upstream_max_connecting = -1;\n};\n" ML, 2,
                "server.upstream_max_connecting", "must be an integer >= 0");
+    EXPECT_ERR("server = {\n client_header_timeout = 0;\n};\n" ML, 2,
+               "server.client_header_timeout", "must be a number > 0");
+    EXPECT_ERR("server = {\n client_body_timeout = -1;\n};\n" ML, 2,
+               "server.client_body_timeout", "must be a number > 0");
+    EXPECT_ERR("server = {\n stream_idle_timeout = 0.0;\n};\n" ML, 2,
+               "server.stream_idle_timeout", "must be a number > 0");
+    EXPECT_ERR("server = {\n max_buffered_bytes = 0;\n};\n" ML, 2,
+               "server.max_buffered_bytes", "must be an integer >= 1");
     EXPECT_ERR(ML "router_settings = {\n\n num_retries = -1;\n};\n", 4,
                "router_settings.num_retries", "must be an integer >= 0");
     EXPECT_ERR(ML "router_settings = {\n num_retries = 101;\n};\n", 3,
