@@ -351,8 +351,10 @@ static size_t feed(conn *k, const char *p, size_t n)
             line_done(k);
         else if (k->linelen < sizeof(k->line))
             k->line[k->linelen++] = (char)c;
-        else if (k->phase == P_HEAD && memchr(k->line, ':', k->linelen) == NULL)
+        else if (k->phase == P_HEAD && k->lines > 0 && memchr(k->line, ':', k->linelen) == NULL)
             refuse(k, 400, "bad_request", "header name too long");
+        /* A long request line is kept only as far as its method; evhttp
+         * bounds the whole head (max_headers_size). */
         return 1;
     case P_CSIZE:
         chunk_size_char(k, c);
