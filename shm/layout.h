@@ -6,6 +6,7 @@
 #define LLMR_SHM_LAYOUT_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "conf.h"
@@ -93,5 +94,25 @@ typedef struct llmr_shm_segment {
     llmr_worker_rec workers[LLMR_WORKER_SLOTS];
     llmr_slot slots[LLMR_SHM_SLOTS];
 } llmr_shm_segment;
+
+/* Layout facts the design rests on, checked by the compiler: a build where
+ * one does not hold fails instead of sharing torn or falsely shared words. */
+_Static_assert(__atomic_always_lock_free(sizeof(uint32_t), 0)
+               && __atomic_always_lock_free(sizeof(uint64_t), 0),
+               "shared counters must be lock-free atomic words");
+_Static_assert(sizeof(_Atomic int64_t) == 8 && sizeof(_Atomic uint32_t) == 4,
+               "an atomic word has the size of its plain type");
+_Static_assert(sizeof(llmr_slot) % LLMR_CACHE_LINE == 0,
+               "slots fill whole cache lines: no line is shared by two slots");
+_Static_assert(offsetof(llmr_slot, requests) % LLMR_CACHE_LINE == 0
+               && offsetof(llmr_slot, fail_window) % LLMR_CACHE_LINE == 0
+               && offsetof(llmr_slot, rpm_window) % LLMR_CACHE_LINE == 0
+               && offsetof(llmr_slot, inflight_by_worker) % LLMR_CACHE_LINE == 0,
+               "each group of counters starts a cache line of its own");
+_Static_assert(sizeof(llmr_shm_header) % LLMR_CACHE_LINE == 0
+               && offsetof(llmr_shm_segment, slots) % LLMR_CACHE_LINE == 0,
+               "the slot table starts on a cache line");
+_Static_assert(sizeof(llmr_slot) <= UINT32_MAX && sizeof(llmr_shm_header) <= UINT32_MAX,
+               "header_size and slot_size fit their uint32_t fields");
 
 #endif

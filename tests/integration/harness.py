@@ -24,12 +24,60 @@ _procs = []          # every process started by the current test
 _counter = [0]
 
 
+def _sanitized(binary):
+    """Whether binary was built with ASan or UBSan (their runtime's entry
+    points are in its symbol table)."""
+    try:
+        with open(binary, "rb") as f:
+            data = f.read()
+    except OSError:
+        return "san" in os.path.basename(BUILD)
+    return b"__asan_init" in data or b"__ubsan_handle_" in data
+
+
+SANITIZED = _sanitized(os.path.join(BUILD, "llmroute"))
+# How much longer anything takes in this build: a bound on time that is
+# overhead (not the delay under test) is multiplied by it.  ASan+UBSan run
+# the daemon 2-3 times slower; LLMR_SLOW overrides (e.g. under valgrind).
+SLOW = float(os.environ.get("LLMR_SLOW") or (3.0 if SANITIZED else 1.0))
+# Each test's deadline, in seconds of a plain build (run.py multiplies it by
+# SLOW); @timeout(s) gives a long test its own.
+DEFAULT_TIMEOUT = 120.0
+
+
+def slack(seconds, cap=None):
+    """A margin for overhead, scaled to the build: `took < 1.0 + slack(0.5)`
+    keeps the 1 s under test and lets only the overhead grow.  cap: the most
+    it may grow to, so that the bound stays below the wrong behaviour the
+    test tells apart (the next back-off, the upstream's latency)."""
+    m = seconds * SLOW
+    return m if cap is None else min(m, max(cap, seconds))
+
+
+def timeout(seconds):
+    """Decorator: this test's deadline (plain build seconds) instead of
+    DEFAULT_TIMEOUT."""
+    def mark(fn):
+        fn.timeout = seconds
+        return fn
+    return mark
+
+
 class TestFailure(AssertionError):
     pass
 
 
+class TestTimeout(BaseException):
+    """Raised in a test that ran past its deadline.  Not an Exception, so
+    that no `except Exception` in a test or a wait_for condition swallows
+    it; run.py raises it again every few seconds until the test gives up."""
+
+
 def wait_for(cond, timeout=10.0, what="condition", interval=0.01):
-    """Polls cond() until it returns a true value; fails after timeout."""
+    """Polls cond() until it returns a true value; fails after timeout
+    seconds times SLOW (a deadline to give up at, never a bound under test:
+    assert on the time taken for that)."""
+    timeout *= SLOW
     deadline = time.monotonic() + timeout
     last_exc = None
     while time.monotonic() < deadline:

@@ -10,7 +10,7 @@ import re
 import socket
 import time
 
-from harness import status_rows
+from harness import slack, status_rows
 from harness import (Daemon, Mock, Proc, Response, TestFailure, chat, deployment, free_port,
                      request, wait_for)
 
@@ -352,7 +352,7 @@ def test_upstream_refused_is_502():
         t0 = time.monotonic()
         r = request(d.port, "POST", path, dict(extra, model="dead"), timeout=10)
         check_error(r, 502)
-        assert time.monotonic() - t0 < 2.0, "a refused connection took %.1fs" % (
+        assert time.monotonic() - t0 < slack(2.0), "a refused connection took %.1fs" % (
             time.monotonic() - t0)
         assert r.headers.get("x-llmroute-model-group") == "dead", r.headers
     # an upstream that closes the connection without answering is also 502
@@ -370,7 +370,7 @@ def test_upstream_timeout_is_504():
     r = chat(d.port, extra={"x_mock": {"latency_ms": 3000}}, timeout=10)
     took = time.monotonic() - t0
     check_error(r, 504)
-    assert 0.8 < took < 2.5, "504 after %.2fs, wanted about 1s" % took
+    assert 0.8 < took < 1.0 + slack(1.5, cap=1.9), "504 after %.2fs, wanted about 1s" % took
     still_serving(d, pids)
 
 
@@ -476,7 +476,7 @@ def test_no_upstream_key_leak():
     t0 = time.monotonic()
     check_error(send("POST", "/v1/chat/completions", {"model": "slow", "messages": msgs},
                      timeout=10), 504)
-    assert time.monotonic() - t0 < 2.5
+    assert time.monotonic() - t0 < 1.0 + slack(1.5, cap=1.9)   # not the 3 s latency
     for g in (GROUP, "azure-live"):
         for knobs in ({"status": 500}, {"status": 401}, {"status": 429, "retry_after": "1"},
                       {"error": "context_length"}, {"drop": 1}):
@@ -557,7 +557,7 @@ def test_client_disconnect_cancels_upstream_call():
     wait_for(lambda: status_rows(d)["dep-slow"]["INFLIGHT"] == "0", 3, "INFLIGHT 0")
     took = time.monotonic() - t_close
     row = status_rows(d)["dep-slow"]
-    assert took < 1.0, ("the upstream call ran %.2fs after the client left (mock latency "
+    assert took < slack(1.0, cap=1.8), ("the upstream call ran %.2fs after the client left (mock latency "
                         "2 s): it was not cancelled; status: %s" % (took, row))
     assert row["SUCCESS"] == "0", "a request whose client left counted as a success: %s" % row
     still_serving(d, pids)

@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 
+import harness
 from harness import Daemon, Mock, TestFailure, chat, deployment, request, wait_for
 
 CHAT = "/v1/chat/completions"
@@ -200,7 +201,7 @@ def test_content_length_over_max_refused_before_body():
     t0 = time.monotonic()
     raw, closed = exchange(d.port, post_head(b"Content-Length: 10485760\r\n"), timeout=5)
     took = time.monotonic() - t0
-    assert responses(raw) == [413] and closed and took < 3, (raw[:300], closed, took)
+    assert responses(raw) == [413] and closed and took < harness.slack(3), (raw[:300], closed, took)
     err = json_body(raw)["error"]
     assert err["code"] == "request_too_large" and "max_body_bytes" in err["message"], err
     d.stop()
@@ -262,7 +263,7 @@ def test_buffered_answers_capped_per_worker():
         s.close()
     assert 503 in codes and 200 in codes and codes.count(200) <= 8, codes
     # under ASan freed memory stays in quarantine: only the answers count there
-    if "san" not in os.path.basename(os.environ.get("LLMR_BUILD", "")):
+    if not harness.SANITIZED:
         assert grew < 48 * 1024, "a worker grew by %d KB" % grew
     d.stop()
 
@@ -293,7 +294,7 @@ def test_slowloris_head_dropped_at_client_header_timeout():
         pass
     took = time.monotonic() - t0
     s.close()
-    assert responses(got) == [408] and took < 5, (got[:200], took)
+    assert responses(got) == [408] and took < 1.0 + harness.slack(4, cap=6.5), (got[:200], took)
     assert json_body(got)["error"]["code"] == "request_timeout"
     # the body deadline is a total as well
     s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
@@ -313,7 +314,7 @@ def test_slowloris_head_dropped_at_client_header_timeout():
         pass
     took = time.monotonic() - t0
     s.close()
-    assert responses(got) == [408] and took < 5, (got[:200], took)
+    assert responses(got) == [408] and took < 1.0 + harness.slack(4, cap=6.5), (got[:200], took)
     # an idle connection that sends nothing is closed, silently
     raw, closed = exchange(d.port, b"", timeout=6)
     assert raw == b"" and closed, raw
@@ -390,4 +391,4 @@ def test_client_gone_mid_reply_does_not_hold_the_drain():
     rc = d.stop()
     took = time.monotonic() - t0
     print("    graceful stop after a client left mid-reply: %.1fs" % took)
-    assert rc == 0 and took < 6, (rc, took)
+    assert rc == 0 and took < harness.slack(6, cap=9), (rc, took)   # drain_timeout 10 s

@@ -13,7 +13,7 @@ import os
 import signal
 import time
 
-from harness import connection_owner, connection_owners, status_rows
+from harness import connection_owner, connection_owners, slack, status_rows
 from harness import Daemon, Mock, TestFailure, chat, deployment, request, wait_for
 
 
@@ -123,7 +123,7 @@ def test_fd_exhaustion_not_blamed_on_upstreams():
         assert attempts(r) == 0, r.headers
         assert "x-llmroute-deployment" not in r.headers, r.headers
         assert r.headers.get("retry-after") == "1", r.headers
-        assert took < 2.0, "the 503 took %.2fs" % took
+        assert took < slack(2.0), "the 503 took %.2fs" % took
         for _ in range(30):         # every one the same: logged once a second at most
             r = chat(d.port, model="g", conn=conns[-1], timeout=10)
             assert r.status == 503 and attempts(r) == 0, r
@@ -220,7 +220,7 @@ def test_retry_after_cooldown_capped_and_reload_caps_old_ones():
     before = bad.stats()["requests"]
     wait_for(lambda: chat(d.port, model="g", timeout=10).status == 200
              and bad.stats()["requests"] > before, 6, "the bad deployment to be tried again")
-    assert time.monotonic() - t0 < 4.0
+    assert time.monotonic() - t0 < 2.0 + slack(2.0)   # not the 300 s of before the reload
     # and a new Retry-After: 999999 now cools it for 2 s at most
     st = row(d, "bad")
     assert 0 < float(st["COOLING_S"]) <= 2.0, st
@@ -245,7 +245,7 @@ def test_last_usable_deployment_cooled_for_its_retry_after_only():
         assert r.headers.get("retry-after") == "1", r.headers
     wait_for(lambda: chat(d.port, model="g", timeout=10).status == 200, 5,
              "the group to serve again")
-    assert time.monotonic() - t0 < 3.0, "the only deployment was out %.1fs" % (
+    assert time.monotonic() - t0 < 1.0 + slack(2.0, cap=15), "the only deployment was out %.1fs" % (
         time.monotonic() - t0)
 
 
@@ -284,7 +284,7 @@ def test_5xx_retries_back_off():
         r = chat(d.port, model="g", timeout=10)
         took = time.monotonic() - t0
         assert r.status == 500 and attempts(r) == 3, (r, r.headers)
-        assert 0.22 <= took < 1.5, "3 attempts after 500s took %.3fs" % took
+        assert 0.22 <= took < 0.3 + slack(1.2), "3 attempts after 500s took %.3fs" % took
 
 
 def test_default_settings_429_burst_blocks_briefly():
@@ -311,4 +311,4 @@ def test_default_settings_429_burst_blocks_briefly():
     t0 = time.monotonic()
     wait_for(lambda: chat(d.port, model="g", timeout=10).status == 200, 5,
              "the group to serve again")
-    assert time.monotonic() - t0 < 2.0
+    assert time.monotonic() - t0 < 1.0 + slack(1.0)   # not a minute

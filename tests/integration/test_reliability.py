@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 
-from harness import connection_owner, status_rows
+from harness import connection_owner, slack, status_rows
 from harness import BAD_LOG, Daemon, Mock, TestFailure, chat, deployment, request, wait_for
 
 
@@ -145,7 +145,7 @@ def cool_down(d, conn, bad, fails):
     requests; every request must still be served.  Returns the monotonic time
     just before the request that made the last failure."""
     avoid_minute_edge()
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + slack(3)
     while time.monotonic() < deadline:
         t = time.monotonic()
         r = chat(d.port, model="g", conn=conn, timeout=5)
@@ -153,15 +153,15 @@ def cool_down(d, conn, bad, fails):
         if bad.stats()["requests"] >= fails:
             assert bad.stats()["requests"] == fails, bad.stats()
             return t
-    raise TestFailure("only %d failures on the bad deployment after 3s, wanted %d"
-                      % (bad.stats()["requests"], fails))
+    raise TestFailure("only %d failures on the bad deployment after %.0fs, wanted %d"
+                      % (bad.stats()["requests"], slack(3), fails))
 
 
 def back_again(d, conns, bad, before, t_cool, cooldown, what):
     """Sends requests until `bad` receives one again; it must not be before
     t_cool + cooldown, and not much later."""
     conns = list(conns.values())
-    deadline = t_cool + cooldown + 2.0
+    deadline = t_cool + cooldown + slack(2.0)
     i = 0
     while bad.stats()["requests"] == before:
         if time.monotonic() > deadline:
@@ -198,11 +198,10 @@ def test_failing_deployment_never_fails_a_request():
     assert bad.stats()["requests"] == retried, (bad.stats()["requests"], retried)
     assert good.stats()["requests"] == 60, good.stats()
     assert retried >= 10, "only %d of 60 requests picked the bad deployment" % retried
-    assert took < 3.0, "60 requests took %.2fs: a 500 must be retried at once" % took
+    assert took < slack(3.0, cap=5.0), "60 requests took %.2fs: a 500 must be retried at once" % took
     rows = status_rows(d)
     assert int(rows["bad"]["FAILED"]) == retried, rows["bad"]
-    if "COOLDOWNS" in rows["bad"]:
-        assert rows["bad"]["COOLDOWNS"] == "0", rows["bad"]   # cooldown_time = 0
+    assert rows["bad"]["COOLDOWNS"] == "0", rows["bad"]   # cooldown_time = 0
 
 
 def test_cooldown_shared_by_all_workers():
@@ -223,10 +222,8 @@ def test_cooldown_shared_by_all_workers():
     assert bad.stats()["requests"] == allowed + 1, bad.stats()
     rows = status_rows(d)
     assert int(rows["bad"]["FAILED"]) == allowed + 1, rows["bad"]
-    if "COOLDOWNS" in rows["bad"]:
-        assert rows["bad"]["COOLDOWNS"] == "1", rows["bad"]
-    if "COOLING_S" in rows["bad"]:
-        assert 1.0 < float(rows["bad"]["COOLING_S"]) <= cooldown, rows["bad"]
+    assert rows["bad"]["COOLDOWNS"] == "1", rows["bad"]
+    assert 1.0 < float(rows["bad"]["COOLING_S"]) <= cooldown, rows["bad"]
     sent = quiet_period(d, conns, t_cool + cooldown - 0.25, bad, allowed + 1, "good")
     assert all(n >= 10 for n in sent.values()), "too few requests per worker: %s" % sent
     back_again(d, conns, bad, allowed + 1, t_cool, cooldown, "bad")
@@ -240,7 +237,7 @@ def test_429_retry_after_is_waited_out():
     r, took = first_attempt_answers(m, {"status": 429, "retry_after": 1},
                                     lambda: chat(d.port, model="g", timeout=10))
     served(r, 200, dep="a", n=2, fallback=None)
-    assert 0.95 <= took < 1.6, "the retry came %.2fs after the 429 with Retry-After: 1" % took
+    assert 0.95 <= took < 1.0 + slack(0.6, cap=0.9), "the retry came %.2fs after the 429 with Retry-After: 1" % took
     st = m.stats()
     assert st["requests"] == 2 and st["statuses"] == {"429": 1, "200": 1}, st
 
@@ -258,13 +255,13 @@ def test_429_backoff_without_usable_retry_after():
     t0 = time.monotonic()
     r = chat(d.port, model="g", timeout=5)     # served meanwhile
     served(r, 200, n=1)
-    assert time.monotonic() - t0 < 0.3, "a request waited behind back-off timers"
+    assert time.monotonic() - t0 < slack(0.3, cap=0.45), "a request waited behind back-off timers"
     for bg, ra in ((plain, None), (long_ra, "120")):
         r, took = bg.result()
         served(r, 429, dep="a", n=3)
         assert r.json()["error"]["code"] == "rate_limit_exceeded", r
         assert r.headers.get("retry-after") == ra, r.headers
-        assert 1.1 <= took < 2.0, "3 attempts after 429s (Retry-After %s) took %.2fs, " \
+        assert 1.1 <= took < 1.5 + slack(0.5, cap=1.0), "3 attempts after 429s (Retry-After %s) took %.2fs, " \
             "wanted 0.5+1.0 s +-25%%" % (ra, took)
     assert m.stats()["statuses"] == {"429": 6, "200": 1}, m.stats()
 
@@ -279,14 +276,14 @@ def test_retry_after_floor_and_timeout_cap():
     r, took = first_attempt_answers(m, {"status": 500},
                                     lambda: chat(d.port, model="g", timeout=10))
     served(r, 200, dep="a", n=2)
-    assert 0.6 <= took < 1.2, "a 500 with retry_after = 0.6 was retried after %.2fs" % took
+    assert 0.6 <= took < 0.6 + slack(0.6, cap=1.0), "a 500 with retry_after = 0.6 was retried after %.2fs" % took
     # Retry-After 5 > what is left of timeout = 1.5: answered at once
     t0 = time.monotonic()
     r = chat(d.port, model="g", extra={"x_mock": {"status": 429, "retry_after": 5}}, timeout=10)
     took = time.monotonic() - t0
     served(r, 429, dep="a", n=1)
     assert r.headers.get("retry-after") == "5", r.headers
-    assert took < 0.5, "a back-off past the timeout delayed the answer %.2fs" % took
+    assert took < slack(0.5, cap=1.0), "a back-off past the timeout delayed the answer %.2fs" % took
 
 
 def test_non_retryable_errors_not_retried_nor_cooled():
@@ -303,8 +300,7 @@ def test_non_retryable_errors_not_retried_nor_cooled():
             status, m1.stats()["statuses"], m2.stats()["statuses"])
     rows = status_rows(d)
     for dep in ("s1", "s2"):
-        if "COOLDOWNS" in rows[dep]:
-            assert rows[dep]["COOLDOWNS"] == "0", rows[dep]
+        assert rows[dep]["COOLDOWNS"] == "0", rows[dep]
     for _ in range(40):         # both still picked: neither is cooling (2**-39 to fail)
         served(chat(d.port, model="g", timeout=5), 200, n=1)
     assert m1.stats()["statuses"].get("200") and m2.stats()["statuses"].get("200"), (
@@ -390,7 +386,7 @@ def test_fallback_chain_walked_in_order():
     took = time.monotonic() - t0
     served(r, 200, dep="c1", fallback="c", n=2 * group + 1, group="a")
     assert at() == [group, group, 1, 0, 0, 0], "requests at a b c x d e: %s" % at()
-    assert took < 1.0, "5xx retries and fallbacks must not wait: %.2fs" % took
+    assert took < slack(1.0, cap=1.5), "5xx retries and fallbacks must not wait: %.2fs" % took
     # b -> a -> c (b's own entry, not a's; not default_fallbacks)
     r = chat(d.port, model="b", timeout=5)
     served(r, 200, dep="c1", fallback="c", n=2 * group + 1, group="b")
@@ -493,7 +489,7 @@ def test_slow_deployments_give_504_within_timeout():
         assert r.status == 504, r
         err = r.json()["error"]
         assert err["code"] == "timeout", err
-        assert 0.9 <= took < 1.6, "504 after %.2fs with timeout = 1.0" % took
+        assert 0.9 <= took < 1.0 + slack(0.6, cap=0.9), "504 after %.2fs with timeout = 1.0" % took
         assert 1 <= attempts(r) <= 3, r.headers
 
 
@@ -512,7 +508,7 @@ def test_deployment_timeout_retried_then_fallback():
     r = chat(d.port, model="slow", timeout=10)
     took = time.monotonic() - t0
     served(r, 200, dep="f1", fallback="fast", n=4)
-    assert 0.55 <= took < 1.2, "3 attempts of 0.2 s then a fallback took %.2fs" % took
+    assert 0.55 <= took < 0.6 + slack(0.6, cap=1.0), "3 attempts of 0.2 s then a fallback took %.2fs" % took
     assert count(s1, s2) == 3 and s1.stats()["requests"] >= 1 and s2.stats()["requests"] >= 1
 
 
@@ -580,7 +576,7 @@ def test_429_on_last_deployment_falls_back_without_waiting():
     took = time.monotonic() - t0
     served(r, 200, dep="h1", fallback="h")
     assert m.stats()["requests"] == 1, m.stats()
-    assert took < 1.0, "the fallback came after %.2fs: the 429 back-off ran with every " \
+    assert took < slack(1.0, cap=2.0), "the fallback came after %.2fs: the 429 back-off ran with every " \
         "deployment of the group cooling down" % took
 
 

@@ -295,7 +295,7 @@ def test_stream_first_event_not_buffered():
     # The mock still holds the other four chunks: it has not finished.
     st = m.stats()
     assert st["inflight"] == 1 and st["completion_tokens"] == 0, st
-    assert t_first < 0.3, "first event after %.3fs" % t_first
+    assert t_first < harness.slack(0.3, cap=0.35), "first event after %.3fs" % t_first
     obj = json.loads(data_of(ev))
     assert obj["object"] == "chat.completion.chunk", obj
     assert obj["id"].startswith("chatcmpl-mock-"), obj
@@ -370,7 +370,7 @@ def test_stream_500_concurrent_in_order():
     row = wait_for(lambda: (lambda r: r if r["INFLIGHT"] == 0 else None)(status_row(d, "a")),
                    5, "inflight back to 0")
     assert row["REQUESTS"] == n and row["SUCCESS"] == n and row["FAILED"] == 0, row
-    assert took < 20, "500 streams took %.1fs" % took
+    assert took < harness.slack(20), "500 streams took %.1fs" % took
 
 
 def test_stream_slow_reader_bounded_rss():
@@ -449,7 +449,7 @@ def test_stream_disconnect_aborts_upstream():
     st = wait_for(lambda: (lambda st: st if st["client_closed"] == 1 and st["inflight"] == 0
                            else None)(m.stats()), 5, "mock sees the upstream close")
     took = time.monotonic() - t0
-    assert took < 1.0, "upstream aborted only after %.2fs" % took
+    assert took < harness.slack(1.0, cap=2.0), "upstream aborted only after %.2fs" % took
     assert st["stream_client_closed"] == 1, st
     assert st["completion_tokens"] == 0, st       # the stream never finished
     row = wait_for(lambda: (lambda r: r if r["INFLIGHT"] == 0 else None)(status_row(d, "a")),
@@ -518,7 +518,7 @@ def test_stream_timeout_first_byte():
     took = time.monotonic() - t0
     s.close()
     assert status == 504, (status, headers, raw)
-    assert 0.45 <= took <= 1.5, "504 after %.3fs" % took
+    assert 0.45 <= took <= 0.5 + harness.slack(1.0, cap=2.0), "504 after %.3fs" % took
     err = json.loads(raw)["error"]
     assert err["code"] == "timeout", err
     # The abandoned attempt's connection is closed at the mock.

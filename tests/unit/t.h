@@ -9,7 +9,14 @@
  * and reports file:line, the test and the expression on stderr when it fails.
  * T_DONE() prints the one final line "N passed, N failed" on stdout and ends
  * the process: exit status 0 when nothing failed, else 1.  Both `T_DONE();`
- * and `return T_DONE();` work. */
+ * and `return T_DONE();` work.
+ *
+ * Nothing can pass unseen: a check made outside a test function (in main,
+ * or a helper called from it) is not part of any counted test, so each one
+ * counts as a failed test of its own, whether it held or not (a fact that
+ * needs no test belongs in a _Static_assert).  A run of no test at all
+ * fails too.  scripts/run-tests.sh adds a binary that crashes, exits
+ * non-zero or prints no final line as a failure. */
 #ifndef LLMR_T_H
 #define LLMR_T_H
 
@@ -21,11 +28,18 @@
 
 #define T_UNUSED_ __attribute__((unused))
 
-static const char *t_test_ = "(no test)";
+static const char *t_test_ = NULL;     /* the test running; NULL between tests */
 static int t_checks_, t_fails_, t_passed_, t_failed_;
 
 T_UNUSED_ static int t_check_(int ok, const char *file, int line, const char *expr)
 {
+    if (t_test_ == NULL) {
+        fprintf(stderr, "FAIL %s:%d: check outside a test function (move it into a "
+                "test run by T_RUN, or make it a _Static_assert): %s%s\n", file, line,
+                expr, ok ? "" : " (and it failed)");
+        t_failed_++;
+        return ok;
+    }
     t_checks_++;
     if (!ok) {
         t_fails_++;
@@ -81,11 +95,15 @@ T_UNUSED_ static void t_run_(void (*fn)(void), const char *name)
     } else {
         t_passed_++;
     }
-    t_test_ = "(no test)";
+    t_test_ = NULL;
 }
 
 T_UNUSED_ _Noreturn static int t_done_(void)
 {
+    if (t_passed_ + t_failed_ == 0) {
+        fprintf(stderr, "FAIL: no test ran (T_RUN nothing before T_DONE)\n");
+        t_failed_++;
+    }
     fflush(stderr);
     printf("%d passed, %d failed\n", t_passed_, t_failed_);
     fflush(stdout);

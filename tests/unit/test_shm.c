@@ -363,7 +363,6 @@ static void test_reload_outcome(void)
 
 int main(void)
 {
-    T_CHECK(sizeof(llmr_slot) % LLMR_CACHE_LINE == 0);
     T_RUN(test_survivor_keeps_slot_and_counters);
     T_RUN(test_dead_generation_slots_are_reused);
     T_RUN(test_full_table_fails);
