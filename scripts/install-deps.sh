@@ -1,24 +1,47 @@
 #!/bin/sh
-# Installs what llmroute needs to build, test and benchmark on Debian.
-# Idempotent: packages already present are skipped, and apt-get runs only
-# when something is missing.
+# Installs what llmroute needs on Debian, by purpose:
+#   scripts/install-deps.sh [run] [test] [bench] [fuzz] [all]
+#   run    build and `make run`: compiler, pkg-config, the libraries, curl, python3
+#   test   run + what `make test` uses: nginx and the openssl CLI (test_tls.py), pgrep
+#   bench  run + the load tools of `make bench`: wrk, h2load, nginx
+#   fuzz   run + clang and its libFuzzer runtime (`make fuzz`)
+#   all    everything above, and valgrind
+# The default is run.  Idempotent: packages already present are skipped, and
+# apt-get runs only when something is missing.  `make` itself never calls it.
 set -eu
 
-PKGS="build-essential pkg-config libevent-dev libcurl4-openssl-dev libconfig-dev
-libjsmn-dev curl python3 wrk nghttp2-client nginx valgrind clang
-libclang-rt-14-dev procps libssl-dev openssl"
+RUN="build-essential pkg-config libevent-dev libcurl4-openssl-dev libconfig-dev
+libjsmn-dev libssl-dev curl python3"
+TEST="nginx openssl procps"
+BENCH="wrk nghttp2-client nginx procps"
+FUZZ="clang libclang-rt-14-dev"
+DEV="valgrind"
+
+[ "$#" -gt 0 ] || set -- run
+pkgs=$RUN
+for what in "$@"; do
+    case $what in
+    run) ;;
+    test) pkgs="$pkgs $TEST" ;;
+    bench) pkgs="$pkgs $BENCH" ;;
+    fuzz) pkgs="$pkgs $FUZZ" ;;
+    all) pkgs="$pkgs $TEST $BENCH $FUZZ $DEV" ;;
+    *) echo "usage: $0 [run] [test] [bench] [fuzz] [all]" >&2; exit 2 ;;
+    esac
+done
 
 missing=""
-for p in $PKGS; do
+for p in $pkgs; do
+    case " $missing " in *" $p "*) continue ;; esac
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
         missing="$missing $p"
     fi
 done
 if [ -z "$missing" ]; then
-    echo "install-deps: everything is installed"
+    echo "install-deps ($*): everything is installed"
     exit 0
 fi
-echo "install-deps: installing$missing"
+echo "install-deps ($*): installing$missing"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
