@@ -2,6 +2,6 @@
 #ifndef LLMR_IDS_H
 #define LLMR_IDS_H
 
-#define LLMR_ID_MAX 64          /* deployment id and model group name, with NUL */
+#define LLMR_ID_MAX 64 /* deployment id and model group name, with NUL */
 
 #endif

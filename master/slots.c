@@ -4,8 +4,7 @@
 #include "log.h"
 #include "master.h"
 
-int llmr_master_map_slots(llmr_shm *shm, llmr_conf *conf, uint32_t gen,
-                          uint32_t oldest_live_gen)
+int llmr_master_map_slots(llmr_shm *shm, llmr_conf *conf, uint32_t gen, uint32_t oldest_live_gen)
 {
     /* First pass claims the survivors so that the second pass cannot hand
      * a survivor's slot to a new deployment. */
@@ -15,11 +14,10 @@ int llmr_master_map_slots(llmr_shm *shm, llmr_conf *conf, uint32_t gen,
         llmr_deployment *d = &conf->deployments[i];
         if (d->slot >= 0)
             continue;
-        d->slot = llmr_shm_slot_take(shm, d->id, conf->groups[d->group].name, gen,
-                                     oldest_live_gen);
+        d->slot = llmr_shm_slot_take(shm, d->id, conf->groups[d->group].name, gen, oldest_live_gen);
         if (d->slot < 0) {
-            llmr_error("shared segment: no free slot for deployment %s (%d slots)",
-                       d->id, LLMR_SHM_SLOTS);
+            llmr_error("shared segment: no free slot for deployment %s (%d slots)", d->id,
+                       LLMR_SHM_SLOTS);
             return -1;
         }
     }
