@@ -30,6 +30,10 @@ for what in "$@"; do
     esac
 done
 
+if ! command -v dpkg-query >/dev/null 2>&1; then
+    echo "install-deps ($*): not a Debian system; install the equivalents of:" $pkgs >&2
+    exit 0
+fi
 missing=""
 for p in $pkgs; do
     case " $missing " in *" $p "*) continue ;; esac
