@@ -6,7 +6,8 @@ serves from the segment's slot table, not what the file says now."""
 import os
 import subprocess
 
-from harness import BUILD, ROOT, Daemon, Mock, chat, deployment, status_rows, wait_for
+from harness import (BUILD, ROOT, Daemon, Mock, chat, deployment, status_rows, tmpdir,
+                     wait_for)
 
 SECRETS = {"LLMR_T_MASTER_KEY": "sk-layers-master", "LLMR_T_UP_KEY": "sk-layers-upstream",
            "LLMR_T_UP_BASE": None}
@@ -106,3 +107,38 @@ def test_status_lists_the_running_generations_slots():
     assert int(got["a"]["REQUESTS"]) + int(got["c"]["REQUESTS"]) == 4, got
     d.write_conf([deployment("g", a, dep_id="a"), deployment("g", b, dep_id="new")])
     assert sorted(status_rows(d)) == ["a", "c"], "status read the file, not the segment"
+
+
+def make_dry(*args):
+    """`make -n` in the source tree with a build tree that does not exist,
+    so that every rule that would run is listed; nothing runs."""
+    build = os.path.join(tmpdir(), "fresh-build")
+    return subprocess.run(["make", "-n", "--no-print-directory", "BUILD=" + build] + list(args),
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
+def test_make_never_installs_and_make_run_installs_only_what_it_needs():
+    """Issue 10, item 6: plain `make` on a fresh tree ran scripts/install-deps.sh
+    (every object had it as an order-only prerequisite), and the one package set
+    included nginx, valgrind and clang for everybody's `make run`."""
+    out = make_dry("all")
+    assert out.returncode == 0, out.stderr
+    assert "llmroute" in out.stdout, out.stdout[-2000:]
+    assert "install-deps" not in out.stdout and "apt-get" not in out.stdout, \
+        [l for l in out.stdout.splitlines() if "install" in l]
+    # `make run` (and `make test`) call the script explicitly, with their set.
+    calls = [l.split() for l in make_dry("run").stdout.splitlines() if "install-deps" in l]
+    assert calls == [["scripts/install-deps.sh", "run"]], calls
+    calls = [l.split() for l in make_dry("test").stdout.splitlines() if "install-deps" in l]
+    assert calls == [["scripts/install-deps.sh", "test"]], calls
+
+    def pkgs(*sets):
+        r = subprocess.run([os.path.join(ROOT, "scripts", "install-deps.sh"), "--list"]
+                           + list(sets), capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r
+        return set(r.stdout.split())
+    run = pkgs("run")
+    assert {"libevent-dev", "libcurl4-openssl-dev", "libconfig-dev", "python3"} <= run, run
+    assert not run & {"nginx", "valgrind", "clang", "wrk", "nghttp2-client"}, run
+    assert {"nginx", "openssl"} <= pkgs("test") and "clang" in pkgs("fuzz"), pkgs("all")
+    assert pkgs("all") >= pkgs("test") | pkgs("bench") | pkgs("fuzz") | {"valgrind"}
