@@ -1,14 +1,34 @@
-# llmroute — see README.md.  `make` builds, `make test` runs every test,
+# llmroute — see README.md.  `make` builds (it never installs anything),
+# `make test` installs what the tests need and runs every test,
 # `make SANITIZE=address,undefined test` does the same under ASan+UBSan.
+# `make deps` (scripts/install-deps.sh) installs what building and running need.
 
 CC       ?= cc
 SANITIZE ?=
 CFLAGS   ?= -O2 -g
-XCFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread \
-            -Icommon -Iconf -Ishm -Iworker -Imaster
-# Fixed, not from pkg-config: on a fresh machine the libraries are installed
-# by the first rule that runs, after this Makefile has been read.
-XLDLIBS  := -levent -lcurl -lssl -lcrypto -lconfig -lrt -lm -pthread
+XCFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread
+
+# Layering (README's Layout): each folder's objects are compiled with only the
+# include paths of the folders it may use, so a forbidden include does not
+# compile.  main.c alone knows both the master and the worker's entry point.
+INC_common := -Icommon
+INC_conf   := -Icommon -Iconf
+INC_shm    := -Icommon -Ishm
+INC_worker := -Icommon -Iconf -Ishm -Iworker
+INC_master := -Icommon -Iconf -Ishm -Imaster
+INC_main   := $(INC_master) -Iworker
+# Tests, mock and benchmarks reach into every folder.
+INC_all    := -Icommon -Iconf -Ishm -Iworker -Imaster
+layer_inc   = $(or $(INC_$(firstword $(subst /, ,$(1)))),$(INC_all))
+
+# Link flags from pkg-config once the libraries are installed, else the
+# fixed list.  Expanded on first use, once: `make run` and `make test`
+# install the libraries before the sub-make that builds reads them.
+PKG_CONFIG ?= pkg-config
+PKG_LIBS   := libevent libcurl libconfig libssl libcrypto
+LIBS_FIXED := -levent -lcurl -lssl -lcrypto -lconfig
+LIBS_PKG    = $(eval LIBS_PKG := $$(or $$(shell $(PKG_CONFIG) --libs $(PKG_LIBS) 2>/dev/null),$(LIBS_FIXED)))$(LIBS_PKG)
+XLDLIBS     = $(LIBS_PKG) -lrt -lm -pthread
 
 ifneq ($(SANITIZE),)
 XCFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -35,23 +55,21 @@ LAT      := $(BUILD)/llmroute-lat
 STREAMS  := $(BUILD)/llmroute-streams
 ROUTE    := $(BUILD)/llmroute-route
 
-.PHONY: all test unit integration run bench clean deps fuzz
+.PHONY: all test unit integration run bench clean deps fuzz check-layers
 all: $(LLMROUTE) $(MOCK) $(LAT) $(STREAMS) $(ROUTE) $(UNIT_BIN)
 
-# Installs the build dependencies once per build tree (idempotent script).
-DEPS_OK := $(BUILD)/.deps-ok
-$(DEPS_OK): scripts/install-deps.sh
-	@mkdir -p $(dir $@)
-	scripts/install-deps.sh
-	@touch $@
+# What to install: run (build and `make run`), test, bench, fuzz, all.
+DEPS ?= run
+deps:
+	scripts/install-deps.sh $(DEPS)
 
-$(BUILD)/%.o: %.c | $(DEPS_OK)
+$(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	@$(CC) $(CFLAGS) $(XCFLAGS) -MMD -MP -c -o $@ $<
+	@$(CC) $(CFLAGS) $(XCFLAGS) $(call layer_inc,$<) -MMD -MP -c -o $@ $<
 
 # The default config is found under this prefix, like nginx's --prefix.
-$(BUILD)/master/main.o: XCFLAGS += -DLLMR_PREFIX='"$(CURDIR)"'
+$(BUILD)/master/main.o: XCFLAGS += -DLLMR_PREFIX='"$(CURDIR)"' $(INC_main)
 
 $(BUILD)/liblllmr.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
@@ -75,9 +93,22 @@ $(ROUTE): $(BUILD)/bench/route.o $(BUILD)/liblllmr.a
 # against the library minus nothing: the linker takes the first definition.
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/liblllmr.a $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(XCFLAGS) $(LDFLAGS) $(XLDFLAGS) -Itests/unit -o $@ $< $(BUILD)/liblllmr.a $(XLDLIBS) $(LDLIBS)
+	$(CC) $(CFLAGS) $(XCFLAGS) $(INC_all) $(LDFLAGS) $(XLDFLAGS) -Itests/unit -o $@ $< $(BUILD)/liblllmr.a $(XLDLIBS) $(LDLIBS)
 
-test: all
+# Proves the include paths enforce the layering: a probe in each folder
+# that asks for a header of a folder it may not use must fail to compile,
+# and the same probe asking for an allowed one must compile.  A relative
+# include ("../worker/worker.h") would bypass the paths: none is allowed.
+LAYER_PROBES := master:worker.h shm:conf.h shm:worker.h conf:shm.h common:conf.h \
+                worker:master.h
+check-layers:
+	@scripts/check-layers.sh "$(CC)" "$(XCFLAGS)" $(foreach l,common conf shm worker master,"$(l)=$(INC_$(l))") -- $(LAYER_PROBES)
+
+# Installs what the tests use (nginx and openssl for test_tls.py), then
+# builds in a sub-make that reads the installed libraries' flags.
+test:
+	@scripts/install-deps.sh test
+	@$(MAKE) --no-print-directory all check-layers
 	@BUILD=$(BUILD) scripts/run-tests.sh
 
 unit: all
@@ -88,13 +119,15 @@ integration: all
 
 # exec: make's SIGTERM (it sends one to its children) reaches the script,
 # which stops everything it started.
-run: all
+run:
+	@scripts/install-deps.sh run
+	@$(MAKE) --no-print-directory all
 	@exec env BUILD=$(BUILD) scripts/run.sh
 
-bench: all
+bench:
+	@scripts/install-deps.sh bench
+	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) scripts/bench.sh
-
-deps: $(DEPS_OK)
 
 # libFuzzer targets (clang), each run for FUZZ_SECONDS; not part of `test`.
 # Seeds: request bodies and answers in tests/fuzz/seeds-json, the example
@@ -113,7 +146,8 @@ FUZZ_SRC := common/log.c worker/json.c $(CONF_SRC)
 FUZZ_RUN = LSAN_OPTIONS=suppressions=tests/fuzz/lsan.supp
 FUZZ_ARGS = -timeout=$(FUZZ_TIMEOUT) -rss_limit_mb=4096 -artifact_prefix=build/fuzz/
 FUZZ_LOOP = $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) -max_len=1048576 -print_final_stats=1
-fuzz: $(DEPS_OK)
+fuzz:
+	@scripts/install-deps.sh fuzz
 	@mkdir -p build/fuzz/corpus-json build/fuzz/corpus-conf build/fuzz/seeds-conf
 	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_json tests/fuzz/fuzz_json.c worker/estimate.c $(FUZZ_SRC) -lconfig
 	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_conf tests/fuzz/fuzz_conf.c $(FUZZ_SRC) -lconfig

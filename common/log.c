@@ -5,6 +5,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 int llmr_log_level = LLMR_LOG_INFO;
 void (*llmr_log_hook)(enum llmr_log_level level, const char *line, void *arg);
 void *llmr_log_hook_arg;
@@ -16,7 +18,8 @@ static const char *const level_names[] = { "error", "warn", "info", "debug" };
 void llmr_log(enum llmr_log_level level, const char *fmt, ...)
 {
     char line[2048];
-    struct timespec ts;
+    int64_t now_ms;
+    time_t sec;
     struct tm tm;
     size_t n;
     va_list ap;
@@ -24,11 +27,12 @@ void llmr_log(enum llmr_log_level level, const char *fmt, ...)
 
     if ((int)level > llmr_log_level)
         return;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
+    now_ms = llmr_wall_ms();
+    sec = (time_t)(now_ms / 1000);
+    gmtime_r(&sec, &tm);
     n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
     r = snprintf(line + n, sizeof(line) - n, ".%03ldZ [%s] %d: ",
-                 ts.tv_nsec / 1000000, level_names[level], (int)getpid());
+                 (long)(now_ms % 1000), level_names[level], (int)getpid());
     if (r > 0)
         n += (size_t)r;
     va_start(ap, fmt);

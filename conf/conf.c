@@ -179,12 +179,13 @@ static int parse_server(conf_cx *cx, const config_setting_t *s)
     if (conf_opt_int(cx, s, p, "workers", &c->workers, 0, CONF_MAX_WORKERS) != 0)
         return -1;
 
-    if (conf_opt_str(cx, s, p, "master_key", &c->master_key, &where) != 0)
+    if (cx->mode == LLMR_CONF_FULL
+        && conf_opt_str(cx, s, p, "master_key", &c->master_key, &where) != 0)
         return -1;
-    if (where != NULL && c->master_key[0] == '\0')
+    if (c->master_key != NULL && c->master_key[0] == '\0')
         return conf_fail(cx, where, "server.master_key", "must not be empty "
                          "(leave it out to serve without authentication)");
-    if (where != NULL && conf_has_ctl(c->master_key))
+    if (c->master_key != NULL && conf_has_ctl(c->master_key))
         return conf_fail(cx, where, "server.master_key",
                          "must not contain control characters");
 
@@ -419,7 +420,11 @@ static int parse_root(conf_cx *cx, const config_setting_t *root)
     if ((s = config_setting_get_member(root, "server")) != NULL
         && parse_server(cx, s) != 0)
         return -1;
-    if (server_defaults(cx) != 0 || conf_parse_model_list(cx, root) != 0)
+    if (server_defaults(cx) != 0)
+        return -1;
+    if (cx->mode == LLMR_CONF_LOCATE)
+        return 0;
+    if (conf_parse_model_list(cx, root) != 0)
         return -1;
     /* Fallbacks name model groups, so model_list comes first. */
     if ((s = config_setting_get_member(root, "router_settings")) != NULL
@@ -430,8 +435,14 @@ static int parse_root(conf_cx *cx, const config_setting_t *root)
 
 int llmr_conf_load(const char *path, llmr_conf **out, char *err, size_t errlen)
 {
+    return llmr_conf_load_mode(path, LLMR_CONF_FULL, out, err, errlen);
+}
+
+int llmr_conf_load_mode(const char *path, enum llmr_conf_mode mode, llmr_conf **out,
+                        char *err, size_t errlen)
+{
     static char dummy[1];
-    conf_cx cx = { path, err ? err : dummy, err ? errlen : sizeof(dummy), NULL };
+    conf_cx cx = { path, err ? err : dummy, err ? errlen : sizeof(dummy), NULL, mode };
     config_t cf;
     int rc;
 

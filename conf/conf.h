@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#define LLMR_ID_MAX 64          /* deployment id and model group name, with NUL */
+#include "ids.h"            /* LLMR_ID_MAX */
 
 enum llmr_provider {
     LLMR_PROVIDER_OPENAI,       /* bare model name or openai/<model> */
@@ -107,6 +107,18 @@ typedef struct llmr_conf {
  * error returns -1 and writes "FILE:LINE: key: what is wrong (allowed: ...)"
  * into err. */
 int llmr_conf_load(const char *path, llmr_conf **out, char *err, size_t errlen);
+
+enum llmr_conf_mode {
+    LLMR_CONF_FULL,     /* everything, every os.environ/ reference resolved */
+    /* Only what finds a running instance (server.listen, pid_file,
+     * shm_name, for `status` and `-s`): the other sections are only checked
+     * for syntax and master_key is not read, so their os.environ/ references
+     * stay unresolved and the operator's shell needs none of the secrets.
+     * The result has no deployment and no master_key. */
+    LLMR_CONF_LOCATE
+};
+int llmr_conf_load_mode(const char *path, enum llmr_conf_mode mode, llmr_conf **out,
+                        char *err, size_t errlen);
 
 void llmr_conf_free(llmr_conf *conf);
 

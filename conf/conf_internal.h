@@ -20,6 +20,7 @@ typedef struct conf_cx {
     char *err;
     size_t errlen;
     llmr_conf *conf;
+    enum llmr_conf_mode mode;
 } conf_cx;
 
 

@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "master.h"
+#include "worker.h"     /* the entry point handed to the master: nothing else */
 
 /* Where the default config is found, like nginx's compiled-in prefix; the
  * Makefile sets it to the source tree. */
@@ -53,22 +54,15 @@ static int test_config(const char *path)
     return 0;
 }
 
-static double now_mono(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* The running master's pid from the config's pid file, or -1. */
+/* The running master's pid from the config's pid file, or -1.  Reads only
+ * what locates the master: the master re-reads the file itself. */
 static int read_master(const char *path, llmr_conf **conf)
 {
     char err[1024];
     FILE *f;
     int pid = 0;
 
-    if (llmr_conf_load(path, conf, err, sizeof(err)) < 0) {
+    if (llmr_conf_load_mode(path, LLMR_CONF_LOCATE, conf, err, sizeof(err)) < 0) {
         fprintf(stderr, "llmroute: %s\n", err);
         return -1;
     }
@@ -116,7 +110,7 @@ static int reload_and_wait(const llmr_conf *conf, int pid, const char *path)
     char msg[1024];
     llmr_shm shm;
     uint32_t seq0, seq;
-    double deadline = now_mono() + RELOAD_WAIT;
+    double deadline = llmr_mono_s() + RELOAD_WAIT;
     int ok = -1;
     struct timespec tick = { 0, 20 * 1000 * 1000 };
 
@@ -130,14 +124,14 @@ static int reload_and_wait(const llmr_conf *conf, int pid, const char *path)
         return 1;
     }
     /* An outcome being written now is not ours: start from a stable one. */
-    while (((seq0 = llmr_shm_reload_seq(&shm)) & 1u) && now_mono() < deadline)
+    while (((seq0 = llmr_shm_reload_seq(&shm)) & 1u) && llmr_mono_s() < deadline)
         nanosleep(&tick, NULL);
     if (kill(pid, SIGHUP) == -1) {
         fprintf(stderr, "llmroute: kill(%d, reload): %s\n", pid, strerror(errno));
         llmr_shm_detach(&shm);
         return 1;
     }
-    while (ok < 0 && now_mono() < deadline && kill(pid, 0) == 0) {
+    while (ok < 0 && llmr_mono_s() < deadline && kill(pid, 0) == 0) {
         nanosleep(&tick, NULL);
         seq = llmr_shm_reload_seq(&shm);
         if (seq > seq0 + 1)
@@ -207,6 +201,7 @@ static const char *conf_path(const char *given, const char *prefix, char *buf, s
 
 int main(int argc, char **argv)
 {
+    static const llmr_worker_entry worker = { llmr_worker_main, LLMR_EXIT_FATAL };
     const char *conf = NULL, *prefix = NULL, *sig = NULL;
     char path[PATH_MAX];
     int opt, test = 0;
@@ -236,5 +231,5 @@ int main(int argc, char **argv)
         return llmr_status_print(conf);
     if (sig != NULL)
         return send_signal(conf, sig);
-    return llmr_master_run(conf);
+    return llmr_master_run(conf, &worker);
 }

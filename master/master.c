@@ -17,7 +17,6 @@
 
 #include "log.h"
 #include "master.h"
-#include "worker.h"
 
 #define STOP_GRACE 5.0          /* seconds past a deadline before SIGKILL */
 #define RESPAWN_MAX_DELAY 30.0
@@ -38,14 +37,6 @@ static void on_signal(int signo)
 
 static const int master_signals[] = { SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGCHLD, SIGALRM };
 #define NSIGNALS (int)(sizeof(master_signals) / sizeof(master_signals[0]))
-
-static double now_mono(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int install_signals(sigset_t *blocked)
 {
@@ -140,7 +131,7 @@ static void child_close_others(llmr_cycle *cy, const int *keep, int nkeep)
  * the workers of generation GEN (only worker INDEX, if given) exit with the
  * fatal start-up code, or never report ready, so that the tests can drive a
  * reload whose workers cannot start. */
-static void child_test_hook(uint32_t gen, int index, pid_t master)
+static void child_test_hook(uint32_t gen, int index, pid_t master, int fatal)
 {
     const char *h = getenv("LLMR_TEST_WORKER_START");
     char mode[8];
@@ -151,10 +142,10 @@ static void child_test_hook(uint32_t gen, int index, pid_t master)
         || (idx >= 0 && idx != index))
         return;
     if (strcmp(mode, "fail") == 0)
-        exit(LLMR_EXIT_FATAL);
+        exit(fatal);
     while (strcmp(mode, "hang") == 0 && getppid() == master)
         usleep(20000);
-    exit(LLMR_EXIT_FATAL);
+    exit(fatal);
 }
 
 /* Forks the worker for entry p, of the pending generation when `pending`.
@@ -185,8 +176,8 @@ static int spawn(llmr_cycle *cy, llmr_proc *p, int pending)
         int code;
         child_signals();
         child_close_others(cy, fds, n);
-        child_test_hook(gen, p->index, master);
-        code = llmr_worker_main(conf, &cy->shm, fds, n, p->index, p->wslot, gen);
+        child_test_hook(gen, p->index, master, cy->worker.fatal_code);
+        code = cy->worker.run(conf, &cy->shm, fds, n, p->index, p->wslot, gen);
         if (cy->pending.conf != NULL)
             llmr_conf_free(cy->pending.conf);
         free_cycle_in_child(cy);
@@ -196,7 +187,7 @@ static int spawn(llmr_cycle *cy, llmr_proc *p, int pending)
     p->pid = pid;
     p->gen = gen;
     p->draining = 0;
-    p->started = now_mono();
+    p->started = llmr_mono_s();
     p->respawn_at = 0;
     return 0;
 }
@@ -274,7 +265,7 @@ static void signal_procs(llmr_cycle *cy, int signo, int only_gen_before)
 
 static void schedule_respawn(llmr_proc *p)
 {
-    double lived = now_mono() - p->started, delay = 0;
+    double lived = llmr_mono_s() - p->started, delay = 0;
 
     /* A worker that keeps dying right after start would otherwise spin the
      * master in a fork loop: back off exponentially. */
@@ -286,7 +277,7 @@ static void schedule_respawn(llmr_proc *p)
     } else {
         p->fails = 0;
     }
-    p->respawn_at = now_mono() + delay;
+    p->respawn_at = llmr_mono_s() + delay;
 }
 
 static void reaped(llmr_cycle *cy, llmr_proc *p, int status)
@@ -313,7 +304,7 @@ static void reaped(llmr_cycle *cy, llmr_proc *p, int status)
         memset(p, 0, sizeof(*p));
         return;
     }
-    if (code == LLMR_EXIT_FATAL) {
+    if (code == cy->worker.fatal_code) {
         llmr_error("worker %d exited with fatal code %d and cannot be respawned",
                    p->index, code);
         memset(p, 0, sizeof(*p));
@@ -343,7 +334,7 @@ static void reap(llmr_cycle *cy)
 
 static void respawn_due(llmr_cycle *cy)
 {
-    double now = now_mono();
+    double now = llmr_mono_s();
 
     for (int i = 0; i < LLMR_MAX_PROCS; i++) {
         llmr_proc *p = &cy->procs[i];
@@ -372,7 +363,7 @@ static int has_orphans(const llmr_cycle *cy)
 /* Wakes the loop with SIGALRM at the next respawn or stop deadline. */
 static void arm_timer(const llmr_cycle *cy)
 {
-    double next = 0, now = now_mono(), wait;
+    double next = 0, now = llmr_mono_s(), wait;
     struct itimerval it;
 
     for (int i = 0; i < LLMR_MAX_PROCS; i++)
@@ -418,7 +409,7 @@ static void stop(llmr_cycle *cy, int how)
      * than queued in the backlog and reset when the last worker leaves. */
     close_listeners(cy);
     cy->quitting = how;
-    cy->stop_deadline = now_mono() + STOP_GRACE
+    cy->stop_deadline = llmr_mono_s() + STOP_GRACE
                       + (how == 1 ? cy->conf->drain_timeout : 0);
     llmr_info("%s stop: signalling %d worker(s)", how == 1 ? "graceful" : "fast",
               live_procs(cy));
@@ -485,20 +476,21 @@ static void reload(llmr_cycle *cy)
                           "(see the line above)");
         return;
     }
-    if (llmr_shm_map_slots(&cy->shm, conf, cy->last_gen + 1, oldest_live_gen(cy)) < 0) {
+    if (llmr_master_map_slots(&cy->shm, conf, cy->last_gen + 1, oldest_live_gen(cy)) < 0) {
         llmr_listeners_close_unused(pd->listeners, pd->nlisteners, cy->listeners,
                                     cy->nlisteners);
         llmr_conf_free(conf);
-        atomic_store(&cy->shm.seg->hdr.generation, cy->generation);
+        llmr_master_restamp_slots(&cy->shm, cy->conf, cy->generation);
         reload_failed(cy, "reload failed, configuration unchanged: shared segment full");
         return;
     }
     pd->conf = conf;
     pd->gen = ++cy->last_gen;
-    pd->deadline = now_mono() + LLMR_READY_TIMEOUT;
+    pd->deadline = llmr_mono_s() + LLMR_READY_TIMEOUT;
     pd->failed[0] = '\0';
-    /* Until the swap the segment names the generation that serves. */
-    atomic_store(&cy->shm.seg->hdr.generation, cy->generation);
+    /* Until the swap the segment names the generation that serves; status
+     * shows the slots of this one beside it. */
+    atomic_store(&cy->shm.seg->hdr.pending_gen, pd->gen);
     if (spawn_generation(cy, 1) < 0)
         snprintf(pd->failed, sizeof(pd->failed), "could not start its workers");
 }
@@ -527,6 +519,7 @@ static void commit(llmr_cycle *cy)
     cy->conf = pd->conf;
     cy->generation = pd->gen;
     atomic_store(&cy->shm.seg->hdr.generation, cy->generation);
+    atomic_store(&cy->shm.seg->hdr.pending_gen, 0);
     /* Cancel respawns of the old generation: the new one replaces them. */
     for (int i = 0; i < LLMR_MAX_PROCS; i++)
         if (cy->procs[i].pid == 0)
@@ -558,6 +551,8 @@ static void abandon(llmr_cycle *cy, const char *why)
     llmr_listeners_close_unused(pd->listeners, pd->nlisteners, cy->listeners, cy->nlisteners);
     llmr_conf_free(pd->conf);
     pd->conf = NULL;
+    llmr_master_restamp_slots(&cy->shm, cy->conf, cy->generation);
+    atomic_store(&cy->shm.seg->hdr.pending_gen, 0);
     reload_failed(cy, "reload abandoned: generation %u did not start (%s); generation %u "
                   "keeps serving, configuration unchanged", pd->gen, why, cy->generation);
     after_pending(cy);
@@ -585,7 +580,7 @@ static void check_pending(llmr_cycle *cy)
     }
     if (n == worker_count(pd->conf) && ready == n)
         commit(cy);
-    else if (now_mono() >= pd->deadline) {
+    else if (llmr_mono_s() >= pd->deadline) {
         snprintf(why, sizeof(why), "%d of %d worker(s) ready after %.0f s", ready,
                  worker_count(pd->conf), LLMR_READY_TIMEOUT);
         abandon(cy, why);
@@ -650,11 +645,13 @@ static int take_segment(llmr_cycle *cy)
     return 0;
 }
 
-static int cycle_init(llmr_cycle *cy, const char *conf_path)
+static int cycle_init(llmr_cycle *cy, const char *conf_path,
+                      const llmr_worker_entry *worker)
 {
     char err[1024];
 
     cy->conf_path = conf_path;
+    cy->worker = *worker;
     cy->pid_fd = -1;
     if (llmr_conf_load(conf_path, &cy->conf, err, sizeof(err)) < 0) {
         llmr_error("%s", err);
@@ -673,8 +670,10 @@ static int cycle_init(llmr_cycle *cy, const char *conf_path)
     if (llmr_listeners_reconcile(cy->conf, NULL, 0, cy->listeners, &cy->nlisteners) < 0)
         return -1;
     cy->generation = cy->last_gen = 1;
-    if (llmr_shm_map_slots(&cy->shm, cy->conf, cy->generation, cy->generation) < 0)
+    if (llmr_master_map_slots(&cy->shm, cy->conf, cy->generation, cy->generation) < 0)
         return -1;
+    atomic_store(&cy->shm.seg->hdr.generation, cy->generation);
+    atomic_store(&cy->shm.seg->hdr.pending_gen, 0);
     return 0;
 }
 
@@ -703,11 +702,11 @@ static void cycle_free(llmr_cycle *cy)
 
 static void kill_stragglers(llmr_cycle *cy)
 {
-    if (cy->quitting && now_mono() >= cy->stop_deadline) {
+    if (cy->quitting && llmr_mono_s() >= cy->stop_deadline) {
         llmr_warn("%d worker(s) still running past the stop deadline; killing them",
                   live_procs(cy));
         signal_procs(cy, SIGKILL, 0);
-        cy->stop_deadline = now_mono() + 1.0;
+        cy->stop_deadline = llmr_mono_s() + 1.0;
     }
 }
 
@@ -744,7 +743,7 @@ static int handle_events(llmr_cycle *cy)
     return 0;
 }
 
-int llmr_master_run(const char *conf_path)
+int llmr_master_run(const char *conf_path, const llmr_worker_entry *worker)
 {
     llmr_cycle *cy = calloc(1, sizeof(*cy));
     sigset_t blocked, none;
@@ -753,7 +752,7 @@ int llmr_master_run(const char *conf_path)
     if (cy == NULL)
         return 1;
     cy->pid_fd = -1;
-    if (install_signals(&blocked) < 0 || cycle_init(cy, conf_path) < 0)
+    if (install_signals(&blocked) < 0 || cycle_init(cy, conf_path, worker) < 0)
         goto failed;
     if (spawn_generation(cy, 0) < 0)
         goto failed;

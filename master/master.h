@@ -1,5 +1,7 @@
 /* master: the process cycle.  It owns the config, the shared segment and
- * the listening sockets, forks the workers and acts on signals. */
+ * the listening sockets, forks the workers and acts on signals.  It knows
+ * nothing of what a worker does: main.c hands it the worker's entry point,
+ * as nginx hands its spawn function the cycle to run. */
 #ifndef LLMR_MASTER_H
 #define LLMR_MASTER_H
 
@@ -7,12 +9,23 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "clock.h"
 #include "conf.h"
 #include "shm.h"
 
 #define LLMR_VERSION "0.1.0"
 #define LLMR_MAX_LISTEN 16
 #define LLMR_MAX_PROCS 512
+
+/* A worker process: runs until it has drained or was told to stop and
+ * returns its exit code; `fds` are the listening sockets it inherits. */
+typedef int (*llmr_worker_fn)(const llmr_conf *conf, llmr_shm *shm, const int *fds,
+                              int nfds, int index, int wslot, uint32_t generation);
+
+typedef struct llmr_worker_entry {
+    llmr_worker_fn run;
+    int fatal_code;             /* exit code of a worker that cannot start: no respawn */
+} llmr_worker_entry;
 
 typedef struct llmr_listener {
     char addr[128];
@@ -43,6 +56,7 @@ typedef struct llmr_pending {
 
 typedef struct llmr_cycle {
     const char *conf_path;
+    llmr_worker_entry worker;
     llmr_conf *conf;
     llmr_shm shm;
     llmr_listener listeners[LLMR_MAX_LISTEN];
@@ -63,8 +77,24 @@ typedef struct llmr_cycle {
 /* Seconds a new generation has to report ready before a reload gives up. */
 #define LLMR_READY_TIMEOUT 10.0
 
+/* Monotonic seconds, for the master's timers. */
+static inline double llmr_mono_s(void)
+{
+    return (double)llmr_clock_us() / 1e6;
+}
+
 /* Runs the master until it stops; returns the process exit code. */
-int llmr_master_run(const char *conf_path);
+int llmr_master_run(const char *conf_path, const llmr_worker_entry *worker);
+
+/* slots.c: gives every deployment of `conf` a slot, keyed by id, as
+ * generation `gen`.  A surviving id keeps its slot and counters; a new id
+ * takes a slot that no generation >= `oldest_live_gen` uses, zeroed.  Sets
+ * each deployment's `slot`.  Returns 0, or -1 when the table is full. */
+int llmr_master_map_slots(llmr_shm *shm, llmr_conf *conf, uint32_t gen,
+                          uint32_t oldest_live_gen);
+/* Marks conf's slots used by generation `gen` again (after a reload that
+ * claimed them for another generation failed). */
+void llmr_master_restamp_slots(llmr_shm *shm, const llmr_conf *conf, uint32_t gen);
 
 /* listen.c */
 int llmr_listen_open(const char *addr);

@@ -1,5 +1,6 @@
 /* `llmroute status`: the live state of every deployment, read straight from
- * the shared segment, like varnishstat. */
+ * the shared segment's slot table, like varnishstat.  The config only says
+ * where the segment is: its secrets need not be in the operator's shell. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -7,31 +8,23 @@
 
 #include "master.h"
 
-static const llmr_slot *find_slot(const llmr_shm *shm, const char *id)
-{
-    for (int i = 0; i < LLMR_SHM_SLOTS; i++) {
-        const llmr_slot *s = &shm->seg->slots[i];
-        if (atomic_load(&s->state) == LLMR_SLOT_USED && strcmp(s->id, id) == 0)
-            return s;
-    }
-    return NULL;
-}
-
 #define LD(f) ((long long)atomic_load_explicit(&s->f, memory_order_relaxed))
 
-static void print_slot(const llmr_deployment *d, const char *group, const llmr_slot *s,
-                       int64_t now_ms)
+static void print_slot(const llmr_slot *s, int64_t now_ms)
 {
     long long ok = LD(successes);
     double avg = ok > 0 ? (double)LD(latency_us_total) / (double)ok / 1000.0 : 0;
-    uint64_t window = atomic_load_explicit(&s->fail_window, memory_order_relaxed);
-    unsigned fails = (uint32_t)(window >> 32) == (uint32_t)(now_ms / 60000) ? (uint32_t)window : 0;
+    uint32_t minute = llmr_minute_of(now_ms);
+    unsigned fails = llmr_window_count(&s->fail_window, minute);
+    char id[LLMR_ID_MAX], group[LLMR_ID_MAX];
 
-    uint32_t minute = (uint32_t)(now_ms / 60000);
-
+    /* Written by the master while no worker of a generation that uses the
+     * slot runs, but a reload may rename a slot as this reads it. */
+    snprintf(id, sizeof(id), "%.*s", (int)sizeof(id) - 1, s->id);
+    snprintf(group, sizeof(group), "%.*s", (int)sizeof(group) - 1, s->group);
     printf("%-24s %-20s %10lld %10lld %8lld %8lld %12lld %12lld %9.1f %9.1f %9.1f %9u %9lld "
            "%9.1f %8u %10u\n",
-           d->id, group, LD(requests), ok, LD(failures), LD(inflight), LD(prompt_tokens),
+           id, group, LD(requests), ok, LD(failures), LD(inflight), LD(prompt_tokens),
            LD(completion_tokens), avg, (double)LD(latency_ewma_us) / 1000.0,
            (double)LD(ttft_ewma_us) / 1000.0, fails, LD(cooldowns),
            (double)llmr_cooldown_left_ms(s, now_ms) / 1000.0,
@@ -44,7 +37,7 @@ int llmr_status_print(const char *conf_path)
     llmr_conf *conf = NULL;
     llmr_shm shm;
 
-    if (llmr_conf_load(conf_path, &conf, err, sizeof(err)) < 0) {
+    if (llmr_conf_load_mode(conf_path, LLMR_CONF_LOCATE, &conf, err, sizeof(err)) < 0) {
         fprintf(stderr, "llmroute: %s\n", err);
         return 1;
     }
@@ -72,15 +65,9 @@ int llmr_status_print(const char *conf_path)
            "DEPLOYMENT", "GROUP", "REQUESTS", "SUCCESS", "FAILED", "INFLIGHT", "PROMPT_TOK",
            "COMPL_TOK", "AVG_MS", "EWMA_MS", "TTFT_MS", "FAILS_MIN", "COOLDOWNS", "COOLING_S",
            "RPM_MIN", "TPM_MIN");
-    for (int i = 0; i < conf->ndeployments; i++) {
-        const llmr_deployment *d = &conf->deployments[i];
-        const llmr_slot *s = find_slot(&shm, d->id);
-        if (s != NULL)
-            print_slot(d, conf->groups[d->group].name, s, llmr_now_ms());
-        else
-            printf("%-24s %-20s (not loaded by the running master: reload it)\n", d->id,
-                   conf->groups[d->group].name);
-    }
+    for (int i = 0; i < LLMR_SHM_SLOTS; i++)
+        if (llmr_shm_slot_live(&shm, i))
+            print_slot(&shm.seg->slots[i], llmr_wall_ms());
     llmr_shm_detach(&shm);
     llmr_conf_free(conf);
     return 0;

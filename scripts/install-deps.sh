@@ -1,24 +1,64 @@
 #!/bin/sh
-# Installs what llmroute needs to build, test and benchmark on Debian.
-# Idempotent: packages already present are skipped, and apt-get runs only
-# when something is missing.
+# Installs what llmroute needs on Debian, by purpose:
+#   scripts/install-deps.sh [--list] [run] [test] [bench] [fuzz] [all]
+#   run    build and `make run`: compiler, pkg-config, the libraries, curl, python3
+#   test   run + what `make test` uses: nginx and the openssl CLI (test_tls.py), pgrep
+#   bench  run + the load tools of `make bench`: wrk, h2load, nginx
+#   fuzz   run + clang and its libFuzzer runtime (`make fuzz`)
+#   all    everything above, and valgrind
+# The default is run; --list prints the packages instead of installing.  Idempotent: packages already present are skipped, and
+# apt-get runs only when something is missing.  `make` itself never calls it.
 set -eu
 
-PKGS="build-essential pkg-config libevent-dev libcurl4-openssl-dev libconfig-dev
-libjsmn-dev curl python3 wrk nghttp2-client nginx valgrind clang
-libclang-rt-14-dev procps libssl-dev openssl"
+RUN="build-essential pkg-config libevent-dev libcurl4-openssl-dev libconfig-dev
+libjsmn-dev libssl-dev curl python3"
+TEST="nginx openssl procps"
+BENCH="wrk nghttp2-client nginx procps"
+FUZZ="clang libclang-rt-14-dev"
+DEV="valgrind"
 
+list=0
+if [ "${1:-}" = "--list" ]; then     # print the packages of the sets, install nothing
+    list=1
+    shift
+fi
+[ "$#" -gt 0 ] || set -- run
+pkgs=$RUN
+for what in "$@"; do
+    case $what in
+    run) ;;
+    test) pkgs="$pkgs $TEST" ;;
+    bench) pkgs="$pkgs $BENCH" ;;
+    fuzz) pkgs="$pkgs $FUZZ" ;;
+    all) pkgs="$pkgs $TEST $BENCH $FUZZ $DEV" ;;
+    *) echo "usage: $0 [--list] [run] [test] [bench] [fuzz] [all]" >&2; exit 2 ;;
+    esac
+done
+
+uniq=""
+for p in $pkgs; do
+    case " $uniq " in *" $p "*) ;; *) uniq="$uniq $p" ;; esac
+done
+pkgs=${uniq# }
+if [ "$list" -eq 1 ]; then
+    echo $pkgs
+    exit 0
+fi
+if ! command -v dpkg-query >/dev/null 2>&1; then
+    echo "install-deps ($*): not a Debian system; install the equivalents of:" $pkgs >&2
+    exit 0
+fi
 missing=""
-for p in $PKGS; do
+for p in $pkgs; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
         missing="$missing $p"
     fi
 done
 if [ -z "$missing" ]; then
-    echo "install-deps: everything is installed"
+    echo "install-deps ($*): everything is installed"
     exit 0
 fi
-echo "install-deps: installing$missing"
+echo "install-deps ($*): installing$missing"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive

@@ -3,12 +3,6 @@
 #include "shm.h"
 
 #include <stdint.h>
-#include <time.h>
-
-static uint32_t minute_of(int64_t now_ms)
-{
-    return (uint32_t)(now_ms / 60000);
-}
 
 uint32_t llmr_window_count(const _Atomic uint64_t *w, uint32_t minute)
 {
@@ -72,7 +66,7 @@ static uint32_t tokens32(int64_t tokens)
 enum llmr_limit llmr_counters_admit(llmr_slot *s, const llmr_limits *l, int wslot,
                                     int64_t tokens, int64_t now_ms)
 {
-    uint32_t minute = minute_of(now_ms);
+    uint32_t minute = llmr_minute_of(now_ms);
 
     if (!inflight_try_take(s, l->max_parallel))
         return LLMR_LIMIT_PARALLEL;
@@ -93,7 +87,7 @@ enum llmr_limit llmr_counters_admit(llmr_slot *s, const llmr_limits *l, int wslo
 
 void llmr_counters_unadmit(llmr_slot *s, int wslot, int64_t tokens, int64_t now_ms)
 {
-    uint32_t minute = minute_of(now_ms);
+    uint32_t minute = llmr_minute_of(now_ms);
 
     window_adjust(&s->rpm_window, minute, -1);
     window_adjust(&s->tpm_window, minute, -(int64_t)tokens32(tokens));
@@ -104,7 +98,7 @@ void llmr_counters_unadmit(llmr_slot *s, int wslot, int64_t tokens, int64_t now_
 enum llmr_limit llmr_counters_check(const llmr_slot *s, const llmr_limits *l,
                                     int64_t tokens, int64_t now_ms)
 {
-    uint32_t minute = minute_of(now_ms);
+    uint32_t minute = llmr_minute_of(now_ms);
 
     if (l->max_parallel > 0
         && atomic_load_explicit(&s->inflight, memory_order_relaxed) >= l->max_parallel)
@@ -120,7 +114,7 @@ enum llmr_limit llmr_counters_check(const llmr_slot *s, const llmr_limits *l,
 void llmr_counters_tokens_used(llmr_slot *s, int64_t estimated, int64_t actual,
                                int64_t admitted_ms, int64_t now_ms)
 {
-    uint32_t then = minute_of(admitted_ms), now = minute_of(now_ms);
+    uint32_t then = llmr_minute_of(admitted_ms), now = llmr_minute_of(now_ms);
 
     if (then == now)
         window_adjust(&s->tpm_window, now, (int64_t)tokens32(actual) - tokens32(estimated));
@@ -180,14 +174,6 @@ void llmr_ewma_add(_Atomic int64_t *v, int64_t x)
                                                   memory_order_relaxed));
 }
 
-int64_t llmr_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 uint32_t llmr_window_add(_Atomic uint64_t *w, uint32_t minute, uint32_t x)
 {
     return (uint32_t)window_add(w, minute, x, 0);
@@ -218,7 +204,7 @@ void llmr_cooldown_clamp(llmr_slot *s, int64_t until_ms)
 int llmr_counters_fail(llmr_slot *s, int allowed_fails, int64_t cooldown_ms,
                        int64_t at_least_ms, int64_t now_ms)
 {
-    uint32_t n = llmr_window_add(&s->fail_window, minute_of(now_ms), 1);
+    uint32_t n = llmr_window_add(&s->fail_window, llmr_minute_of(now_ms), 1);
 
     if (cooldown_ms <= 0 || n <= (uint32_t)allowed_fails)
         return 0;

@@ -9,14 +9,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "conf.h"
+#include "ids.h"
 
 #if ATOMIC_LLONG_LOCK_FREE != 2
 #error "llmroute needs lock-free 64-bit atomics"
 #endif
 
 #define LLMR_SHM_MAGIC      0x31524d4c524d4c4cULL   /* "LLMRLMR1" */
-#define LLMR_SHM_VERSION    4
+#define LLMR_SHM_VERSION    5
 #define LLMR_SHM_SLOTS      1024
 #define LLMR_CACHE_LINE     64
 #define LLMR_WORKER_SLOTS   512     /* live worker processes, reloads included */
@@ -68,6 +68,7 @@ typedef struct llmr_shm_header {
     uint32_t nslots;
     int64_t  start_time;            /* unix seconds the segment was created */
     _Atomic uint32_t generation;    /* config generation the master runs */
+    _Atomic uint32_t pending_gen;   /* generation a reload is starting; 0 = none */
     _Atomic int32_t master_pid;
 
     /* The outcome of the last reload, for `llmroute -s reload`: a seqlock

@@ -137,42 +137,50 @@ static int take_free_slot(llmr_shm_segment *seg, uint32_t gen, uint32_t oldest_l
     return -1;
 }
 
-static void slot_init(llmr_slot *s, const llmr_deployment *d, const char *group)
+static void slot_init(llmr_slot *s, const char *id, const char *group)
 {
     memset(s, 0, sizeof(*s));
-    snprintf(s->id, sizeof(s->id), "%s", d->id);
+    snprintf(s->id, sizeof(s->id), "%s", id);
     snprintf(s->group, sizeof(s->group), "%s", group);
     atomic_store(&s->state, LLMR_SLOT_USED);
 }
 
-int llmr_shm_map_slots(llmr_shm *shm, llmr_conf *conf, uint32_t gen,
+int llmr_shm_slot_keep(llmr_shm *shm, const char *id, uint32_t gen)
+{
+    int i = find_slot(shm->seg, id);
+
+    if (i >= 0)
+        atomic_store(&shm->seg->slots[i].last_gen, gen);
+    return i;
+}
+
+int llmr_shm_slot_take(llmr_shm *shm, const char *id, const char *group, uint32_t gen,
                        uint32_t oldest_live_gen)
 {
-    llmr_shm_segment *seg = shm->seg;
+    int i = take_free_slot(shm->seg, gen, oldest_live_gen);
 
-    /* First pass claims the survivors so that the second pass cannot hand
-     * a survivor's slot to a new deployment. */
-    for (int i = 0; i < conf->ndeployments; i++) {
-        llmr_deployment *d = &conf->deployments[i];
-        d->slot = find_slot(seg, d->id);
-        if (d->slot >= 0)
-            atomic_store(&seg->slots[d->slot].last_gen, gen);
-    }
-    for (int i = 0; i < conf->ndeployments; i++) {
-        llmr_deployment *d = &conf->deployments[i];
-        if (d->slot >= 0)
-            continue;
-        d->slot = take_free_slot(seg, gen, oldest_live_gen);
-        if (d->slot < 0) {
-            llmr_error("shared segment: no free slot for deployment %s (%d slots)",
-                       d->id, LLMR_SHM_SLOTS);
-            return -1;
-        }
-        slot_init(&seg->slots[d->slot], d, conf->groups[d->group].name);
-        atomic_store(&seg->slots[d->slot].last_gen, gen);
-    }
-    atomic_store(&seg->hdr.generation, gen);
-    return 0;
+    if (i < 0)
+        return -1;
+    slot_init(&shm->seg->slots[i], id, group);
+    atomic_store(&shm->seg->slots[i].last_gen, gen);
+    return i;
+}
+
+void llmr_shm_slot_stamp(llmr_shm *shm, int slot, uint32_t gen)
+{
+    if (slot >= 0 && slot < LLMR_SHM_SLOTS)
+        atomic_store(&shm->seg->slots[slot].last_gen, gen);
+}
+
+int llmr_shm_slot_live(const llmr_shm *shm, int slot)
+{
+    const llmr_slot *s = &shm->seg->slots[slot];
+    uint32_t last = atomic_load(&s->last_gen), pending;
+
+    if (atomic_load(&s->state) != LLMR_SLOT_USED)
+        return 0;
+    pending = atomic_load(&shm->seg->hdr.pending_gen);
+    return last == atomic_load(&shm->seg->hdr.generation) || (pending != 0 && last == pending);
 }
 
 void llmr_shm_worker_claim(llmr_shm *shm, int wslot)

@@ -1,13 +1,15 @@
 /* shm: the POSIX shared-memory segment every process maps, and the atomic
- * counters inside its deployment slots.  Knows nothing of HTTP or processes
- * beyond pids; the master is the only caller of the slot-table functions. */
+ * counters inside its deployment slots.  Knows nothing of HTTP, of the
+ * config or of processes beyond pids: slots are claimed by id, and the
+ * master, which walks the config, is the only caller of the slot-table
+ * functions. */
 #ifndef LLMR_SHM_H
 #define LLMR_SHM_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "conf.h"
+#include "clock.h"
 #include "layout.h"
 
 typedef struct llmr_shm {
@@ -25,12 +27,21 @@ void llmr_shm_detach(llmr_shm *shm);
 /* Master at exit: detach and remove the name. */
 void llmr_shm_destroy(llmr_shm *shm);
 
-/* Master: give every deployment of `conf` a slot, keyed by id, as
- * generation `gen`.  A surviving id keeps its slot and counters; a new id
- * takes a slot that no generation >= `oldest_live_gen` uses, zeroed.  Sets
- * each deployment's `slot`.  Returns 0, or -1 when the table is full. */
-int llmr_shm_map_slots(llmr_shm *shm, llmr_conf *conf, uint32_t gen,
+/* Master, slot table.  The slot that deployment `id` used before, now
+ * marked used by generation `gen` (its counters kept); or -1. */
+int llmr_shm_slot_keep(llmr_shm *shm, const char *id, uint32_t gen);
+/* A slot no generation >= `oldest_live_gen` uses (other than `gen`),
+ * zeroed and named id/group for generation `gen`; or -1 when the table is
+ * full.  Claim every survivor with llmr_shm_slot_keep() first, so that
+ * none of theirs is handed out. */
+int llmr_shm_slot_take(llmr_shm *shm, const char *id, const char *group, uint32_t gen,
                        uint32_t oldest_live_gen);
+/* Marks slot `slot` used by generation `gen` (a reload abandoned: the
+ * serving generation takes back the slots it shares with it). */
+void llmr_shm_slot_stamp(llmr_shm *shm, int slot, uint32_t gen);
+/* Whether `status` shows slot i: used by the serving generation, or by the
+ * one a reload is starting. */
+int llmr_shm_slot_live(const llmr_shm *shm, int slot);
 
 /* Worker shares.  Master, before fork: the share is free and not ready. */
 void llmr_shm_worker_claim(llmr_shm *shm, int wslot);
@@ -95,8 +106,12 @@ void llmr_counters_add_usage(llmr_slot *s, int64_t prompt, int64_t completion);
 void llmr_ewma_add(_Atomic int64_t *v, int64_t x);
 
 /* Wall-clock milliseconds: windows and cooldowns are compared across
- * processes, so they use one clock everybody reads the same. */
-int64_t llmr_now_ms(void);
+ * processes, so they use one clock everybody reads the same.  Kept for the
+ * callers not yet moved to clock.h. */
+static inline int64_t llmr_now_ms(void)
+{
+    return llmr_wall_ms();
+}
 /* Counts x in a (minute << 32) | count word for minute `minute`; returns
  * the count this minute including x. */
 uint32_t llmr_window_add(_Atomic uint64_t *w, uint32_t minute, uint32_t x);

@@ -11,9 +11,9 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "worker.h"
 
 /* splitmix64: tiny, fast, and good enough to spread load. */
@@ -60,7 +60,7 @@ static void group_weights(const llmr_conf *c, const llmr_group *g, double *weigh
 static void cap_cooldowns(llmr_worker *w)
 {
     const llmr_conf *c = w->conf;
-    int64_t until = llmr_now_ms()
+    int64_t until = llmr_wall_ms()
                   + (c->cooldown_time > 0 ? (int64_t)(c->max_cooldown_time * 1000) : 0);
 
     for (int i = 0; i < c->ndeployments; i++)
@@ -71,10 +71,8 @@ static void cap_cooldowns(llmr_worker *w)
 int llmr_router_init(llmr_worker *w)
 {
     const llmr_conf *c = w->conf;
-    struct timespec ts;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    w->rng = ((uint64_t)getpid() << 32) ^ (uint64_t)ts.tv_nsec ^ (uint64_t)w->index;
+    w->rng = ((uint64_t)getpid() << 32) ^ (uint64_t)llmr_clock_us() ^ (uint64_t)w->index;
     w->router.weight = calloc((size_t)c->ndeployments, sizeof(double));
     w->router.cand = calloc((size_t)c->ndeployments, sizeof(int));
     w->router.limits = calloc((size_t)c->ndeployments, sizeof(llmr_limits));
@@ -174,7 +172,7 @@ static int pick_latency(llmr_worker *w, const int64_t *metric, int n)
 static int strategy_pick(llmr_worker *w, const int *cand, int n, int stream)
 {
     int64_t metric[64], *m = metric;
-    uint32_t minute = (uint32_t)(llmr_now_ms() / 60000);
+    uint32_t minute = llmr_minute_of(llmr_wall_ms());
     int k, r;
 
     if (w->conf->routing_strategy == LLMR_STRATEGY_SIMPLE_SHUFFLE)
@@ -207,7 +205,7 @@ static int strategy_pick(llmr_worker *w, const int *cand, int n, int stream)
 static int candidates(llmr_worker *w, const llmr_group *g, const llmr_pick_req *rq,
                       llmr_pick *out)
 {
-    int64_t now = llmr_now_ms();
+    int64_t now = llmr_wall_ms();
     int n = 0, fresh = 0, context = 0, limited = 0, cooling = 0, best_order = INT_MAX;
 
     out->wait_ms = 0;
@@ -277,7 +275,7 @@ int llmr_router_pick(llmr_worker *w, int group, const llmr_pick_req *rq, llmr_pi
             return i;
         }
         lim = llmr_counters_admit(slot_of(w, i), &w->router.limits[i], w->wslot, rq->tokens,
-                                  llmr_now_ms());
+                                  llmr_wall_ms());
         if (lim == LLMR_LIMIT_NONE) {
             out->dep = i;
             return i;
@@ -288,7 +286,7 @@ int llmr_router_pick(llmr_worker *w, int group, const llmr_pick_req *rq, llmr_pi
     }
     if (out->dep < 0 && n == 0 && out->why == LLMR_UNAVAIL_NONE) {
         out->why = LLMR_UNAVAIL_LIMIT;
-        out->wait_ms = out->limit == LLMR_LIMIT_PARALLEL ? 1000 : 60000 - llmr_now_ms() % 60000;
+        out->wait_ms = out->limit == LLMR_LIMIT_PARALLEL ? 1000 : 60000 - llmr_wall_ms() % 60000;
     }
     return -1;
 }
