@@ -10,6 +10,12 @@ XCFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread \
 # by the first rule that runs, after this Makefile has been read.
 XLDLIBS  := -levent -lcurl -lssl -lcrypto -lconfig -lrt -lm -pthread
 
+# Invariant checks of the request path (worker/request.h: LLMR_CHECK) in
+# sanitizer and debug builds.
+ifneq ($(SANITIZE)$(DEBUG),)
+XCFLAGS += -DLLMR_CHECKS
+endif
+
 ifneq ($(SANITIZE),)
 XCFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 XLDFLAGS := -fsanitize=$(SANITIZE)

@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "worker.h"
+#include "worker_internal.h"
 
 /* splitmix64: tiny, fast, and good enough to spread load. */
 uint64_t llmr_rand(llmr_worker *w)
