@@ -42,8 +42,9 @@ llmr_slot *llmr_attempt_slot(const llmr_request *r)
     return llmr_shm_slot(r->w->shm, llmr_attempt_dep(r)->slot);
 }
 
-/* The reservation leaves the attempt: exactly once per admission. */
-static void let_go(llmr_request *r)
+/* The admission leaves the attempt, exactly once, in one report to the
+ * router. */
+static int64_t let_go(llmr_request *r, llmr_admission_end *e)
 {
     LLMR_CHECK(r->at.admitted, "an admission given back twice");
     r->at.admitted = 0;
@@ -53,23 +54,25 @@ static void let_go(llmr_request *r)
         llmr_upstream_release(r->w, r->at.easy);
         r->at.easy = NULL;
     }
+    e->tokens_est = r->tokens_est;
+    e->t_admit_ms = r->at.t_admit_ms;
+    e->dur_us = llmr_clock_us() - r->at.t_start_us;
+    return llmr_router_end(r->w, r->at.dep, e);
 }
 
 void llmr_attempt_end(llmr_request *r, enum llmr_outcome outcome)
 {
-    let_go(r);
-    llmr_counters_attempt_end(llmr_attempt_slot(r), r->w->wslot, outcome,
-                              llmr_clock_us() - r->at.t_start_us);
-    /* A failed or abandoned attempt used no tokens of the deployment's tpm. */
-    llmr_counters_tokens_used(llmr_attempt_slot(r), r->tokens_est, 0, r->at.t_admit_ms,
-                              llmr_wall_ms());
+    llmr_admission_end e = { .outcome = outcome };
+
+    let_go(r, &e);
 }
 
 /* The request never reached the deployment: it is charged with nothing. */
 void llmr_attempt_unadmit(llmr_request *r)
 {
-    let_go(r);
-    llmr_counters_unadmit(llmr_attempt_slot(r), r->w->wslot, r->tokens_est, r->at.t_admit_ms);
+    llmr_admission_end e = { .unadmit = 1 };
+
+    let_go(r, &e);
     r->plan.attempts--;
     r->at.dep = -1;
 }
@@ -218,53 +221,27 @@ static void buffered_usage(llmr_request *r, int64_t *prompt, int64_t *completion
 
 void llmr_attempt_succeeded(llmr_request *r)
 {
-    int64_t now = llmr_clock_us(), prompt = 0, completion = 0;
     int streaming = r->state == LLMR_REQ_STREAMING;
+    llmr_admission_end e = { .outcome = LLMR_OUTCOME_SUCCESS, .latency = !streaming };
 
-    let_go(r);
-    llmr_counters_attempt_end(llmr_attempt_slot(r), r->w->wslot, LLMR_OUTCOME_SUCCESS,
-                              now - r->at.t_start_us);
-    if (!streaming)
-        llmr_ewma_add(&llmr_attempt_slot(r)->latency_ewma_us, now - r->at.t_start_us);
     if (streaming)
-        llmr_stream_usage(r, &prompt, &completion);
+        llmr_stream_usage(r, &e.prompt, &e.completion);
     else
-        buffered_usage(r, &prompt, &completion);
-    prompt = clamp_usage(prompt);
-    completion = clamp_usage(completion);
-    llmr_counters_add_usage(llmr_attempt_slot(r), prompt, completion);
-    llmr_counters_tokens_used(llmr_attempt_slot(r), r->tokens_est, prompt + completion,
-                              r->at.t_admit_ms, llmr_wall_ms());
+        buffered_usage(r, &e.prompt, &e.completion);
+    e.prompt = clamp_usage(e.prompt);
+    e.completion = clamp_usage(e.completion);
+    let_go(r, &e);
 }
 
-/* Whether every other deployment of the attempt's group is cooling down. */
-static int last_usable(const llmr_request *r)
-{
-    const llmr_conf *conf = r->w->conf;
-    const llmr_group *g = &conf->groups[llmr_attempt_dep(r)->group];
-    int64_t now = llmr_wall_ms();
-
-    for (int k = 0; k < g->ndeployments; k++) {
-        int i = g->deployments[k];
-        if (i != r->at.dep && llmr_cooldown_left_ms(llmr_shm_slot(r->w->shm,
-                conf->deployments[i].slot), now) == 0)
-            return 0;
-    }
-    return 1;
-}
-
-/* Records a failure against the deployment: its counters, and the window
+/* A failure, counted against the deployment: its counters, and the window
  * that may cool it down for every worker. */
 void llmr_attempt_failed(llmr_request *r, enum llmr_err err, int64_t ra)
 {
+    llmr_admission_end e = { .outcome = LLMR_OUTCOME_FAILURE, .err = err, .retry_after_ms = ra };
     const llmr_conf *conf = r->w->conf;
-    int64_t cool;
+    int64_t cool = let_go(r, &e);
 
-    llmr_attempt_end(r, LLMR_OUTCOME_FAILURE);
-    if (!llmr_err_retryable(err))
-        return;
-    cool = llmr_cooldown_ms(conf, err == LLMR_ERR_RATE_LIMIT ? ra : -1, last_usable(r));
-    if (llmr_counters_fail(llmr_attempt_slot(r), conf->allowed_fails, cool, 0, llmr_wall_ms()))
+    if (cool > 0)
         llmr_warn("deployment %s cools down for %.1f s after %s (more than %d failures this "
                   "minute)", llmr_attempt_dep(r)->id, (double)cool / 1000, llmr_err_name(err),
                   conf->allowed_fails);

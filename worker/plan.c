@@ -120,3 +120,34 @@ int llmr_plan_switch(llmr_request *r, const llmr_fallback_list *list)
         plan_append(r, list, r->plan.group[0]);
     return llmr_plan_next(r);
 }
+
+/* Whether the current group has a deployment that could take a retry:
+ * -1 none, 1 one that has not failed this request, 0 only failed ones. */
+int llmr_plan_group_room(llmr_request *r)
+{
+    llmr_pick_req rq = { .tokens = r->tokens_est, .stream = r->stream,
+                         .avoid = r->plan.failed, .navoid = r->plan.nfailed };
+    llmr_pick pick;
+    int dep = llmr_router_pick(r->w, r->plan.group[r->plan.pos], &rq, &pick);
+
+    if (dep < 0)
+        return -1;
+    for (int k = 0; k < r->plan.nfailed; k++)
+        if (r->plan.failed[k] == dep)
+            return 0;
+    return 1;
+}
+
+/* Remembers why a group had no deployment, for the answer if nothing else
+ * serves: a limit wins over a cooldown, the soonest wait is kept. */
+void llmr_plan_note_unavailable(llmr_plan *p, const llmr_pick *pick)
+{
+    if (p->unavail == LLMR_UNAVAIL_NONE || p->unavail == LLMR_UNAVAIL_CONTEXT
+        || (pick->why == LLMR_UNAVAIL_LIMIT && p->unavail == LLMR_UNAVAIL_COOLING)) {
+        p->unavail = pick->why;
+        p->limit = pick->limit;
+        p->unavail_wait_ms = pick->wait_ms;
+    } else if (pick->why == p->unavail && pick->wait_ms < p->unavail_wait_ms) {
+        p->unavail_wait_ms = pick->wait_ms;
+    }
+}

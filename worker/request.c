@@ -177,23 +177,6 @@ static void on_backoff(evutil_socket_t fd, short what, void *arg)
     try_group(r);
 }
 
-/* Whether the current group has a deployment that could take a retry:
- * -1 none, 1 one that has not failed this request, 0 only failed ones. */
-static int group_room(llmr_request *r)
-{
-    llmr_pick_req rq = { .tokens = r->tokens_est, .stream = r->stream,
-                         .avoid = r->plan.failed, .navoid = r->plan.nfailed };
-    llmr_pick pick;
-    int dep = llmr_router_pick(r->w, r->plan.group[r->plan.pos], &rq, &pick);
-
-    if (dep < 0)
-        return -1;
-    for (int k = 0; k < r->plan.nfailed; k++)
-        if (r->plan.failed[k] == dep)
-            return 0;
-    return 1;
-}
-
 static void next_try(llmr_request *r)
 {
     llmr_request_set_state(r, LLMR_REQ_ADMITTED);
@@ -221,7 +204,7 @@ static void after_failure(llmr_request *r, enum llmr_err err, int64_t ra)
     /* A retry is only worth waiting for when the group still has a
      * deployment that is not cooling down; else fall back at once. */
     if (llmr_err_retryable(err) && p->group_attempts <= conf->num_retries
-        && (room = group_room(r)) >= 0) {
+        && (room = llmr_plan_group_room(r)) >= 0) {
         wait = llmr_backoff_ms(r, err, ra, room);
         if (llmr_clock_us() + wait * 1000 >= r->deadline_us) {
             finish_final(r);        /* no wait may run past the timeout */
@@ -238,20 +221,6 @@ static void after_failure(llmr_request *r, enum llmr_err err, int64_t ra)
         next_try(r);
     else
         finish_final(r);
-}
-
-/* Remembers why a group had no deployment, for the answer if nothing else
- * serves: a limit wins over a cooldown, the soonest wait is kept. */
-static void note_unavailable(llmr_plan *p, const llmr_pick *pick)
-{
-    if (p->unavail == LLMR_UNAVAIL_NONE || p->unavail == LLMR_UNAVAIL_CONTEXT
-        || (pick->why == LLMR_UNAVAIL_LIMIT && p->unavail == LLMR_UNAVAIL_COOLING)) {
-        p->unavail = pick->why;
-        p->limit = pick->limit;
-        p->unavail_wait_ms = pick->wait_ms;
-    } else if (pick->why == p->unavail && pick->wait_ms < p->unavail_wait_ms) {
-        p->unavail_wait_ms = pick->wait_ms;
-    }
 }
 
 static int64_t first_byte_budget_us(const llmr_request *r)
@@ -283,7 +252,7 @@ static void try_group(llmr_request *r)
         r->at.dep = llmr_router_pick(r->w, r->plan.group[r->plan.pos], &rq, &pick);
         if (r->at.dep >= 0)
             break;
-        note_unavailable(&r->plan, &pick);
+        llmr_plan_note_unavailable(&r->plan, &pick);
         if (pick.why == LLMR_UNAVAIL_CONTEXT
             && llmr_plan_switch(r, &r->w->conf->context_window_fallbacks))
             continue;

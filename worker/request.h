@@ -211,11 +211,13 @@ int llmr_plan_switch(llmr_request *r, const llmr_fallback_list *list);
 /* Milliseconds to wait before retrying after `err`; fresh: a deployment
  * that has not failed this request is left (see plan.c). */
 int64_t llmr_backoff_ms(llmr_request *r, enum llmr_err err, int64_t ra, int fresh);
-/* Milliseconds a failure past allowed_fails cools its deployment, given a
- * 429's Retry-After (or -1) and whether it is the group's last usable one;
- * 0 when cooldowns are off. */
-int64_t llmr_cooldown_ms(const llmr_conf *conf, int64_t ra, int last);
 /* The attempt's Retry-After in milliseconds, or -1. */
 int64_t llmr_retry_after_ms(const llmr_request *r);
+/* Whether the current group has a deployment that could take a retry:
+ * -1 none, 1 one that has not failed this request, 0 only failed ones. */
+int llmr_plan_group_room(llmr_request *r);
+/* Remembers why a group had no deployment, for the answer if nothing else
+ * serves. */
+void llmr_plan_note_unavailable(llmr_plan *p, const llmr_pick *pick);
 
 #endif

@@ -180,6 +180,27 @@ typedef struct llmr_pick {
 
 /* A deployment of `group` for this request (see router.c), or -1. */
 int llmr_router_pick(llmr_worker *w, int group, const llmr_pick_req *rq, llmr_pick *out);
+
+/* How an admitted attempt ended: the one report of it to the router. */
+typedef struct llmr_admission_end {
+    int unadmit;                /* it never reached the deployment: nothing is charged */
+    enum llmr_outcome outcome;
+    enum llmr_err err;          /* LLMR_OUTCOME_FAILURE: what failed */
+    int64_t retry_after_ms;     /* a 429's Retry-After, or -1 */
+    int64_t dur_us;             /* since the transfer started */
+    int latency;                /* a buffered success: dur_us into the latency average */
+    int64_t tokens_est;         /* admitted against tpm */
+    int64_t prompt, completion; /* reported usage (success) */
+    int64_t t_admit_ms;
+} llmr_admission_end;
+/* Ends an admission on dep: its counters, the tpm window corrected by the
+ * usage and, after a retryable failure, the failure window that may cool
+ * dep down for every worker.  Returns the cooldown started (ms), or 0. */
+int64_t llmr_router_end(llmr_worker *w, int dep, const llmr_admission_end *e);
+/* plan.c: milliseconds a failure past allowed_fails cools its deployment,
+ * given a 429's Retry-After (or -1) and whether it is the group's last
+ * usable one; 0 when cooldowns are off. */
+int64_t llmr_cooldown_ms(const llmr_conf *conf, int64_t ra, int last);
 uint64_t llmr_rand(llmr_worker *w);
 
 #endif
