@@ -9,8 +9,17 @@ static char *rewrite(const char *body, const char *model, size_t *len)
     const char *m = strstr(body, "\"model\":");
     const char *start = strchr(m + 7, '"') + 1, *end = strchr(start, '"');
 
-    return llmr_body_with_model(body, strlen(body), (size_t)(start - body),
-                                (size_t)(end - body), model, len);
+    char *b = llmr_body_with_model(body, strlen(body), (size_t)(start - body),
+                                   (size_t)(end - body), model, len);
+    char *s = b != NULL ? malloc(*len + 1) : NULL;
+
+    /* The body is counted, not terminated: a string of it to compare. */
+    if (s != NULL) {
+        memcpy(s, b, *len);
+        s[*len] = '\0';
+    }
+    free(b);
+    return s;
 }
 
 static void test_model_replaced_rest_kept(void)
