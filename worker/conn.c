@@ -468,7 +468,7 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
     /* A reply handed to evhttp whose client went before it was all sent:
      * on_reply_sent will never run, yet the request must stop counting
      * (a draining worker would wait for it until drain_timeout).  With a
-     * call still attached, the proxy's own callback does that. */
+     * request still attached, request.c's own callback does that. */
     if (k->busy && k->user_cb == NULL)
         llmr_http_active_end(k->w);
     if (k->user_cb != NULL)

@@ -182,7 +182,7 @@ static int authorized(llmr_worker *w, struct evhttp_request *req)
     return key_matches(h + 7, w->conf->master_key);
 }
 
-/* The top-level fields llmroute itself reads (here, in proxy.c and in
+/* The top-level fields llmroute itself reads (here, in request.c and in
  * estimate.c).  Each must appear once: with two, llmroute would act on the
  * first while an upstream may use the last (route on one model, bill
  * another), so a body that repeats one is refused.  Add a field here when

@@ -12,7 +12,6 @@
 #include <event2/bufferevent.h>
 
 #include "clock.h"
-#include "log.h"
 #include "stream.h"
 
 #define SSE_LINE_MAX (1 << 20)  /* longer data lines are relayed, not read */
