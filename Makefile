@@ -30,6 +30,12 @@ LIBS_FIXED := -levent -lcurl -lssl -lcrypto -lconfig
 LIBS_PKG    = $(eval LIBS_PKG := $$(or $$(shell $(PKG_CONFIG) --libs $(PKG_LIBS) 2>/dev/null),$(LIBS_FIXED)))$(LIBS_PKG)
 XLDLIBS     = $(LIBS_PKG) -lrt -lm -pthread
 
+# Invariant checks of the request path (worker/request.h: LLMR_CHECK) in
+# sanitizer and debug builds.
+ifneq ($(SANITIZE)$(DEBUG),)
+XCFLAGS += -DLLMR_CHECKS
+endif
+
 ifneq ($(SANITIZE),)
 XCFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 XLDFLAGS := -fsanitize=$(SANITIZE)

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "worker.h"
+#include "worker_internal.h"
 
 static double now_ns(void)
 {

@@ -105,13 +105,6 @@ void llmr_counters_add_usage(llmr_slot *s, int64_t prompt, int64_t completion);
 /* Moves an exponentially weighted mean 1/8 of the way towards x. */
 void llmr_ewma_add(_Atomic int64_t *v, int64_t x);
 
-/* Wall-clock milliseconds: windows and cooldowns are compared across
- * processes, so they use one clock everybody reads the same.  Kept for the
- * callers not yet moved to clock.h. */
-static inline int64_t llmr_now_ms(void)
-{
-    return llmr_wall_ms();
-}
 /* Counts x in a (minute << 32) | count word for minute `minute`; returns
  * the count this minute including x. */
 uint32_t llmr_window_add(_Atomic uint64_t *w, uint32_t minute, uint32_t x);

@@ -4,7 +4,7 @@
 #include <ctype.h>
 #include <string.h>
 
-#include "worker.h"
+#include "worker_internal.h"
 
 #define SCAN_MAX 16384  /* error bodies are small; never scan a huge one */
 

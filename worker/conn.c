@@ -28,7 +28,8 @@
 
 #include "conn.h"
 #include "log.h"
-#include "proxy.h"
+#include "clock.h"
+#include "errors.h"
 
 #define LINE_KEEP 512               /* head bytes of a line kept for checks */
 #define CHUNK_DIGITS 15             /* a chunk size fits in 60 bits */
@@ -61,7 +62,7 @@ typedef struct conn {
     struct conn *pprev, *pnext;         /* in llmr_conns.pending until adopted */
 
     int status;                         /* the refusal, once decided */
-    const char *code;
+    enum llmr_error_kind kind;
     char msg[200];
 } conn;
 
@@ -89,14 +90,12 @@ static void arm_deadline(conn *k, int which);
 
 static void send_refusal(conn *k)
 {
-    char json[512], esc[400], head[256];
+    char json[512], head[256];
     int n, h;
     struct iovec iov[2];
     struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
 
-    llmr_json_escape(esc, sizeof(esc), k->msg, strlen(k->msg));
-    n = snprintf(json, sizeof(json), "{\"error\":{\"message\":\"%s\",\"type\":"
-                 "\"invalid_request_error\",\"param\":null,\"code\":\"%s\"}}", esc, k->code);
+    n = (int)llmr_error_json(json, sizeof(json), k->kind, NULL, NULL, k->msg);
     h = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
                  "Content-Length: %d\r\nConnection: close\r\n\r\n", k->status,
                  llmr_http_reason(k->status), n);
@@ -125,18 +124,18 @@ static void refuse_now(conn *k)
 
 /* Decided inside the input callback: evhttp must not read on, so its
  * callbacks are cut now and the answer goes out from the loop. */
-static void refuse(conn *k, int status, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+static void refuse(conn *k, enum llmr_error_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
-static void refuse(conn *k, int status, const char *code, const char *fmt, ...)
+static void refuse(conn *k, enum llmr_error_kind kind, const char *fmt, ...)
 {
     va_list ap;
 
     if (k->phase == P_REFUSED)
         return;
     k->phase = P_REFUSED;
-    k->status = status;
-    k->code = code;
+    k->status = llmr_error_def_of(kind)->status;
+    k->kind = kind;
     va_start(ap, fmt);
     vsnprintf(k->msg, sizeof(k->msg), fmt, ap);
     va_end(ap);
@@ -179,17 +178,17 @@ static void header_line(conn *k, const char *p, size_t n)
     size_t name, vn;
 
     if (p[0] == ' ' || p[0] == '\t') {
-        refuse(k, 400, "bad_request", "obsolete line folding in a header is not allowed");
+        refuse(k, LLMR_E_BAD_REQUEST, "obsolete line folding in a header is not allowed");
         return;
     }
     if (colon == NULL || colon == p) {
-        refuse(k, 400, "bad_request", "malformed header line");
+        refuse(k, LLMR_E_BAD_REQUEST, "malformed header line");
         return;
     }
     name = (size_t)(colon - p);
     for (size_t i = 0; i < name; i++)
         if (!is_tchar((unsigned char)p[i])) {
-            refuse(k, 400, "bad_request", "invalid character in a header name");
+            refuse(k, LLMR_E_BAD_REQUEST, "invalid character in a header name");
             return;
         }
     v = colon + 1;
@@ -243,9 +242,9 @@ static void head_done(conn *k)
         k->close_after = 1;
     if (k->nte > 0) {
         if (k->nte > 1 || !k->te_chunked)
-            refuse(k, 400, "bad_request", "Transfer-Encoding must be exactly \"chunked\"");
+            refuse(k, LLMR_E_BAD_REQUEST, "Transfer-Encoding must be exactly \"chunked\"");
         else if (k->ncl > 0)
-            refuse(k, 400, "bad_request", "both Content-Length and Transfer-Encoding");
+            refuse(k, LLMR_E_BAD_REQUEST, "both Content-Length and Transfer-Encoding");
         if (k->phase == P_REFUSED)
             return;
         k->phase = P_CSIZE;
@@ -254,11 +253,11 @@ static void head_done(conn *k)
         return;
     }
     if (k->ncl > 1)
-        refuse(k, 400, "bad_request", "more than one Content-Length header");
+        refuse(k, LLMR_E_BAD_REQUEST, "more than one Content-Length header");
     else if (k->cl_bad)
-        refuse(k, 400, "bad_request", "Content-Length must be a plain decimal number");
+        refuse(k, LLMR_E_BAD_REQUEST, "Content-Length must be a plain decimal number");
     else if (k->ncl == 1 && k->cl > max)
-        refuse(k, 413, "request_too_large", "request body of %lld bytes exceeds "
+        refuse(k, LLMR_E_FRAMING_TOO_LARGE, "request body of %lld bytes exceeds "
                "max_body_bytes (%ld)", (long long)k->cl, max);
     if (k->phase == P_REFUSED)
         return;
@@ -306,7 +305,7 @@ static void chunk_size_char(conn *k, unsigned char c)
         return;
     }
     if ((c != '\r' && c != '\n') || k->digits == 0) {
-        refuse(k, 400, "bad_request", c == ';' ? "chunk extensions are not supported"
+        refuse(k, LLMR_E_BAD_REQUEST, c == ';' ? "chunk extensions are not supported"
                : "invalid chunk size in a chunked body");
         return;
     }
@@ -316,7 +315,7 @@ static void chunk_size_char(conn *k, unsigned char c)
     }
     k->body_total += k->chunk;
     if (k->body_total > k->w->conf->max_body_bytes) {
-        refuse(k, 413, "request_too_large", "chunked request body exceeds max_body_bytes "
+        refuse(k, LLMR_E_FRAMING_TOO_LARGE, "chunked request body exceeds max_body_bytes "
                "(%ld)", k->w->conf->max_body_bytes);
         return;
     }
@@ -352,7 +351,7 @@ static size_t feed(conn *k, const char *p, size_t n)
         else if (k->linelen < sizeof(k->line))
             k->line[k->linelen++] = (char)c;
         else if (k->phase == P_HEAD && k->lines > 0 && memchr(k->line, ':', k->linelen) == NULL)
-            refuse(k, 400, "bad_request", "header name too long");
+            refuse(k, LLMR_E_BAD_REQUEST, "header name too long");
         /* A long request line is kept only as far as its method; evhttp
          * bounds the whole head (max_headers_size). */
         return 1;
@@ -361,7 +360,7 @@ static size_t feed(conn *k, const char *p, size_t n)
         return 1;
     case P_CSIZE_LF:
         if (c != '\n')
-            refuse(k, 400, "bad_request", "invalid chunk size in a chunked body");
+            refuse(k, LLMR_E_BAD_REQUEST, "invalid chunk size in a chunked body");
         else {
             k->phase = P_CSIZE;
             chunk_size_char(k, '\n');
@@ -370,7 +369,7 @@ static size_t feed(conn *k, const char *p, size_t n)
     case P_CDATA_CR:
     case P_CDATA_LF:
         if (c != (k->phase == P_CDATA_CR ? '\r' : '\n'))
-            refuse(k, 400, "bad_request", "chunk data not followed by CRLF");
+            refuse(k, LLMR_E_BAD_REQUEST, "chunk data not followed by CRLF");
         else
             k->phase = k->phase == P_CDATA_CR ? P_CDATA_LF : P_CSIZE;
         return 1;
@@ -427,7 +426,7 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
         refuse_now(k);
         return;
     }
-    refuse(k, 408, "request_timeout", "request %s not received within %s",
+    refuse(k, LLMR_E_REQUEST_TIMEOUT, "request %s not received within %s",
            k->deadline == 'b' ? "body" : "head",
            k->deadline == 'b' ? "client_body_timeout" : "client_header_timeout");
 }
@@ -469,9 +468,9 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
     /* A reply handed to evhttp whose client went before it was all sent:
      * on_reply_sent will never run, yet the request must stop counting
      * (a draining worker would wait for it until drain_timeout).  With a
-     * call still attached, the proxy's own callback does that. */
+     * request still attached, request.c's own callback does that. */
     if (k->busy && k->user_cb == NULL)
-        k->w->active--;
+        llmr_http_active_end(k->w);
     if (k->user_cb != NULL)
         k->user_cb(evcon, k->user_arg);
     /* evhttp drains the input after this; k must not hear of it. */

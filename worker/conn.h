@@ -7,7 +7,7 @@
 #ifndef LLMR_CONN_H
 #define LLMR_CONN_H
 
-#include "worker.h"
+#include "worker_internal.h"
 
 /* conn.c */
 int llmr_conn_init(llmr_worker *w);

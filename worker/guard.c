@@ -21,7 +21,7 @@
 
 #include "conn.h"
 #include "log.h"
-#include "proxy.h"
+#include "clock.h"
 
 #define ACCEPT_PAUSE_MS 500         /* accepts stay off this long after EMFILE */
 #define ACCEPT_LOG_MS 5000          /* at most one accept-failure line per this */
@@ -63,7 +63,7 @@ static void set_accepting(llmr_worker *w, int on)
 static void log_failures(llmr_worker *w, int force)
 {
     llmr_guard *g = w->guard;
-    int64_t now = llmr_now_us();
+    int64_t now = llmr_clock_us();
 
     if (g->failed == 0 || (!force && now - g->last_log_us < ACCEPT_LOG_MS * 1000))
         return;
@@ -138,7 +138,7 @@ static void on_linger(evutil_socket_t fd, short what, void *arg)
         while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
             ;
     if ((what & EV_TIMEOUT) || n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-        || llmr_now_us() >= l->until_us)
+        || llmr_clock_us() >= l->until_us)
         linger_free(w->guard, l);
 }
 
@@ -159,7 +159,7 @@ void llmr_guard_linger(llmr_worker *w, int fd)
         return;
     }
     l->fd = dup_fd;
-    l->until_us = llmr_now_us() + LINGER_MS * 1000;
+    l->until_us = llmr_clock_us() + LINGER_MS * 1000;
     l->next = g->lingering;
     g->lingering = l;
     g->nlinger++;

@@ -1,6 +1,5 @@
 /* The HTTP face of a worker: which path does what, authentication, request
  * validation, and every error in OpenAI's shape. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +11,10 @@
 #include <event2/keyvalq_struct.h>
 
 #include "conn.h"
+#include "errors.h"
 #include "log.h"
-#include "worker.h"
+#include "request.h"
+#include "worker_internal.h"
 
 enum route_kind { ROUTE_PROXY, ROUTE_MODELS, ROUTE_LIVE, ROUTE_READY };
 
@@ -60,14 +61,37 @@ const char *llmr_http_reason(int status)
     }
 }
 
+/* The tokenizer of request bodies: this file's own, reused from one body
+ * to the next (the request reads what it needs of it when it starts). */
+static llmr_json body_json;
+
+void llmr_http_free(llmr_worker *w)
+{
+    (void)w;
+    llmr_json_free(&body_json);
+}
+
 /* A request counts as active until its reply has reached the socket, so
- * that a draining worker never exits with a reply still in its buffers. */
+ * that a draining worker never exits with a reply still in its buffers.
+ * This file is the count's one writer. */
+static void active_begin(llmr_worker *w)
+{
+    w->active++;
+    w->started++;
+}
+
+void llmr_http_active_end(llmr_worker *w)
+{
+    w->active--;
+    LLMR_CHECK(w->active >= 0, "a request stopped counting twice");
+}
+
 static void on_reply_sent(struct evhttp_request *req, void *arg)
 {
     llmr_worker *w = arg;
 
     llmr_conn_request_done(w, req);
-    w->active--;
+    llmr_http_active_end(w);
 }
 
 /* evhttp only queues a reply: it arms EPOLLOUT and writes on the next loop
@@ -117,11 +141,11 @@ void llmr_http_discard(llmr_worker *w, struct evhttp_request *req)
     /* The client is gone: evhttp detached the request from its connection,
      * so sending "replies" only frees it. */
     evhttp_send_reply(req, 499, "Client Closed Request", NULL);
-    w->active--;
+    llmr_http_active_end(w);
 }
 
-static void reply_json(llmr_worker *w, struct evhttp_request *req, int status,
-                       const char *json, size_t len)
+void llmr_http_reply_json(llmr_worker *w, struct evhttp_request *req, int status,
+                          const char *json, size_t len)
 {
     struct evbuffer *buf = evbuffer_new();
 
@@ -132,31 +156,6 @@ static void reply_json(llmr_worker *w, struct evhttp_request *req, int status,
     llmr_http_reply(w, req, status, buf);
     if (buf != NULL)
         evbuffer_free(buf);
-}
-
-void llmr_http_error(llmr_worker *w, struct evhttp_request *req, int status,
-                     const char *type, const char *param, const char *code,
-                     const char *fmt, ...)
-{
-    char msg[1024], esc[2048], json[3072];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        msg[0] = '\0';
-    llmr_json_escape(esc, sizeof(esc), msg, strlen(msg));
-    n = snprintf(json, sizeof(json),
-                 "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"param\":%s%s%s,"
-                 "\"code\":%s%s%s}}",
-                 esc, type, param ? "\"" : "", param ? param : "null", param ? "\"" : "",
-                 code ? "\"" : "", code ? code : "null", code ? "\"" : "");
-    if (n < 0 || (size_t)n >= sizeof(json))
-        n = snprintf(json, sizeof(json), "{\"error\":{\"message\":\"error\",\"type\":\"%s\","
-                     "\"param\":null,\"code\":null}}", type);
-    reply_json(w, req, status, json, (size_t)n);
 }
 
 /* Constant time in the length of the expected key, so that response time
@@ -183,7 +182,7 @@ static int authorized(llmr_worker *w, struct evhttp_request *req)
     return key_matches(h + 7, w->conf->master_key);
 }
 
-/* The top-level fields llmroute itself reads (here, in proxy.c and in
+/* The top-level fields llmroute itself reads (here, in request.c and in
  * estimate.c).  Each must appear once: with two, llmroute would act on the
  * first while an upstream may use the last (route on one model, bill
  * another), so a body that repeats one is refused.  Add a field here when
@@ -227,66 +226,58 @@ static void handle_proxy(llmr_worker *w, struct evhttp_request *req, enum llmr_o
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
     const char *body;
-    llmr_json *j = &w->json;
+    llmr_json *j = &body_json;
     const char *name;
     char buf[256];
     size_t name_len;
     int model, group;
 
     if ((long)len > w->conf->max_body_bytes) {
-        llmr_http_error(w, req, 413, "invalid_request_error", NULL, "request_too_large",
-                        "request body of %zu bytes exceeds max_body_bytes (%ld)",
-                        len, w->conf->max_body_bytes);
+        llmr_error_reply(w, req, LLMR_E_BODY_TOO_LARGE, len, w->conf->max_body_bytes);
         return;
     }
     body = (const char *)evbuffer_pullup(in, -1);
     if (len == 0 || body == NULL
         || llmr_json_parse(j, body, len, (int)(len / 2) + 64) < 0
         || j->toks[0].type != JSMN_OBJECT) {
-        llmr_http_error(w, req, 400, "invalid_request_error", NULL, "invalid_json",
-                        "We could not parse the JSON body of your request (%s): "
-                        "expected one JSON object", len == 0 || body == NULL ? "empty body"
-                        : j->ntoks == 0 ? j->err : "not an object");
+        llmr_error_reply(w, req, LLMR_E_INVALID_JSON, len == 0 || body == NULL ? "empty body"
+                         : j->ntoks == 0 ? j->err : "not an object");
         return;
     }
     int dup = llmr_json_dup_key(j, 0, interpreted,
                                 (int)(sizeof(interpreted) / sizeof(interpreted[0])));
     if (dup >= 0) {
-        llmr_http_error(w, req, 400, "invalid_request_error", interpreted[dup], "duplicate_key",
-                        "the field `%s` appears more than once in the request body",
-                        interpreted[dup]);
+        char msg[256];
+        llmr_error_message(msg, sizeof(msg), LLMR_E_DUPLICATE_KEY, interpreted[dup]);
+        llmr_error_reply_msg(w, req, LLMR_E_DUPLICATE_KEY, interpreted[dup], msg);
         return;
     }
     model = llmr_json_get(j, 0, "model");
     if (model < 0 || j->toks[model].type != JSMN_STRING) {
-        llmr_http_error(w, req, 400, "invalid_request_error", "model", "missing_model",
-                        model < 0 ? "you must provide a model parameter"
-                                  : "model must be a string");
+        llmr_error_reply(w, req, LLMR_E_MISSING_MODEL, model < 0
+                         ? "you must provide a model parameter" : "model must be a string");
         return;
     }
     if (op == LLMR_OP_CHAT) {
         int m = llmr_json_get(j, 0, "messages");
         if (m < 0 || j->toks[m].type != JSMN_ARRAY) {
-            llmr_http_error(w, req, 400, "invalid_request_error", "messages",
-                            "missing_messages", m < 0 ? "messages is required"
-                                                      : "messages must be an array");
+            llmr_error_reply(w, req, LLMR_E_MISSING_MESSAGES, m < 0 ? "messages is required"
+                             : "messages must be an array");
             return;
         }
     }
     if (op == LLMR_OP_EMBEDDINGS && llmr_json_get(j, 0, "input") < 0) {
-        llmr_http_error(w, req, 400, "invalid_request_error", "input", "missing_input",
-                        "input is required");
+        llmr_error_reply(w, req, LLMR_E_MISSING_INPUT);
         return;
     }
     name = model_name(j, model, buf, sizeof(buf), &name_len);
     group = llmr_conf_find_group(w->conf, name, name_len);
     if (group < 0) {
-        llmr_http_error(w, req, 404, "invalid_request_error", "model", "model_not_found",
-                        "The model `%.*s%s` does not exist", clip(name_len), name,
-                        clipped(name_len));
+        llmr_error_reply(w, req, LLMR_E_MODEL_NOT_FOUND, clip(name_len), name,
+                         clipped(name_len));
         return;
     }
-    llmr_proxy_start(w, req, op, group, body, len, model);
+    llmr_request_start(w, req, op, group, j);
 }
 
 int llmr_http_models_build(llmr_worker *w)
@@ -320,7 +311,7 @@ static void handle_ready(llmr_worker *w, struct evhttp_request *req)
                      w->draining ? "draining" : "ready", (int)getpid(), w->generation,
                      w->conf->ndeployments);
 
-    reply_json(w, req, w->draining ? 503 : 200, json, (size_t)n);
+    llmr_http_reply_json(w, req, w->draining ? 503 : 200, json, (size_t)n);
 }
 
 static const route *find_route(const char *path)
@@ -340,23 +331,20 @@ void llmr_http_handle(struct evhttp_request *req, void *arg)
 
     if (llmr_conn_request_start(w, req) < 0)
         return;                 /* refused by conn.c, which closes it */
-    w->active++;
-    w->started++;
+    active_begin(w);
     if (r == NULL) {
-        llmr_http_error(w, req, 404, "invalid_request_error", NULL, "not_found",
-                        "Unknown path: %.*s%s", clip(path != NULL ? strlen(path) : 0),
-                        path != NULL ? path : "", clipped(path != NULL ? strlen(path) : 0));
+        llmr_error_reply(w, req, LLMR_E_NOT_FOUND, clip(path != NULL ? strlen(path) : 0),
+                         path != NULL ? path : "", clipped(path != NULL ? strlen(path) : 0));
         return;
     }
     if (method != (r->kind == ROUTE_PROXY ? EVHTTP_REQ_POST : EVHTTP_REQ_GET)) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
                           r->kind == ROUTE_PROXY ? "POST" : "GET");
-        llmr_http_error(w, req, 405, "invalid_request_error", NULL, "method_not_allowed",
-                        "Method not allowed on %s", r->path);
+        llmr_error_reply(w, req, LLMR_E_METHOD_NOT_ALLOWED, r->path);
         return;
     }
     if (r->kind == ROUTE_LIVE) {
-        reply_json(w, req, 200, "\"I'm alive!\"", 12);
+        llmr_http_reply_json(w, req, 200, "\"I'm alive!\"", 12);
         return;
     }
     if (r->kind == ROUTE_READY) {
@@ -364,12 +352,11 @@ void llmr_http_handle(struct evhttp_request *req, void *arg)
         return;
     }
     if (!authorized(w, req)) {
-        llmr_http_error(w, req, 401, "invalid_request_error", NULL, "invalid_api_key",
-                        "Missing or invalid API key: send Authorization: Bearer <key>");
+        llmr_error_reply(w, req, LLMR_E_INVALID_API_KEY);
         return;
     }
     if (r->kind == ROUTE_MODELS)
-        reply_json(w, req, 200, w->models_body, w->models_len);
+        llmr_http_reply_json(w, req, 200, w->models_body, w->models_len);
     else
         handle_proxy(w, req, r->op);
 }

@@ -5,19 +5,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy.h"
+#include "request.h"
 
 /* Seconds from a Retry-After header (delta-seconds; an HTTP date is not
  * worth parsing for a back-off), or -1. */
-int64_t llmr_retry_after_ms(const llmr_call *c)
+int64_t llmr_retry_after_ms(const llmr_request *r)
 {
     char *end;
     double v;
 
-    if (!c->retry_after[0])
+    if (!r->at.retry_after[0])
         return -1;
-    v = strtod(c->retry_after, &end);
-    return end != c->retry_after && v >= 0 && v < 1e6 ? (int64_t)(v * 1000) : -1;
+    v = strtod(r->at.retry_after, &end);
+    return end != r->at.retry_after && v >= 0 && v < 1e6 ? (int64_t)(v * 1000) : -1;
 }
 
 /* How long to wait before the next attempt in the group.  A 429 waits for
@@ -27,18 +27,18 @@ int64_t llmr_retry_after_ms(const llmr_call *c)
  * can only go to a deployment that already failed this request (give it
  * time), 25 ms when a fresh one is left (only spread the burst).
  * router_settings.retry_after is a floor for every retry. */
-int64_t llmr_backoff_ms(llmr_call *c, enum llmr_err err, int64_t ra, int fresh)
+int64_t llmr_backoff_ms(llmr_request *r, enum llmr_err err, int64_t ra, int fresh)
 {
-    int64_t floor = (int64_t)(c->w->conf->retry_after * 1000), wait;
-    int step = c->backoff_step < 10 ? c->backoff_step : 10;
+    int64_t floor = (int64_t)(r->w->conf->retry_after * 1000), wait;
+    int step = r->plan.backoff_step < 10 ? r->plan.backoff_step : 10;
 
     if (err == LLMR_ERR_RATE_LIMIT && ra > 0 && ra <= 60000) {
         wait = ra;
     } else {
         wait = (err == LLMR_ERR_RATE_LIMIT ? 500LL : fresh ? 25LL : 100LL) << step;
         wait = wait < 8000 ? wait : 8000;
-        wait += (int64_t)(llmr_rand(c->w) % (uint64_t)(wait / 2 + 1)) - wait / 4;
-        c->backoff_step++;
+        wait += (int64_t)(llmr_rand(r->w) % (uint64_t)(wait / 2 + 1)) - wait / 4;
+        r->plan.backoff_step++;
     }
     return wait > floor ? wait : floor;
 }
@@ -65,9 +65,9 @@ int64_t llmr_cooldown_ms(const llmr_conf *conf, int64_t ra, int last)
 
 /* Appends the groups of `list`'s entry for group g that the plan does not
  * hold yet.  Returns how many were added. */
-static int plan_append(llmr_call *c, const llmr_fallback_list *list, int g)
+static int plan_append(llmr_request *r, const llmr_fallback_list *list, int g)
 {
-    const llmr_conf *conf = c->w->conf;
+    const llmr_conf *conf = r->w->conf;
     char *const *names = NULL;
     int n = 0, added = 0;
 
@@ -80,12 +80,12 @@ static int plan_append(llmr_call *c, const llmr_fallback_list *list, int g)
         names = conf->default_fallbacks;
         n = conf->ndefault_fallbacks;
     }
-    for (int i = 0; i < n && c->nplan < LLMR_PLAN_MAX; i++) {
+    for (int i = 0; i < n && r->plan.ngroups < LLMR_PLAN_MAX; i++) {
         int fg = llmr_conf_find_group(conf, names[i], strlen(names[i])), seen = 0;
-        for (int k = 0; k < c->nplan; k++)
-            seen |= c->plan[k] == fg;
+        for (int k = 0; k < r->plan.ngroups; k++)
+            seen |= r->plan.group[k] == fg;
         if (fg >= 0 && !seen) {
-            c->plan[c->nplan++] = fg;
+            r->plan.group[r->plan.ngroups++] = fg;
             added++;
         }
     }
@@ -94,29 +94,60 @@ static int plan_append(llmr_call *c, const llmr_fallback_list *list, int g)
 
 /* Moves to the next group of the plan with fresh per-group state.
  * Returns 0 when the plan is spent. */
-int llmr_plan_next(llmr_call *c)
+int llmr_plan_next(llmr_request *r)
 {
-    if (!c->fallbacks_added) {
-        c->fallbacks_added = 1;
-        plan_append(c, &c->w->conf->fallbacks, c->plan[0]);
+    if (!r->plan.fallbacks_added) {
+        r->plan.fallbacks_added = 1;
+        plan_append(r, &r->w->conf->fallbacks, r->plan.group[0]);
     }
-    if (c->pos + 1 >= c->nplan)
+    if (r->plan.pos + 1 >= r->plan.ngroups)
         return 0;       /* pos stays on the last group tried, for the headers */
-    c->pos++;
-    c->nfailed = 0;
-    c->group_attempts = 0;
-    c->backoff_step = 0;
+    r->plan.pos++;
+    r->plan.nfailed = 0;
+    r->plan.group_attempts = 0;
+    r->plan.backoff_step = 0;
     return 1;
 }
 
 /* Context-window and content-policy errors skip the rest of the group and
  * go to their own fallbacks (of the current group, else of the one asked
  * for); the general fallbacks no longer apply. */
-int llmr_plan_switch(llmr_call *c, const llmr_fallback_list *list)
+int llmr_plan_switch(llmr_request *r, const llmr_fallback_list *list)
 {
-    c->nplan = c->pos + 1;
-    c->fallbacks_added = 1;
-    if (plan_append(c, list, c->plan[c->pos]) == 0 && c->pos > 0)
-        plan_append(c, list, c->plan[0]);
-    return llmr_plan_next(c);
+    r->plan.ngroups = r->plan.pos + 1;
+    r->plan.fallbacks_added = 1;
+    if (plan_append(r, list, r->plan.group[r->plan.pos]) == 0 && r->plan.pos > 0)
+        plan_append(r, list, r->plan.group[0]);
+    return llmr_plan_next(r);
+}
+
+/* Whether the current group has a deployment that could take a retry:
+ * -1 none, 1 one that has not failed this request, 0 only failed ones. */
+int llmr_plan_group_room(llmr_request *r)
+{
+    llmr_pick_req rq = { .tokens = r->tokens_est, .stream = r->stream,
+                         .avoid = r->plan.failed, .navoid = r->plan.nfailed };
+    llmr_pick pick;
+    int dep = llmr_router_pick(r->w, r->plan.group[r->plan.pos], &rq, &pick);
+
+    if (dep < 0)
+        return -1;
+    for (int k = 0; k < r->plan.nfailed; k++)
+        if (r->plan.failed[k] == dep)
+            return 0;
+    return 1;
+}
+
+/* Remembers why a group had no deployment, for the answer if nothing else
+ * serves: a limit wins over a cooldown, the soonest wait is kept. */
+void llmr_plan_note_unavailable(llmr_plan *p, const llmr_pick *pick)
+{
+    if (p->unavail == LLMR_UNAVAIL_NONE || p->unavail == LLMR_UNAVAIL_CONTEXT
+        || (pick->why == LLMR_UNAVAIL_LIMIT && p->unavail == LLMR_UNAVAIL_COOLING)) {
+        p->unavail = pick->why;
+        p->limit = pick->limit;
+        p->unavail_wait_ms = pick->wait_ms;
+    } else if (pick->why == p->unavail && pick->wait_ms < p->unavail_wait_ms) {
+        p->unavail_wait_ms = pick->wait_ms;
+    }
 }

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "log.h"
-#include "worker.h"
+#include "worker_internal.h"
 
 const char *const llmr_op_path[LLMR_OP_COUNT] = {
     [LLMR_OP_CHAT] = "chat/completions",
@@ -86,4 +86,24 @@ struct curl_slist *llmr_provider_headers(struct curl_slist *h, const char *auth_
     if (n == NULL)
         curl_slist_free_all(h);
     return n;
+}
+
+/* The body an upstream gets: the client's, with the deployment's model name
+ * in place of the group's; every other byte goes upstream untouched. */
+char *llmr_body_with_model(const char *body, size_t len, size_t model_start, size_t model_end,
+                           const char *model, size_t *out_len)
+{
+    size_t mlen = strlen(model);
+    size_t cap = len - (model_end - model_start) + 2 * mlen + 1;
+    char *b = malloc(cap), *p;
+
+    if (b == NULL)
+        return NULL;
+    memcpy(b, body, model_start);
+    p = b + model_start;
+    p += llmr_json_escape(p, 2 * mlen + 1, model, mlen);
+    memcpy(p, body + model_end, len - model_end);
+    p += len - model_end;
+    *out_len = (size_t)(p - b);
+    return b;
 }

@@ -2,7 +2,7 @@
  * query, and the key goes in an api-key header. */
 #include <stdio.h>
 
-#include "worker.h"
+#include "worker_internal.h"
 
 int llmr_azure_url(const llmr_deployment *d, enum llmr_op op, char *buf, size_t cap)
 {

@@ -1,7 +1,7 @@
 /* OpenAI and OpenAI-compatible servers: {api_base}/{op}, Bearer auth. */
 #include <stdio.h>
 
-#include "worker.h"
+#include "worker_internal.h"
 
 int llmr_openai_url(const llmr_deployment *d, enum llmr_op op, char *buf, size_t cap)
 {

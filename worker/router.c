@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "clock.h"
-#include "worker.h"
+#include "worker_internal.h"
 
 /* splitmix64: tiny, fast, and good enough to spread load. */
 uint64_t llmr_rand(llmr_worker *w)
@@ -289,4 +289,43 @@ int llmr_router_pick(llmr_worker *w, int group, const llmr_pick_req *rq, llmr_pi
         out->wait_ms = out->limit == LLMR_LIMIT_PARALLEL ? 1000 : 60000 - llmr_wall_ms() % 60000;
     }
     return -1;
+}
+
+/* Whether every other deployment of dep's group is cooling down. */
+static int last_usable(llmr_worker *w, int dep, int64_t now)
+{
+    const llmr_group *g = &w->conf->groups[w->conf->deployments[dep].group];
+
+    for (int k = 0; k < g->ndeployments; k++) {
+        int i = g->deployments[k];
+        if (i != dep && llmr_cooldown_left_ms(slot_of(w, i), now) == 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* The one call by which an admission ends (see worker_internal.h). */
+int64_t llmr_router_end(llmr_worker *w, int dep, const llmr_admission_end *e)
+{
+    llmr_slot *s = slot_of(w, dep);
+    const llmr_conf *conf = w->conf;
+    int64_t now = llmr_wall_ms(), cool;
+
+    if (e->unadmit) {
+        llmr_counters_unadmit(s, w->wslot, e->tokens_est, e->t_admit_ms);
+        return 0;
+    }
+    llmr_counters_attempt_end(s, w->wslot, e->outcome, e->dur_us);
+    if (e->outcome == LLMR_OUTCOME_SUCCESS) {
+        if (e->latency)
+            llmr_ewma_add(&s->latency_ewma_us, e->dur_us);
+        llmr_counters_add_usage(s, e->prompt, e->completion);
+    }
+    /* A failed or abandoned attempt used no tokens of the deployment's tpm. */
+    llmr_counters_tokens_used(s, e->tokens_est, e->prompt + e->completion, e->t_admit_ms, now);
+    if (e->outcome != LLMR_OUTCOME_FAILURE || !llmr_err_retryable(e->err))
+        return 0;
+    cool = llmr_cooldown_ms(conf, e->err == LLMR_ERR_RATE_LIMIT ? e->retry_after_ms : -1,
+                            last_usable(w, dep, now));
+    return llmr_counters_fail(s, conf->allowed_fails, cool, 0, now) ? cool : 0;
 }

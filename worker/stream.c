@@ -11,16 +11,17 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
-#include "log.h"
-#include "proxy.h"
+#include "clock.h"
+#include "stream.h"
 
 #define SSE_LINE_MAX (1 << 20)  /* longer data lines are relayed, not read */
 
-void llmr_proxy_headers(llmr_call *c);
+/* The tokenizer of SSE events: this file's own, used within one call. */
+static llmr_json sse_json;
 
-static llmr_slot *slot_of(llmr_call *c)
+void llmr_stream_free_all(void)
 {
-    return llmr_shm_slot(c->w->shm, c->w->conf->deployments[c->dep].slot);
+    llmr_json_free(&sse_json);
 }
 
 /* stream_idle_timeout: a stream whose upstream sends nothing for that long
@@ -28,69 +29,74 @@ static llmr_slot *slot_of(llmr_call *c)
  * stream paused for a slow client is not the upstream's silence. */
 static void on_idle(evutil_socket_t fd, short what, void *arg)
 {
-    llmr_call *c = arg;
-    int64_t idle = (int64_t)(c->w->conf->stream_idle_timeout * 1e6);
-    int64_t left = c->last_data_us + idle - llmr_now_us();
+    llmr_request *r = arg;
+    llmr_relay *rl = &r->relay;
+    int64_t idle = (int64_t)(r->w->conf->stream_idle_timeout * 1e6);
+    int64_t left = rl->last_data_us + idle - llmr_clock_us();
 
     (void)fd;
     (void)what;
-    if (c->paused) {
-        c->last_data_us = llmr_now_us();
+    LLMR_CHECK(r->state == LLMR_REQ_STREAMING, "idle timer of a request not streaming");
+    if (rl->paused) {
+        rl->last_data_us = llmr_clock_us();
         left = idle;
     }
     if (left > 0) {
         struct timeval tv = { (time_t)(left / 1000000), (suseconds_t)(left % 1000000) };
-        evtimer_add(c->timer, &tv);
+        evtimer_add(&rl->idle, &tv);
         return;
     }
-    llmr_proxy_stream_stalled(c);
+    llmr_request_stalled(r);
 }
 
-static void watch_idle(llmr_call *c)
+void llmr_relay_init(llmr_request *r)
 {
-    int64_t idle = (int64_t)(c->w->conf->stream_idle_timeout * 1e6);
+    evtimer_assign(&r->relay.idle, r->w->base, on_idle, r);
+}
+
+static void watch_idle(llmr_request *r)
+{
+    int64_t idle = (int64_t)(r->w->conf->stream_idle_timeout * 1e6);
     struct timeval tv = { (time_t)(idle / 1000000), (suseconds_t)(idle % 1000000) };
 
-    c->last_data_us = llmr_now_us();
-    event_assign(c->timer, c->w->base, -1, 0, on_idle, c);
-    evtimer_add(c->timer, &tv);
+    r->relay.last_data_us = llmr_clock_us();
+    evtimer_add(&r->relay.idle, &tv);
 }
 
-void llmr_stream_commit(llmr_call *c)
+void llmr_stream_commit(llmr_request *r)
 {
-    struct evkeyvalq *out = evhttp_request_get_output_headers(c->req);
+    struct evkeyvalq *out = evhttp_request_get_output_headers(r->req);
+    llmr_relay *rl = &r->relay;
 
-    c->committed = 1;
-    if (c->timer != NULL)
-        evtimer_del(c->timer);
-    llmr_ewma_add(&slot_of(c)->ttft_ewma_us, llmr_now_us() - c->t_attempt_us);
-    llmr_proxy_headers(c);
+    llmr_request_set_state(r, LLMR_REQ_STREAMING);
+    evtimer_del(&r->first_byte);
+    llmr_ewma_add(&llmr_attempt_slot(r)->ttft_ewma_us, llmr_clock_us() - r->at.t_start_us);
+    llmr_reply_headers(r);
     evhttp_add_header(out, "Content-Type",
-                      c->content_type[0] ? c->content_type : "text/event-stream");
+                      r->at.content_type[0] ? r->at.content_type : "text/event-stream");
     evhttp_add_header(out, "Cache-Control", "no-cache");
-    c->chunk = evbuffer_new();
-    llmr_http_stream_start(c->w, c->req, (int)c->status);
+    rl->chunk = evbuffer_new();
+    llmr_http_stream_start(r->w, r->req, (int)r->at.status);
     /* evhttp frames the body in chunks for HTTP/1.1 clients and says so in
      * a header; HTTP/1.0 clients get it raw until the connection closes. */
     const char *te = evhttp_find_header(out, "Transfer-Encoding");
-    c->chunked = te != NULL && strcasecmp(te, "chunked") == 0;
-    if (c->timer != NULL)
-        watch_idle(c);
+    rl->chunked = te != NULL && strcasecmp(te, "chunked") == 0;
+    watch_idle(r);
 }
 
 /* Reads the JSON of one "data:" line for usage, or for content to count. */
-static void sse_event(llmr_call *c, const char *js, size_t len)
+static void sse_event(llmr_sse *sse, const char *js, size_t len)
 {
-    llmr_json *j = &c->w->json;
+    llmr_json *j = &sse_json;
     int u, ch, d, s;
 
     if (llmr_json_parse(j, js, len, 4096) < 0 || j->toks[0].type != JSMN_OBJECT)
         return;
     u = llmr_json_get(j, 0, "usage");
     if (u >= 0 && j->toks[u].type == JSMN_OBJECT) {
-        c->sse.got_usage = 1;
-        llmr_json_int(j, llmr_json_get(j, u, "prompt_tokens"), &c->sse.prompt);
-        llmr_json_int(j, llmr_json_get(j, u, "completion_tokens"), &c->sse.completion);
+        sse->got_usage = 1;
+        llmr_json_int(j, llmr_json_get(j, u, "prompt_tokens"), &sse->prompt);
+        llmr_json_int(j, llmr_json_get(j, u, "completion_tokens"), &sse->completion);
     }
     ch = llmr_json_get(j, 0, "choices");
     if (ch < 0 || j->toks[ch].type != JSMN_ARRAY || j->toks[ch].size == 0)
@@ -98,12 +104,12 @@ static void sse_event(llmr_call *c, const char *js, size_t len)
     d = llmr_json_get(j, ch + 1, "delta");
     s = d >= 0 ? llmr_json_get(j, d, "content") : llmr_json_get(j, ch + 1, "text");
     if (s >= 0 && j->toks[s].type == JSMN_STRING && j->toks[s].end > j->toks[s].start) {
-        c->sse.content_bytes += j->toks[s].end - j->toks[s].start;
-        c->sse.content_events++;
+        sse->content_bytes += j->toks[s].end - j->toks[s].start;
+        sse->content_events++;
     }
 }
 
-static void sse_line(llmr_call *c, const char *p, size_t n)
+static void sse_line(void *arg, const char *p, size_t n)
 {
     if (n > 0 && p[n - 1] == '\r')
         n--;
@@ -116,43 +122,50 @@ static void sse_line(llmr_call *c, const char *p, size_t n)
         n--;
     }
     if (n > 0 && *p == '{')
-        sse_event(c, p, n);
+        sse_event(arg, p, n);
 }
 
-/* Splits the relayed bytes into lines, keeping a partial one for later. */
-static void sse_scan(llmr_call *c, const char *data, size_t len)
+/* Splits bytes into lines, keeping a partial one in `held` for later; a
+ * line past SSE_LINE_MAX is dropped, not read. */
+void llmr_sse_split(struct evbuffer *held, const char *data, size_t len,
+                    llmr_sse_line_fn *line, void *arg)
 {
     const char *end = data + len, *nl;
 
-    if (c->sse.line == NULL && (c->sse.line = evbuffer_new()) == NULL)
-        return;
     while (data < end && (nl = memchr(data, '\n', (size_t)(end - data))) != NULL) {
-        size_t held = evbuffer_get_length(c->sse.line);
-        if (held == 0) {
-            sse_line(c, data, (size_t)(nl - data));
-        } else if (held < SSE_LINE_MAX) {
-            evbuffer_add(c->sse.line, data, (size_t)(nl - data));
-            held = evbuffer_get_length(c->sse.line);
-            sse_line(c, (const char *)evbuffer_pullup(c->sse.line, -1), held);
-            evbuffer_drain(c->sse.line, held);
+        size_t n = evbuffer_get_length(held);
+        if (n == 0) {
+            line(arg, data, (size_t)(nl - data));
+        } else if (n < SSE_LINE_MAX) {
+            evbuffer_add(held, data, (size_t)(nl - data));
+            n = evbuffer_get_length(held);
+            line(arg, (const char *)evbuffer_pullup(held, -1), n);
+            evbuffer_drain(held, n);
         } else {
-            evbuffer_drain(c->sse.line, held);
+            evbuffer_drain(held, n);
         }
         data = nl + 1;
     }
-    if (data < end && evbuffer_get_length(c->sse.line) < SSE_LINE_MAX)
-        evbuffer_add(c->sse.line, data, (size_t)(end - data));
+    if (data < end && evbuffer_get_length(held) < SSE_LINE_MAX)
+        evbuffer_add(held, data, (size_t)(end - data));
+}
+
+static void sse_scan(llmr_sse *sse, const char *data, size_t len)
+{
+    if (sse->line == NULL && (sse->line = evbuffer_new()) == NULL)
+        return;
+    llmr_sse_split(sse->line, data, len, sse_line, sse);
 }
 
 /* The client caught up: let the upstream transfer go on. */
 static void on_drained(struct evhttp_connection *evcon, void *arg)
 {
-    llmr_call *c = arg;
+    llmr_request *r = arg;
 
     (void)evcon;
-    if (c->paused && c->easy != NULL) {
-        c->paused = 0;
-        curl_easy_pause(c->easy, CURLPAUSE_CONT);
+    if (r->relay.paused && r->at.easy != NULL) {
+        r->relay.paused = 0;
+        curl_easy_pause(r->at.easy, CURLPAUSE_CONT);
     }
 }
 
@@ -161,14 +174,14 @@ static void on_drained(struct evhttp_connection *evcon, void *arg)
  * disarm it again, two epoll_ctl and a wakeup for every event of every
  * stream.  What the socket does not take is queued, framed, behind it.
  * Returns 0 when the chunk is written or queued, -1 to use evhttp. */
-static int write_direct(llmr_call *c, struct bufferevent *bev, const char *data, size_t len)
+static int write_direct(llmr_relay *rl, struct bufferevent *bev, const char *data, size_t len)
 {
     struct evbuffer *out = bufferevent_get_output(bev);
     char head[24];
     struct iovec iov[3];
     ssize_t n;
 
-    if (!c->chunked || evbuffer_get_length(out) != 0)
+    if (!rl->chunked || evbuffer_get_length(out) != 0)
         return -1;
     iov[0].iov_base = head;
     iov[0].iov_len = (size_t)snprintf(head, sizeof(head), "%zx\r\n", len);
@@ -188,72 +201,66 @@ static int write_direct(llmr_call *c, struct bufferevent *bev, const char *data,
     return 0;
 }
 
-size_t llmr_stream_write(llmr_call *c, const char *data, size_t len)
+size_t llmr_stream_write(llmr_request *r, const char *data, size_t len)
 {
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(c->evcon);
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(r->evcon);
+    llmr_relay *rl = &r->relay;
 
-    c->last_data_us = llmr_now_us();
+    rl->last_data_us = llmr_clock_us();
     if (evbuffer_get_length(bufferevent_get_output(bev)) > LLMR_STREAM_HIGH_WATER) {
-        c->paused = 1;
+        rl->paused = 1;
         return CURL_WRITEFUNC_PAUSE;
     }
-    sse_scan(c, data, len);
-    if (write_direct(c, bev, data, len) == 0)
+    sse_scan(&rl->sse, data, len);
+    if (write_direct(rl, bev, data, len) == 0)
         return len;
-    if (c->chunk == NULL || evbuffer_add(c->chunk, data, len) != 0)
+    if (rl->chunk == NULL || evbuffer_add(rl->chunk, data, len) != 0)
         return 0;
-    evhttp_send_reply_chunk_with_cb(c->req, c->chunk, on_drained, c);
+    evhttp_send_reply_chunk_with_cb(r->req, rl->chunk, on_drained, r);
     return len;
 }
 
-static void error_event(llmr_call *c, const char *type, const char *code, const char *message)
+/* The error event of errors.c's table, then the end of the chunked reply. */
+void llmr_stream_end(llmr_request *r, const llmr_reply *rep)
 {
-    char esc[512];
+    llmr_relay *rl = &r->relay;
+    char json[1024];
+    size_t n;
 
-    if (c->chunk == NULL)
-        return;
-    llmr_json_escape(esc, sizeof(esc), message, strlen(message));
-    evbuffer_add_printf(c->chunk, "data: {\"error\":{\"message\":\"%s\",\"type\":\"%s\","
-                        "\"param\":null,\"code\":\"%s\"}}\n\n", esc, type, code);
-    evhttp_send_reply_chunk(c->req, c->chunk);
+    event_del(&rl->idle);
+    if (rep->has_kind && rl->chunk != NULL) {
+        n = llmr_error_json(json, sizeof(json), rep->kind, NULL, rep->code, rep->msg);
+        evbuffer_add(rl->chunk, "data: ", 6);
+        evbuffer_add(rl->chunk, json, n);
+        evbuffer_add(rl->chunk, "\n\n", 2);
+        evhttp_send_reply_chunk(r->req, rl->chunk);
+    }
+    llmr_http_stream_end(r->w, r->req);
 }
 
-void llmr_stream_end(llmr_call *c, enum llmr_err err, const char *message)
+void llmr_stream_usage(const llmr_request *r, int64_t *prompt, int64_t *completion)
 {
-    if (c->timer != NULL)
-        evtimer_del(c->timer);
-    if (err != LLMR_ERR_NONE)
-        error_event(c, err == LLMR_ERR_TIMEOUT ? "timeout" : "api_error", llmr_err_name(err),
-                    message);
-    llmr_http_stream_end(c->w, c->req);
-}
+    const llmr_sse *sse = &r->relay.sse;
 
-void llmr_stream_abort(llmr_call *c, const char *code, const char *message)
-{
-    if (c->timer != NULL)
-        evtimer_del(c->timer);
-    error_event(c, "api_error", code, message);
-    llmr_http_stream_end(c->w, c->req);
-}
-
-void llmr_stream_usage(llmr_call *c, int64_t *prompt, int64_t *completion)
-{
-    if (c->sse.got_usage) {
-        *prompt = c->sse.prompt;
-        *completion = c->sse.completion;
+    if (sse->got_usage) {
+        *prompt = sse->prompt;
+        *completion = sse->completion;
         return;
     }
     /* No usage chunk: about 4 bytes of text a token, and at least one token
      * per content event, since servers stream roughly a token at a time. */
-    *completion = (c->sse.content_bytes + 3) / 4;
-    if (*completion < c->sse.content_events)
-        *completion = c->sse.content_events;
-    *prompt = c->tokens_est;
+    *completion = (sse->content_bytes + 3) / 4;
+    if (*completion < sse->content_events)
+        *completion = sse->content_events;
+    *prompt = r->tokens_est;
 }
 
-void llmr_sse_free(llmr_sse *s)
+void llmr_relay_free(llmr_relay *rl)
 {
-    if (s->line != NULL)
-        evbuffer_free(s->line);
-    s->line = NULL;
+    if (rl->sse.line != NULL)
+        evbuffer_free(rl->sse.line);
+    rl->sse.line = NULL;
+    if (rl->chunk != NULL)
+        evbuffer_free(rl->chunk);
+    rl->chunk = NULL;
 }

@@ -18,7 +18,7 @@
 #include <openssl/x509_vfy.h>
 
 #include "log.h"
-#include "worker.h"
+#include "worker_internal.h"
 
 typedef struct tls_store {
     const char *path;           /* the bundle; NULL = libcurl's default */

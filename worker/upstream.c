@@ -17,8 +17,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
-#include "proxy.h"
+#include "worker_internal.h"
 
 #define EASY_POOL_MAX 256
 
@@ -37,6 +38,8 @@ typedef struct up_xfer {
     int state;
     int sock_errno;             /* why a socket() of the attempt failed */
     int sends;                  /* times curl set out to send the attempt */
+    llmr_upstream_done_fn *done;    /* the owner's completion callback */
+    void *arg;
 } up_xfer;
 
 struct up_origin {
@@ -206,16 +209,14 @@ static int launch(up_xfer *x)
 /* A queued transfer's turn: its attempt's time left, not more. */
 static void launch_queued(up_xfer *x)
 {
-    int64_t left_ms = (x->deadline_us - llmr_now_us()) / 1000;
-    void *call = NULL;
+    int64_t left_ms = (x->deadline_us - llmr_clock_us()) / 1000;
 
     dequeue(x);
     x->state = X_IDLE;
     curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, left_ms < 1 ? 1L : (long)left_ms);
     if (launch(x) == 0)
         return;
-    curl_easy_getinfo(x->easy, CURLINFO_PRIVATE, (char **)&call);
-    llmr_proxy_done(call, CURLE_FAILED_INIT);
+    x->done(x->arg, CURLE_FAILED_INIT);
 }
 
 static void on_wake(evutil_socket_t fd, short what, void *arg)
@@ -238,7 +239,6 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 static void on_expire(evutil_socket_t fd, short what, void *arg)
 {
     up_xfer *x = arg;
-    void *call = NULL;
 
     (void)fd;
     (void)what;
@@ -246,8 +246,7 @@ static void on_expire(evutil_socket_t fd, short what, void *arg)
         return;
     gate_leave(x);
     llmr_warn("no connection to the upstream came free before the attempt's deadline");
-    curl_easy_getinfo(x->easy, CURLINFO_PRIVATE, (char **)&call);
-    llmr_proxy_done(call, CURLE_OPERATION_TIMEDOUT);
+    x->done(x->arg, CURLE_OPERATION_TIMEDOUT);
 }
 
 /* CURLOPT_OPENSOCKETFUNCTION: curl's own socket(), with the socket noted
@@ -299,7 +298,7 @@ static int close_socket(void *arg, curl_socket_t fd)
  * a reused connection closed without an answer and libcurl is about to send
  * the POST once more on a new one: the upstream may be generating (and
  * billing) the first copy, so the second send is refused and the failure
- * goes through the proxy's own retries, counted as an attempt. */
+ * goes through the request's own retries, counted as an attempt. */
 static int on_prereq(void *arg, char *ip, char *local_ip, int port, int local_port)
 {
     up_xfer *x = arg;
@@ -325,16 +324,16 @@ static void check_done(llmr_worker *w)
     int left;
 
     while ((msg = curl_multi_info_read(w->multi, &left)) != NULL) {
-        void *call = NULL;
         CURL *easy = msg->easy_handle;
         CURLcode result = msg->data.result;
+        up_xfer *x;
 
         if (msg->msg != CURLMSG_DONE)
             continue;
-        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&call);
+        x = xfer_of(w, easy);
         curl_multi_remove_handle(w->multi, easy);
-        gate_leave(xfer_of(w, easy));
-        llmr_proxy_done(call, result);
+        gate_leave(x);
+        x->done(x->arg, result);
     }
 }
 
@@ -567,9 +566,9 @@ static CURL *easy_create(llmr_worker *w)
 }
 
 /* Easy handles are reused without curl_easy_reset() (5% of a request's CPU):
- * a handle keeps the options of its last use, so attempt_setup() in proxy.c
- * sets every option the proxy uses, on every attempt, and
- * llmr_upstream_start() those of the deployment's TLS. */
+ * a handle keeps the options of its last use, so llmr_upstream_start() sets
+ * every option a transfer uses, on every attempt, and those of the
+ * deployment's TLS. */
 CURL *llmr_upstream_easy(llmr_worker *w)
 {
     if (w->npool > 0)
@@ -593,23 +592,43 @@ void llmr_upstream_release(llmr_worker *w, CURL *easy)
     }
 }
 
-/* Starts the attempt whose options attempt_setup() set, now or once the
- * gate of its origin lets it. */
-int llmr_upstream_start(llmr_worker *w, CURL *easy)
+/* Every option of a transfer, set on every attempt (handles are reused
+ * without a reset). */
+static void setup(llmr_worker *w, CURL *e, const llmr_xfer_spec *s)
+{
+    const llmr_target *t = &w->targets[s->dep];
+
+    curl_easy_setopt(e, CURLOPT_URL, t->url[s->op]);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, s->body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)s->len);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, s->on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, s->arg);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, s->on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, s->arg);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, s->timeout_ms);
+    llmr_tls_attempt(w, e, s->dep);
+}
+
+/* Starts the transfer `s` describes, now or once the gate of its origin
+ * lets it; its end is reported to s->done, never before this returns. */
+int llmr_upstream_start(llmr_worker *w, CURL *easy, const llmr_xfer_spec *s)
 {
     struct llmr_up *u = w->up;
     up_xfer *x = xfer_of(w, easy);
-    void *call = NULL;
-    int dep;
     struct timeval tv;
     int64_t wait_us;
 
-    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&call);
+    setup(w, easy, s);
     x->sock_errno = 0;
     x->sends = 0;
-    dep = llmr_proxy_attempt_info(call, &x->deadline_us);
-    x->o = &u->origins[u->origin_of[dep]];
-    llmr_tls_attempt(w, easy, dep);
+    x->done = s->done;
+    x->arg = s->arg;
+    x->deadline_us = llmr_clock_us() + (int64_t)s->timeout_ms * 1000;
+    x->o = &u->origins[u->origin_of[s->dep]];
     if (x->o->qhead == NULL && may_connect(u, x->o))
         return launch(x);
     x->state = X_QUEUED;
@@ -620,7 +639,7 @@ int llmr_upstream_start(llmr_worker *w, CURL *easy)
     else
         x->o->qhead = x;
     x->o->qtail = x;
-    wait_us = x->deadline_us - llmr_now_us();
+    wait_us = x->deadline_us - llmr_clock_us();
     if (wait_us < 0)
         wait_us = 0;
     tv.tv_sec = (time_t)(wait_us / 1000000);

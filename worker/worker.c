@@ -9,8 +9,9 @@
 
 #include "conn.h"
 #include "log.h"
-#include "proxy.h"
-#include "worker.h"
+#include "request.h"
+#include "stream.h"
+#include "worker_internal.h"
 
 static void stop_accepting(llmr_worker *w)
 {
@@ -27,7 +28,7 @@ static void stop_accepting(llmr_worker *w)
 #define DRAIN_TICK_MS 100
 
 /* At drain_timeout the calls still running are ended with a word to their
- * clients (llmr_proxy_drain_deadline); the worker then waits up to this
+ * clients (llmr_request_drain_deadline); the worker then waits up to this
  * long for those last bytes to reach the sockets. */
 #define DRAIN_FLUSH_TICKS 10
 
@@ -47,7 +48,7 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
         llmr_warn("worker %d: drain_timeout passed with %ld request(s) in flight; ending "
                   "them", w->index, w->active);
         w->drain_final = 1;
-        llmr_proxy_drain_deadline(w);
+        llmr_request_drain_deadline(w);
     }
     w->started_at_tick = w->started;
 }
@@ -171,7 +172,7 @@ static int worker_init(llmr_worker *w, const int *fds, int nfds)
 
 static void worker_free(llmr_worker *w)
 {
-    llmr_proxy_abort_all(w);
+    llmr_request_abort_all(w);
     if (w->http != NULL)
         evhttp_free(w->http);
     llmr_conn_free_all(w);
@@ -180,7 +181,9 @@ static void worker_free(llmr_worker *w)
     llmr_upstream_free(w);
     llmr_targets_free(w);
     llmr_router_free(w);
-    llmr_json_free(&w->json);
+    llmr_http_free(w);
+    llmr_attempt_free_all();
+    llmr_stream_free_all();
     free(w->models_body);
     if (w->sig_quit != NULL)
         event_free(w->sig_quit);

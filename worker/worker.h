@@ -1,179 +1,23 @@
-/* worker: one process serving HTTP with evhttp and calling upstreams with
- * one libcurl multi handle, both on one libevent loop.  Everything a worker
- * owns hangs off one llmr_worker, created after fork. */
+/* worker: the public face of a worker process, all that master/ needs: the
+ * entry point the master calls in a forked child, and the exit code of a
+ * worker that cannot start.  Everything else of worker/ is in
+ * worker_internal.h, for worker/ files only. */
 #ifndef LLMR_WORKER_H
 #define LLMR_WORKER_H
 
 #include <stdint.h>
 
-#include <curl/curl.h>
-#include <event2/event.h>
-#include <event2/http.h>
-
 #include "conf.h"
-#include "json.h"
 #include "shm.h"
 
 /* A worker that cannot start (bad listen socket, no memory at start-up)
  * exits with this code; the master does not respawn it. */
 #define LLMR_EXIT_FATAL 2
 
-enum llmr_op { LLMR_OP_CHAT, LLMR_OP_COMPLETIONS, LLMR_OP_EMBEDDINGS, LLMR_OP_COUNT };
-
-/* What a worker precomputes per deployment so that the request path builds
- * no URL and no header list. */
-typedef struct llmr_target {
-    char *url[LLMR_OP_COUNT];
-    struct curl_slist *headers;
-} llmr_target;
-
-typedef struct llmr_router {
-    double *weight;             /* per deployment, simple-shuffle weight */
-    llmr_limits *limits;        /* per deployment: rpm, tpm, max_parallel */
-    int *cand;                  /* scratch: candidates of one pick */
-} llmr_router;
-
-typedef struct llmr_worker {
-    const llmr_conf *conf;
-    llmr_shm *shm;
-    int index;
-    int wslot;                  /* this worker's share in the slots' counters */
-    uint32_t generation;
-
-    struct event_base *base;
-    struct evhttp *http;
-    struct evhttp_bound_socket **bound;
-    int nbound;
-    struct event *sig_quit, *sig_term, *sig_int, *drain_timer;
-
-    CURLM *multi;
-    struct event *curl_timer;
-    CURL **easy_pool;           /* idle easy handles, reused */
-    int npool;
-    struct llmr_up *up;         /* upstream.c: the new-connection gate */
-    struct llmr_tls *tls;       /* tls.c: trust stores, TLS session share */
-
-    llmr_target *targets;       /* [conf->ndeployments] */
-    llmr_router router;
-    uint64_t rng;
-    llmr_json json;             /* tokenizer reused by every request */
-    char *models_body;          /* GET /v1/models, built once */
-    size_t models_len;
-
-    struct llmr_call *calls;    /* live proxied calls, for shutdown */
-    int64_t local_fail_log_ms;  /* last log line of a 503 local_resource_exhausted */
-    unsigned long local_fails;  /* such 503s since that line */
-    int draining;
-    long active;                /* requests whose reply is not yet sent */
-    unsigned long started;      /* requests ever started, for drain */
-    unsigned long started_at_tick;
-    unsigned drain_ticks;
-    int exit_code;
-    struct llmr_guard *guard;   /* accept pauses, lingering closes (guard.c) */
-    struct llmr_conns *conns;   /* per-connection state (conn.c) */
-    int drain_final;            /* drain_timeout passed: streams were ended */
-    unsigned drain_final_ticks;
-} llmr_worker;
-
 /* Runs a worker until it has drained or was told to stop; returns the exit
  * code.  `fds` are the listening sockets inherited from the master. */
-int llmr_worker_main(const llmr_conf *conf, llmr_shm *shm, const int *fds,
-                     int nfds, int index, int wslot, uint32_t generation);
-
-/* http_api.c */
-void llmr_http_handle(struct evhttp_request *req, void *arg);
-/* Replies with an OpenAI-shaped error; param and code may be NULL. */
-void llmr_http_error(llmr_worker *w, struct evhttp_request *req, int status,
-                     const char *type, const char *param, const char *code,
-                     const char *fmt, ...)
-    __attribute__((format(printf, 7, 8)));
-const char *llmr_http_reason(int status);
-int llmr_http_models_build(llmr_worker *w);
-/* Sends the reply and ends the request's life; while draining it asks the
- * client to reconnect elsewhere. */
-void llmr_http_reply(llmr_worker *w, struct evhttp_request *req, int status,
-                     struct evbuffer *body);
-/* A chunked reply: headers now, body with evhttp_send_reply_chunk(). */
-void llmr_http_stream_start(llmr_worker *w, struct evhttp_request *req, int status);
-void llmr_http_stream_end(llmr_worker *w, struct evhttp_request *req);
-/* Ends a request whose client has gone, without a reply. */
-void llmr_http_discard(llmr_worker *w, struct evhttp_request *req);
-
-
-/* proxy.c */
-void llmr_proxy_start(llmr_worker *w, struct evhttp_request *req, enum llmr_op op,
-                      int group, const char *body, size_t len, int model_tok);
-void llmr_proxy_done(void *call, CURLcode result);
-/* The deployment of `call`'s attempt in flight, and when that attempt must
- * end (its CURLOPT_TIMEOUT_MS from now). */
-int llmr_proxy_attempt_info(void *call, int64_t *deadline_us);
-
-/* upstream.c */
-int llmr_upstream_init(llmr_worker *w);
-void llmr_upstream_free(llmr_worker *w);
-CURL *llmr_upstream_easy(llmr_worker *w);
-void llmr_upstream_release(llmr_worker *w, CURL *easy);
-int llmr_upstream_start(llmr_worker *w, CURL *easy);
-void llmr_upstream_abort(llmr_worker *w, CURL *easy);
-/* What the attempt on `easy` met: socket()'s errno when one failed, and how
- * many times libcurl set out to send it (more than 1: a re-send refused). */
-void llmr_upstream_facts(llmr_worker *w, CURL *easy, int *sock_errno, int *sends);
-
-/* tls.c */
-int llmr_tls_init(llmr_worker *w);
-void llmr_tls_free(llmr_worker *w);
-void llmr_tls_easy_init(llmr_worker *w, CURL *easy);
-void llmr_tls_attempt(llmr_worker *w, CURL *easy, int dep);
-
-/* provider.c, provider_openai.c, provider_azure.c */
-int llmr_targets_build(llmr_worker *w);
-void llmr_targets_free(llmr_worker *w);
-/* Like snprintf: the URL's length, written into buf when cap is enough. */
-int llmr_openai_url(const llmr_deployment *d, enum llmr_op op, char *buf, size_t cap);
-int llmr_azure_url(const llmr_deployment *d, enum llmr_op op, char *buf, size_t cap);
-struct curl_slist *llmr_openai_headers(const llmr_deployment *d);
-struct curl_slist *llmr_azure_headers(const llmr_deployment *d);
-extern const char *const llmr_op_path[LLMR_OP_COUNT];
-/* Content-Type, Expect and "<auth_name>: <auth_prefix><key>" when a key is set. */
-struct curl_slist *llmr_provider_headers(struct curl_slist *h, const char *auth_name,
-                                         const char *auth_prefix, const char *key);
-
-/* classify.c: what an upstream failure means for routing */
-enum llmr_err {
-    LLMR_ERR_NONE, LLMR_ERR_RATE_LIMIT, LLMR_ERR_CONTEXT_WINDOW, LLMR_ERR_CONTENT_POLICY,
-    LLMR_ERR_AUTH, LLMR_ERR_NOT_FOUND, LLMR_ERR_BAD_REQUEST, LLMR_ERR_TIMEOUT,
-    LLMR_ERR_SERVER, LLMR_ERR_CONNECTION, LLMR_ERR_OTHER
-};
-enum llmr_err llmr_classify(const llmr_deployment *d, CURLcode result, long status,
-                            const char *body, size_t len);
-/* Worth another attempt in the same group; these also count towards a
- * deployment's cooldown (429, 408, 5xx, timeouts, connection errors). */
-int llmr_err_retryable(enum llmr_err e);
-const char *llmr_err_name(enum llmr_err e);
-
-/* router.c */
-int llmr_router_init(llmr_worker *w);
-void llmr_router_free(llmr_worker *w);
-typedef struct llmr_pick_req {
-    const int *avoid;           /* deployments that failed this request */
-    int navoid;
-    int64_t tokens;             /* estimated prompt tokens */
-    int stream;
-    int reserve;                /* admit the pick (else only look) */
-} llmr_pick_req;
-
-enum llmr_unavail { LLMR_UNAVAIL_NONE, LLMR_UNAVAIL_COOLING, LLMR_UNAVAIL_LIMIT,
-                    LLMR_UNAVAIL_CONTEXT };
-
-typedef struct llmr_pick {
-    int dep;                    /* the deployment, admitted when reserve; or -1 */
-    enum llmr_unavail why;      /* when -1 */
-    enum llmr_limit limit;      /* the limit that refused, for LLMR_UNAVAIL_LIMIT */
-    int64_t wait_ms;            /* until a cooldown ends or the window rolls over */
-} llmr_pick;
-
-/* A deployment of `group` for this request (see router.c), or -1. */
-int llmr_router_pick(llmr_worker *w, int group, const llmr_pick_req *rq, llmr_pick *out);
-uint64_t llmr_rand(llmr_worker *w);
+typedef int llmr_worker_main_fn(const llmr_conf *conf, llmr_shm *shm, const int *fds,
+                                int nfds, int index, int wslot, uint32_t generation);
+llmr_worker_main_fn llmr_worker_main;
 
 #endif

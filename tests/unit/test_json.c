@@ -220,7 +220,7 @@ static void test_token_cap_stops_early(void)
     llmr_json_free(&j);
 }
 
-/* Token shapes the readers of w->json rely on, as jsmn gives them. */
+/* Token shapes the readers of a request body's tokens rely on, as jsmn gives them. */
 static void test_jsmn_shapes(void)
 {
     llmr_json j = { 0 };

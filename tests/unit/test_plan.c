@@ -17,29 +17,29 @@ static void setup(void)
     conf.ngroups = 4;
 }
 
-static llmr_call *new_call(int group)
+static llmr_request *new_call(int group)
 {
-    static llmr_call c;
+    static llmr_request c;
 
     memset(&c, 0, sizeof(c));
     c.w = &w;
-    c.plan[0] = group;
-    c.nplan = 1;
+    c.plan.group[0] = group;
+    c.plan.ngroups = 1;
     return &c;
 }
 
 static void test_retry_after_honoured_up_to_60s(void)
 {
-    llmr_call *c;
+    llmr_request *c;
 
     setup();
     c = new_call(0);
-    strcpy(c->retry_after, "2");
+    strcpy(c->at.retry_after, "2");
     T_EQ_INT(llmr_retry_after_ms(c), 2000);
     T_EQ_INT(llmr_backoff_ms(c, LLMR_ERR_RATE_LIMIT, 2000, 1), 2000);
-    strcpy(c->retry_after, "0.5");
+    strcpy(c->at.retry_after, "0.5");
     T_EQ_INT(llmr_retry_after_ms(c), 500);
-    strcpy(c->retry_after, "Wed, 21 Oct 2015 07:28:00 GMT");
+    strcpy(c->at.retry_after, "Wed, 21 Oct 2015 07:28:00 GMT");
     T_EQ_INT(llmr_retry_after_ms(c), -1);
     /* Over 60 s: not honoured, exponential instead (first step 0.5 s +-25%). */
     int64_t b = llmr_backoff_ms(c, LLMR_ERR_RATE_LIMIT, 120000, 1);
@@ -48,7 +48,7 @@ static void test_retry_after_honoured_up_to_60s(void)
 
 static void test_exponential_with_jitter_and_cap(void)
 {
-    llmr_call *c;
+    llmr_request *c;
     const int64_t base[] = { 500, 1000, 2000, 4000, 8000, 8000, 8000 };
 
     setup();
@@ -70,7 +70,7 @@ static void test_exponential_with_jitter_and_cap(void)
 static void test_other_errors_back_off_with_jitter(void)
 {
     const enum llmr_err errs[] = { LLMR_ERR_SERVER, LLMR_ERR_TIMEOUT, LLMR_ERR_CONNECTION };
-    llmr_call *c;
+    llmr_request *c;
     int64_t lo = INT64_MAX, hi = 0;
 
     for (int e = 0; e < 3; e++) {
@@ -118,31 +118,31 @@ static void test_cooldown_length_capped(void)
 
 static void test_fallbacks_in_order_each_group_once(void)
 {
-    llmr_call *c;
+    llmr_request *c;
 
     setup();
     conf.fallbacks.items = &fb;
     conf.fallbacks.n = 1;
     c = new_call(0);
     T_EQ_INT(llmr_plan_next(c), 1);
-    T_EQ_INT(c->plan[c->pos], 1);           /* b */
+    T_EQ_INT(c->plan.group[c->plan.pos], 1);           /* b */
     T_EQ_INT(llmr_plan_next(c), 1);
-    T_EQ_INT(c->plan[c->pos], 2);           /* c; "a" itself is not added again */
+    T_EQ_INT(c->plan.group[c->plan.pos], 2);           /* c; "a" itself is not added again */
     T_EQ_INT(llmr_plan_next(c), 0);
-    T_EQ_INT(c->pos, 2);                    /* stays on the last group tried */
-    T_EQ_INT(c->nplan, 3);
+    T_EQ_INT(c->plan.pos, 2);                    /* stays on the last group tried */
+    T_EQ_INT(c->plan.ngroups, 3);
 }
 
 static void test_default_fallbacks_and_context_window_switch(void)
 {
-    llmr_call *c;
+    llmr_request *c;
 
     setup();
     conf.default_fallbacks = def_fb;
     conf.ndefault_fallbacks = 1;
     c = new_call(1);                        /* b: no entry, so default_fallbacks */
     T_EQ_INT(llmr_plan_next(c), 1);
-    T_EQ_INT(c->plan[c->pos], 2);
+    T_EQ_INT(c->plan.group[c->plan.pos], 2);
 
     conf.fallbacks.items = &fb;
     conf.fallbacks.n = 1;
@@ -150,7 +150,7 @@ static void test_default_fallbacks_and_context_window_switch(void)
     conf.context_window_fallbacks.n = 1;
     c = new_call(0);
     T_EQ_INT(llmr_plan_switch(c, &conf.context_window_fallbacks), 1);
-    T_EQ_INT(c->plan[c->pos], 3);           /* big, and the general fallbacks are gone */
+    T_EQ_INT(c->plan.group[c->plan.pos], 3);           /* big, and the general fallbacks are gone */
     T_EQ_INT(llmr_plan_next(c), 0);
     c = new_call(2);                        /* c has no context-window entry */
     T_EQ_INT(llmr_plan_switch(c, &conf.context_window_fallbacks), 0);

@@ -108,7 +108,7 @@ static void test_avoid_failed_then_any(void)
 static void test_cooling_deployments_skipped(void)
 {
     llmr_worker w = { .conf = &conf, .shm = &shm };
-    int64_t wait = -1, now = llmr_now_ms();
+    int64_t wait = -1, now = llmr_wall_ms();
     double s[4];
 
     setup(3);
@@ -139,7 +139,7 @@ static void test_cooling_deployments_skipped(void)
 static void test_router_init_caps_old_cooldowns(void)
 {
     llmr_worker w = { .conf = &conf, .shm = &shm };
-    int64_t now = llmr_now_ms();
+    int64_t now = llmr_wall_ms();
 
     setup(3);
     conf.cooldown_time = 5;
@@ -154,7 +154,7 @@ static void test_router_init_caps_old_cooldowns(void)
     llmr_router_free(&w);
     conf.cooldown_time = 0;                     /* cooldowns now off: they end */
     T_EQ_INT(llmr_router_init(&w), 0);
-    T_EQ_INT(llmr_cooldown_left_ms(&seg.slots[1], llmr_now_ms()), 0);
+    T_EQ_INT(llmr_cooldown_left_ms(&seg.slots[1], llmr_wall_ms()), 0);
     llmr_router_free(&w);
 }
 
@@ -215,7 +215,7 @@ static void test_limits_order_and_context(void)
 static void test_usage_based_and_latency_based(void)
 {
     llmr_worker w = { .conf = &conf, .shm = &shm };
-    uint32_t minute = (uint32_t)(llmr_now_ms() / 60000);
+    uint32_t minute = llmr_minute_of(llmr_wall_ms());
     double s[4];
 
     setup(3);

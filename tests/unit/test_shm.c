@@ -20,7 +20,7 @@ static const llmr_limits no_limits;
 
 static void admit(llmr_slot *s)
 {
-    T_EQ_INT(llmr_counters_admit(s, &no_limits, 0, 0, llmr_now_ms()), LLMR_LIMIT_NONE);
+    T_EQ_INT(llmr_counters_admit(s, &no_limits, 0, 0, llmr_wall_ms()), LLMR_LIMIT_NONE);
 }
 
 static void make_conf(llmr_conf *c, llmr_deployment *d, llmr_group *g, char **ids, int n)
@@ -161,7 +161,7 @@ static void *hammer(void *arg)
     int wslot = (int)(intptr_t)arg;
 
     for (int i = 0; i < 100000; i++) {
-        int64_t now = llmr_now_ms();
+        int64_t now = llmr_wall_ms();
         llmr_counters_admit(&hammered, &no_limits, wslot, 0, now);
         llmr_counters_add_usage(&hammered, 2, 1);
         llmr_counters_attempt_end(&hammered, wslot, i % 4 ? LLMR_OUTCOME_SUCCESS
@@ -305,9 +305,9 @@ static void test_reaping_a_worker_takes_back_its_inflight(void)
     open_fresh(&shm, name);
     llmr_slot *a = &shm.seg->slots[0], *b = &shm.seg->slots[5];
     for (int i = 0; i < 3; i++)
-        llmr_counters_admit(a, &no_limits, 2, 0, llmr_now_ms());   /* worker 2 dies */
-    llmr_counters_admit(a, &no_limits, 1, 0, llmr_now_ms());       /* worker 1 lives */
-    llmr_counters_admit(b, &no_limits, 2, 0, llmr_now_ms());
+        llmr_counters_admit(a, &no_limits, 2, 0, llmr_wall_ms());   /* worker 2 dies */
+    llmr_counters_admit(a, &no_limits, 1, 0, llmr_wall_ms());       /* worker 1 lives */
+    llmr_counters_admit(b, &no_limits, 2, 0, llmr_wall_ms());
     llmr_counters_reap_worker(&shm, 2);
     T_EQ_INT(atomic_load(&a->inflight), 1);
     T_EQ_INT(atomic_load(&b->inflight), 0);
@@ -328,8 +328,8 @@ static void test_recount_after_crash(void)
     open_fresh(&shm, name);
     llmr_slot *a = &shm.seg->slots[3];
     for (int i = 0; i < 4; i++)
-        llmr_counters_admit(a, &no_limits, 7, 0, llmr_now_ms());   /* dead worker 7 */
-    llmr_counters_admit(a, &no_limits, 9, 0, llmr_now_ms());       /* live worker 9 */
+        llmr_counters_admit(a, &no_limits, 7, 0, llmr_wall_ms());   /* dead worker 7 */
+    llmr_counters_admit(a, &no_limits, 9, 0, llmr_wall_ms());       /* live worker 9 */
     atomic_fetch_add(&a->inflight, 1);      /* killed between the two words */
     T_EQ_INT(atomic_load(&a->inflight), 6);
     llmr_counters_reap_worker(&shm, 7);

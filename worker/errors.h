@@ -1,0 +1,77 @@
+/* errors: every error llmroute itself answers with, in OpenAI's shape, from
+ * one table (errors.c): the HTTP status, the error's type, param and code,
+ * and the wording of its message.  http_api.c's validation, conn.c's
+ * refusals, the request path's final answers and a stream's SSE error
+ * events all take their status, type, code and words from here. */
+#ifndef LLMR_ERRORS_H
+#define LLMR_ERRORS_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+struct evhttp_request;
+struct llmr_worker;
+
+enum llmr_error_kind {
+    /* request validation (http_api.c) */
+    LLMR_E_NOT_FOUND,
+    LLMR_E_METHOD_NOT_ALLOWED,
+    LLMR_E_INVALID_API_KEY,
+    LLMR_E_BODY_TOO_LARGE,
+    LLMR_E_INVALID_JSON,
+    LLMR_E_DUPLICATE_KEY,
+    LLMR_E_MISSING_MODEL,
+    LLMR_E_MISSING_MESSAGES,
+    LLMR_E_MISSING_INPUT,
+    LLMR_E_MODEL_NOT_FOUND,
+    /* framing refusals (conn.c) */
+    LLMR_E_BAD_REQUEST,
+    LLMR_E_FRAMING_TOO_LARGE,
+    LLMR_E_REQUEST_TIMEOUT,
+    /* the request path */
+    LLMR_E_OUT_OF_MEMORY,
+    LLMR_E_CONTEXT_EXCEEDED,
+    LLMR_E_AT_LIMIT,
+    LLMR_E_NO_DEPLOYMENT,
+    LLMR_E_UPSTREAM_TIMEOUT,
+    LLMR_E_UPSTREAM_UNREACHABLE,
+    LLMR_E_LOCAL_EXHAUSTED,
+    LLMR_E_OVERLOADED,
+    LLMR_E_SHUTTING_DOWN,
+    /* SSE error events of a committed stream */
+    LLMR_E_STREAM_TIMEOUT,
+    LLMR_E_STREAM_FAILED,
+    LLMR_E_COUNT
+};
+
+typedef struct llmr_error_def {
+    int status;
+    const char *type;
+    const char *param;          /* NULL: JSON null */
+    const char *code;           /* NULL: JSON null */
+    const char *message;        /* printf template of the message */
+} llmr_error_def;
+
+const llmr_error_def *llmr_error_def_of(enum llmr_error_kind k);
+
+/* The kind's message from its template and the arguments it takes.
+ * Returns the length written (at most cap - 1). */
+size_t llmr_error_message(char *out, size_t cap, enum llmr_error_kind k, ...);
+size_t llmr_error_vmessage(char *out, size_t cap, enum llmr_error_kind k, va_list ap);
+
+/* The JSON body {"error":{...}} of kind k with message msg; param and code,
+ * when not NULL, replace the table's (a duplicate key names itself, a
+ * stream's failure its classification).  Always valid JSON, whatever msg
+ * holds; returns its length (at most cap - 1; cap >= 256). */
+size_t llmr_error_json(char *out, size_t cap, enum llmr_error_kind k, const char *param,
+                       const char *code, const char *msg);
+
+/* Replies to req with kind k: its status, its body with the message built
+ * from the template and the arguments that follow. */
+void llmr_error_reply(struct llmr_worker *w, struct evhttp_request *req,
+                      enum llmr_error_kind k, ...);
+/* The same with a param of its own and a message already made. */
+void llmr_error_reply_msg(struct llmr_worker *w, struct evhttp_request *req,
+                          enum llmr_error_kind k, const char *param, const char *msg);
+
+#endif

@@ -1,0 +1,174 @@
+/* What a routed request answers: the x-llmroute-* headers of every
+ * answer, the answer each ending makes (upstream's, our error, the end of
+ * a stream) and sending it.  The words and codes come from errors.c; only
+ * llmr_request_finish() sends, before it frees the request. */
+#include "request.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "clock.h"
+#include "log.h"
+#include "stream.h"
+
+const char *llmr_request_group_name(const llmr_request *r, int pos)
+{
+    return r->w->conf->groups[r->plan.group[pos]].name;
+}
+
+/* The x-llmroute-* headers of every routed response. */
+void llmr_reply_headers(llmr_request *r)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(r->req);
+    char n[16];
+
+    if (r->at.retry_after[0])
+        evhttp_add_header(out, "Retry-After", r->at.retry_after);
+    if (r->at.dep >= 0)
+        evhttp_add_header(out, "x-llmroute-deployment", llmr_attempt_dep(r)->id);
+    snprintf(n, sizeof(n), "%d", r->plan.attempts);
+    evhttp_add_header(out, "x-llmroute-attempts", n);
+    evhttp_add_header(out, "x-llmroute-model-group", llmr_request_group_name(r, 0));
+    if (r->plan.pos > 0)
+        evhttp_add_header(out, "x-llmroute-fallback", llmr_request_group_name(r, r->plan.pos));
+}
+
+void llmr_reply_error(llmr_reply *rep, enum llmr_error_kind k, ...)
+{
+    va_list ap;
+
+    memset(rep, 0, sizeof(*rep));
+    rep->how = LLMR_REPLY_ERROR;
+    rep->kind = k;
+    va_start(ap, k);
+    llmr_error_vmessage(rep->msg, sizeof(rep->msg), k, ap);
+    va_end(ap);
+}
+
+/* The error event that ends a committed stream whose upstream failed. */
+void llmr_reply_stream_error(llmr_reply *rep, enum llmr_err err, const char *msg)
+{
+    llmr_reply_error(rep, err == LLMR_ERR_TIMEOUT ? LLMR_E_STREAM_TIMEOUT : LLMR_E_STREAM_FAILED,
+                     msg);
+    rep->how = LLMR_REPLY_STREAM_END;
+    rep->has_kind = 1;
+    rep->code = llmr_err_name(err);
+}
+
+static const char *const limit_names[] = {
+    [LLMR_LIMIT_NONE] = "", [LLMR_LIMIT_PARALLEL] = "max_parallel_requests",
+    [LLMR_LIMIT_RPM] = "rpm", [LLMR_LIMIT_TPM] = "tpm",
+};
+
+/* No deployment could take the request: every one is cooling down or at a
+ * limit (429 with Retry-After), or too small for the prompt (400). */
+static void unavailable(llmr_request *r, llmr_reply *rep)
+{
+    const llmr_plan *p = &r->plan;
+    const char *group = llmr_request_group_name(r, 0);
+
+    if (p->unavail == LLMR_UNAVAIL_CONTEXT) {
+        llmr_reply_error(rep, LLMR_E_CONTEXT_EXCEEDED, group, (long long)r->tokens_est);
+    } else {
+        if (p->unavail == LLMR_UNAVAIL_LIMIT)
+            llmr_reply_error(rep, LLMR_E_AT_LIMIT, group, limit_names[p->limit]);
+        else
+            llmr_reply_error(rep, LLMR_E_NO_DEPLOYMENT, group);
+        snprintf(rep->retry_after, sizeof(rep->retry_after), "%lld",
+                 (long long)((p->unavail_wait_ms + 999) / 1000));
+    }
+}
+
+/* Everything is spent: the last upstream answer if there was one, else our
+ * own error for what went wrong. */
+void llmr_reply_final(llmr_request *r, llmr_reply *rep)
+{
+    const llmr_plan *p = &r->plan;
+    int timeout = p->final_err == LLMR_ERR_TIMEOUT;
+
+    if (p->final_status >= 400) {       /* an upstream answered: pass it on */
+        memset(rep, 0, sizeof(*rep));
+        rep->how = LLMR_REPLY_UPSTREAM;
+        rep->status = p->final_status;
+        rep->headers = 1;
+        return;
+    }
+    r->at.retry_after[0] = '\0';
+    if (p->final_err == LLMR_ERR_NONE)  /* no attempt could be made */
+        unavailable(r, rep);
+    else
+        llmr_reply_error(rep, timeout ? LLMR_E_UPSTREAM_TIMEOUT : LLMR_E_UPSTREAM_UNREACHABLE,
+                         llmr_request_group_name(r, 0), p->attempts,
+                         r->at.dep >= 0 ? ", last on deployment " : "",
+                         r->at.dep >= 0 ? llmr_attempt_dep(r)->id : "");
+    rep->headers = 1;
+}
+
+/* Out of descriptors, every request fails the same way: one line a second
+ * at most, with the count. */
+static void log_local(llmr_worker *w, const char *group, const char *why)
+{
+    int64_t now = llmr_wall_ms();
+
+    w->local_fails++;
+    if (now - w->local_fail_log_ms < 1000)
+        return;
+    llmr_error("%s: no upstream call could be made: %s (%lu request(s) answered 503 "
+               "local_resource_exhausted since the last report)", group, why, w->local_fails);
+    w->local_fail_log_ms = now;
+    w->local_fails = 0;
+}
+
+/* The attempt could not be made for want of something of ours (descriptors,
+ * memory): the request never reached the deployment (its admission is
+ * already given back), and the client gets 503 and may come back shortly. */
+void llmr_reply_local(llmr_request *r, llmr_reply *rep, const char *why)
+{
+    const char *group = llmr_request_group_name(r, r->plan.pos);
+
+    log_local(r->w, group, why);
+    llmr_reply_error(rep, LLMR_E_LOCAL_EXHAUSTED, group, why);
+    r->at.retry_after[0] = '\0';
+    rep->headers = 1;
+    strcpy(rep->retry_after, "1");
+}
+
+void llmr_reply_send(llmr_request *r, const llmr_reply *rep)
+{
+    llmr_worker *w = r->w;
+    struct evhttp_request *req = r->req;
+    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+
+    switch (rep->how) {
+    case LLMR_REPLY_UPSTREAM:
+        llmr_reply_headers(r);
+        evhttp_add_header(out, "Content-Type",
+                          r->at.content_type[0] ? r->at.content_type : "application/json");
+        llmr_http_reply(w, req, rep->status, r->at.resp);
+        break;
+    case LLMR_REPLY_ERROR:
+        if (rep->headers)
+            llmr_reply_headers(r);
+        if (rep->retry_after[0])
+            evhttp_add_header(out, "Retry-After", rep->retry_after);
+        llmr_error_reply_msg(w, req, rep->kind, NULL, rep->msg);
+        break;
+    case LLMR_REPLY_STREAM_END:
+        llmr_stream_end(r, rep);
+        break;
+    case LLMR_REPLY_GONE:
+        /* A detached request is ours to free; one still attached belongs to
+         * a connection that evhttp is freeing itself. */
+        if (evhttp_request_get_connection(req) == NULL)
+            llmr_http_discard(w, req);
+        else
+            llmr_http_active_end(w);
+        break;
+    case LLMR_REPLY_NONE:
+        llmr_http_active_end(w);
+        break;
+    }
+}

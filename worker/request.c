@@ -1,0 +1,481 @@
+/* One routed request's life (DESIGN.md §7): pick a deployment of the
+ * group, call it; on a retryable failure try a fresh deployment of the same
+ * group (after a back-off timer), then each fallback group in order; answer
+ * with the first success, or with the last failure once everything is
+ * spent.  A stream commits to its deployment with its first byte.
+ *
+ * The states and their transitions are in request.h.  Every path ends in
+ * llmr_request_finish(), which answers and only then frees; each timer has
+ * one job, so no callback finds another's state behind it. */
+#include "request.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "clock.h"
+#include "conn.h"
+#include "log.h"
+#include "stream.h"
+
+static void try_group(llmr_request *r);
+static void on_attempt_done(void *arg, CURLcode result);
+
+/* ---- states ------------------------------------------------------------ */
+
+#define S(x) (1u << LLMR_REQ_##x)
+
+/* legal[from]: the states `from` may move to.  Any live state may finish. */
+static const unsigned legal[LLMR_REQ_NSTATES] = {
+    [LLMR_REQ_ADMITTED] = S(ATTEMPT) | S(REPLYING),
+    [LLMR_REQ_BACKOFF] = S(ADMITTED) | S(REPLYING),
+    [LLMR_REQ_ATTEMPT] = S(ADMITTED) | S(BACKOFF) | S(STREAMING) | S(REPLYING),
+    [LLMR_REQ_STREAMING] = S(REPLYING),
+    [LLMR_REQ_REPLYING] = S(DONE),
+    [LLMR_REQ_DONE] = 0,
+};
+
+void llmr_request_set_state(llmr_request *r, enum llmr_req_state to)
+{
+    LLMR_CHECK(legal[r->state] & (1u << to), "illegal request state transition");
+    r->state = to;
+}
+
+/* Every callback of a request starts here: a finished request must have
+ * no event, timer or transfer left that points at it. */
+static void check_live(const llmr_request *r)
+{
+    LLMR_CHECK(r->state != LLMR_REQ_REPLYING && r->state != LLMR_REQ_DONE,
+               "callback on a finished request");
+    (void)r;
+}
+
+/* ---- life ---------------------------------------------------------------- */
+
+static void link_request(llmr_request *r)
+{
+    r->prev = NULL;
+    r->next = r->w->requests;
+    if (r->next != NULL)
+        r->next->prev = r;
+    r->w->requests = r;
+}
+
+static void unlink_request(llmr_request *r)
+{
+    if (r->prev != NULL)
+        r->prev->next = r->next;
+    else
+        r->w->requests = r->next;
+    if (r->next != NULL)
+        r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+}
+
+static void request_free(llmr_request *r)
+{
+    LLMR_CHECK(r->state == LLMR_REQ_DONE, "request freed before it was finished");
+    LLMR_CHECK(!r->at.admitted, "request freed with its admission held");
+    unlink_request(r);
+    llmr_upstream_release(r->w, r->at.easy);
+    if (r->at.resp != NULL)
+        evbuffer_free(r->at.resp);
+    llmr_relay_free(&r->relay);
+    free(r->at.up_body);
+    free(r);
+}
+
+static void stop_timers(llmr_request *r)
+{
+    event_del(&r->backoff);
+    event_del(&r->first_byte);
+    event_del(&r->over_budget);
+    event_del(&r->relay.idle);
+}
+
+/* The request is being answered: detach from the client's connection
+ * first, since sending may close it and that must not look like the
+ * client leaving. */
+static void detach(llmr_request *r, int gone)
+{
+    if (!gone)
+        llmr_conn_set_closecb(r->w, r->evcon, NULL, NULL);
+    if (r->client_gone != NULL)
+        event_free(r->client_gone);
+    r->client_gone = NULL;
+}
+
+void llmr_request_finish(llmr_request *r, const llmr_reply *rep)
+{
+    llmr_request_set_state(r, LLMR_REQ_REPLYING);
+    stop_timers(r);
+    if (r->at.admitted)             /* the client left, the worker stops, ... */
+        llmr_attempt_end(r, LLMR_OUTCOME_CANCELLED);
+    detach(r, rep->how == LLMR_REPLY_GONE);
+    llmr_reply_send(r, rep);
+    llmr_request_set_state(r, LLMR_REQ_DONE);
+    request_free(r);
+}
+
+static void on_client_close(struct evhttp_connection *evcon, void *arg)
+{
+    llmr_request *r = arg;
+    llmr_reply rep = { .how = LLMR_REPLY_GONE };
+
+    (void)evcon;
+    check_live(r);
+    llmr_request_finish(r, &rep);
+}
+
+/* evhttp stops reading a connection while its request is handled, so it
+ * would see a client leave only when the reply fails.  An EV_CLOSED watch
+ * on the socket notices at once; freeing the connection then runs
+ * on_client_close(), which aborts the upstream transfer. */
+static void on_client_gone(evutil_socket_t fd, short what, void *arg)
+{
+    llmr_request *r = arg;
+
+    (void)fd;
+    (void)what;
+    check_live(r);
+    evhttp_connection_free(r->evcon);
+}
+
+static void watch_client(llmr_request *r)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(r->evcon);
+    evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
+
+    if (fd < 0 || !(event_base_get_features(r->w->base) & EV_FEATURE_EARLY_CLOSE))
+        return;
+    r->client_gone = event_new(r->w->base, fd, EV_CLOSED, on_client_gone, r);
+    if (r->client_gone != NULL)
+        event_add(r->client_gone, NULL);
+}
+
+/* ---- failures and retries ------------------------------------------------ */
+
+static void finish_final(llmr_request *r)
+{
+    llmr_reply rep;
+
+    llmr_reply_final(r, &rep);
+    llmr_request_finish(r, &rep);
+}
+
+static void on_backoff(evutil_socket_t fd, short what, void *arg)
+{
+    llmr_request *r = arg;
+
+    (void)fd;
+    (void)what;
+    check_live(r);
+    llmr_request_set_state(r, LLMR_REQ_ADMITTED);
+    try_group(r);
+}
+
+static void next_try(llmr_request *r)
+{
+    llmr_request_set_state(r, LLMR_REQ_ADMITTED);
+    try_group(r);
+}
+
+/* Decides what follows a failed attempt (the request is in ATTEMPT). */
+static void after_failure(llmr_request *r, enum llmr_err err, int64_t ra)
+{
+    const llmr_conf *conf = r->w->conf;
+    llmr_plan *p = &r->plan;
+    int64_t wait;
+    int room;
+
+    if (p->nfailed < LLMR_FAILED_MAX)
+        p->failed[p->nfailed++] = r->at.dep;
+    if (err == LLMR_ERR_CONTEXT_WINDOW || err == LLMR_ERR_CONTENT_POLICY) {
+        if (llmr_plan_switch(r, err == LLMR_ERR_CONTEXT_WINDOW ? &conf->context_window_fallbacks
+                                                          : &conf->content_policy_fallbacks))
+            next_try(r);
+        else
+            finish_final(r);
+        return;
+    }
+    /* A retry is only worth waiting for when the group still has a
+     * deployment that is not cooling down; else fall back at once. */
+    if (llmr_err_retryable(err) && p->group_attempts <= conf->num_retries
+        && (room = llmr_plan_group_room(r)) >= 0) {
+        wait = llmr_backoff_ms(r, err, ra, room);
+        if (llmr_clock_us() + wait * 1000 >= r->deadline_us) {
+            finish_final(r);        /* no wait may run past the timeout */
+        } else if (wait > 0) {
+            struct timeval tv = { (time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000 };
+            llmr_request_set_state(r, LLMR_REQ_BACKOFF);
+            evtimer_add(&r->backoff, &tv);
+        } else {
+            next_try(r);
+        }
+        return;
+    }
+    if (llmr_plan_next(r))
+        next_try(r);
+    else
+        finish_final(r);
+}
+
+static int64_t first_byte_budget_us(const llmr_request *r)
+{
+    double t = r->w->conf->stream_timeout;
+
+    return r->stream && t > 0 ? (int64_t)(t * 1e6) : 0;
+}
+
+/* Picks a deployment of the current group and calls it; a group with no
+ * deployment available passes to the next one, a prompt too long for every
+ * deployment goes to the context-window fallbacks. */
+static void try_group(llmr_request *r)
+{
+    llmr_pick_req rq = { .tokens = r->tokens_est, .stream = r->stream, .reserve = 1 };
+    llmr_pick pick;
+    llmr_reply rep;
+    int64_t fb;
+
+    for (;;) {
+        if (llmr_clock_us() >= r->deadline_us) {
+            r->plan.final_err = LLMR_ERR_TIMEOUT;
+            r->plan.final_status = 0;
+            finish_final(r);
+            return;
+        }
+        rq.avoid = r->plan.failed;
+        rq.navoid = r->plan.nfailed;
+        r->at.dep = llmr_router_pick(r->w, r->plan.group[r->plan.pos], &rq, &pick);
+        if (r->at.dep >= 0)
+            break;
+        llmr_plan_note_unavailable(&r->plan, &pick);
+        if (pick.why == LLMR_UNAVAIL_CONTEXT
+            && llmr_plan_switch(r, &r->w->conf->context_window_fallbacks))
+            continue;
+        if (pick.why != LLMR_UNAVAIL_CONTEXT && llmr_plan_next(r))
+            continue;
+        finish_final(r);
+        return;
+    }
+    if (llmr_attempt_start(r, on_attempt_done) < 0) {
+        llmr_attempt_unadmit(r);
+        llmr_reply_local(r, &rep, "out of memory or descriptors to start a transfer");
+        llmr_request_finish(r, &rep);
+        return;
+    }
+    llmr_request_set_state(r, LLMR_REQ_ATTEMPT);
+    if ((fb = first_byte_budget_us(r)) > 0) {
+        struct timeval tv = { (time_t)(fb / 1000000), (suseconds_t)(fb % 1000000) };
+        evtimer_add(&r->first_byte, &tv);
+    }
+}
+
+/* A stream's first byte must come within stream_timeout (else timeout). */
+static void on_first_byte(evutil_socket_t fd, short what, void *arg)
+{
+    llmr_request *r = arg;
+
+    (void)fd;
+    (void)what;
+    check_live(r);
+    if (r->state != LLMR_REQ_ATTEMPT)
+        return;
+    llmr_warn("%s: deployment %s sent no first byte within stream_timeout",
+              llmr_request_group_name(r, r->plan.pos), llmr_attempt_dep(r)->id);
+    llmr_attempt_failed(r, LLMR_ERR_TIMEOUT, -1);
+    evbuffer_drain(r->at.resp, evbuffer_get_length(r->at.resp));
+    r->plan.final_err = LLMR_ERR_TIMEOUT;
+    r->plan.final_status = 0;
+    after_failure(r, LLMR_ERR_TIMEOUT, -1);
+}
+
+/* The attempt reached the deployment (or tried to): what it answered. */
+static void done_upstream(llmr_request *r, CURLcode result)
+{
+    const char *body = (const char *)evbuffer_pullup(r->at.resp, -1);
+    enum llmr_err err = llmr_classify(llmr_attempt_dep(r), result, r->at.status, body,
+                                      evbuffer_get_length(r->at.resp));
+    int64_t ra = llmr_retry_after_ms(r);
+    llmr_reply rep = { .how = LLMR_REPLY_UPSTREAM, .headers = 1, .status = (int)r->at.status };
+    char msg[256];
+
+    llmr_upstream_release(r->w, r->at.easy);
+    r->at.easy = NULL;
+    if (err == LLMR_ERR_NONE) {
+        llmr_attempt_succeeded(r);
+        if (r->state == LLMR_REQ_STREAMING)
+            rep.how = LLMR_REPLY_STREAM_END;
+        llmr_request_finish(r, &rep);
+        return;
+    }
+    llmr_attempt_failed(r, err, ra);
+    llmr_warn("%s: deployment %s failed: %s (%s, HTTP %ld)",
+              llmr_request_group_name(r, r->plan.pos), llmr_attempt_dep(r)->id,
+              llmr_err_name(err), curl_easy_strerror(result), r->at.status);
+    if (r->state == LLMR_REQ_STREAMING) {   /* the client has bytes: an error event */
+        snprintf(msg, sizeof(msg), "upstream deployment %s failed mid-stream: %s",
+                 llmr_attempt_dep(r)->id, llmr_err_name(err));
+        llmr_reply_stream_error(&rep, err, msg);
+        llmr_request_finish(r, &rep);
+        return;
+    }
+    r->plan.final_err = err;
+    r->plan.final_status = result == CURLE_OK ? (int)r->at.status : 0;
+    after_failure(r, err, ra);
+}
+
+/* upstream.c's completion callback for the attempt's transfer. */
+static void on_attempt_done(void *arg, CURLcode result)
+{
+    llmr_request *r = arg;
+    const char *local;
+    llmr_reply rep;
+
+    check_live(r);
+    evtimer_del(&r->first_byte);
+    llmr_upstream_facts(r->w, r->at.easy, &r->at.sock_errno, &r->at.sends);
+    local = llmr_attempt_local_failure(r, result);
+    if (local != NULL && r->state != LLMR_REQ_STREAMING) {
+        llmr_attempt_unadmit(r);
+        llmr_reply_local(r, &rep, local);
+        llmr_request_finish(r, &rep);
+        return;
+    }
+    if (r->at.sends > 1)
+        llmr_warn("%s: deployment %s closed a reused connection without answering; the "
+                  "request was not sent again", llmr_request_group_name(r, r->plan.pos),
+                  llmr_attempt_dep(r)->id);
+    done_upstream(r, result);
+}
+
+/* ---- start and the worker's ends -------------------------------------- */
+
+static void on_over_budget(evutil_socket_t fd, short what, void *arg);
+
+void llmr_request_start(llmr_worker *w, struct evhttp_request *req, enum llmr_op op,
+                        int group, const llmr_json *j)
+{
+    llmr_request *r = calloc(1, sizeof(*r));
+    int model = llmr_json_get(j, 0, "model");
+
+    if (r == NULL || (r->at.resp = evbuffer_new()) == NULL) {
+        free(r);
+        llmr_error_reply(w, req, LLMR_E_OUT_OF_MEMORY);
+        return;
+    }
+    r->w = w;
+    r->state = LLMR_REQ_ADMITTED;
+    evtimer_assign(&r->backoff, w->base, on_backoff, r);
+    evtimer_assign(&r->first_byte, w->base, on_first_byte, r);
+    evtimer_assign(&r->over_budget, w->base, on_over_budget, r);
+    llmr_relay_init(r);
+    link_request(r);
+    r->req = req;
+    r->evcon = evhttp_request_get_connection(req);
+    r->op = op;
+    /* Everything the request needs of its body's tokens is read here: they
+     * belong to the validator, which reuses them for the next body. */
+    r->stream = op != LLMR_OP_EMBEDDINGS && llmr_json_is_true(j, llmr_json_get(j, 0, "stream"));
+    r->body = j->js;
+    r->len = j->len;
+    r->model_start = (size_t)j->toks[model].start;
+    r->model_end = (size_t)j->toks[model].end;
+    r->tokens_est = llmr_estimate_prompt_tokens(j);
+    r->plan.group[0] = group;
+    r->plan.ngroups = 1;
+    r->at.dep = -1;
+    r->t_start_us = llmr_clock_us();
+    r->deadline_us = r->t_start_us + (int64_t)(w->conf->timeout * 1e6);
+    llmr_conn_set_closecb(w, r->evcon, on_client_close, r);
+    watch_client(r);
+    try_group(r);
+}
+
+void llmr_request_abort_all(llmr_worker *w)
+{
+    llmr_reply rep = { .how = LLMR_REPLY_NONE };
+
+    while (w->requests != NULL)
+        llmr_request_finish(w->requests, &rep);
+    LLMR_CHECK(llmr_attempt_open_admissions() == 0, "an admission was never given back");
+}
+
+/* ---- bounds: buffered answers, stalled streams, the drain deadline ------ */
+
+#define BUDGET_STEP (1L << 20)      /* a growing answer checks the total per MiB */
+
+/* What the worker holds for clients: answers being buffered from upstreams
+ * and replies queued towards slow clients. */
+static size_t worker_buffered(llmr_worker *w)
+{
+    size_t total = llmr_conn_output_bytes(w);
+
+    for (llmr_request *o = w->requests; o != NULL; o = o->next)
+        total += o->at.resp != NULL ? evbuffer_get_length(o->at.resp) : 0;
+    return total;
+}
+
+static void on_over_budget(evutil_socket_t fd, short what, void *arg)
+{
+    llmr_request *r = arg;
+    llmr_reply rep = { .how = LLMR_REPLY_ERROR };
+
+    (void)fd;
+    (void)what;
+    check_live(r);
+    llmr_warn("%s: answer from %s dropped: the worker holds more than max_buffered_bytes "
+              "(%ld)", llmr_request_group_name(r, 0), llmr_attempt_dep(r)->id,
+              r->w->conf->max_buffered_bytes);
+    llmr_reply_error(&rep, LLMR_E_OVERLOADED);
+    llmr_request_finish(r, &rep);
+}
+
+int llmr_request_over_budget(llmr_request *r, size_t len)
+{
+    size_t had = evbuffer_get_length(r->at.resp);
+
+    if ((had + len) / BUDGET_STEP == had / BUDGET_STEP
+        || worker_buffered(r->w) + len <= (size_t)r->w->conf->max_buffered_bytes)
+        return 0;
+    /* Inside libcurl's write callback: pause, answer from the loop. */
+    event_active(&r->over_budget, EV_TIMEOUT, 1);
+    return 1;
+}
+
+/* A committed stream got nothing from its upstream for stream_idle_timeout. */
+void llmr_request_stalled(llmr_request *r)
+{
+    llmr_reply rep;
+    char msg[256];
+
+    check_live(r);
+    snprintf(msg, sizeof(msg), "upstream deployment %s sent nothing for %g s "
+             "(stream_idle_timeout)", llmr_attempt_dep(r)->id, r->w->conf->stream_idle_timeout);
+    llmr_warn("%s: %s", llmr_request_group_name(r, r->plan.pos), msg);
+    llmr_attempt_failed(r, LLMR_ERR_TIMEOUT, -1);
+    llmr_reply_stream_error(&rep, LLMR_ERR_TIMEOUT, msg);
+    llmr_request_finish(r, &rep);
+}
+
+/* drain_timeout passed: every stream still running gets an error event and
+ * a clean end of its chunked reply, every request not yet answered a 503,
+ * so no client is cut off without being told why. */
+void llmr_request_drain_deadline(llmr_worker *w)
+{
+    llmr_request *next;
+
+    for (llmr_request *r = w->requests; r != NULL; r = next) {
+        llmr_reply rep;
+        next = r->next;
+        llmr_reply_error(&rep, LLMR_E_SHUTTING_DOWN);
+        if (r->state == LLMR_REQ_STREAMING) {
+            rep.how = LLMR_REPLY_STREAM_END;
+            rep.has_kind = 1;
+        }
+        llmr_request_finish(r, &rep);
+    }
+}
