@@ -2,7 +2,8 @@
 # Installs what llmroute needs on Debian, by purpose:
 #   scripts/install-deps.sh [--list] [run] [test] [bench] [fuzz] [all]
 #   run    build and `make run`: compiler, pkg-config, the libraries, curl, python3
-#   test   run + what `make test` uses: nginx and the openssl CLI (test_tls.py), pgrep
+#   test   run + what `make test` uses: nginx and the openssl CLI (test_tls.py), pgrep,
+#          node and npm, then the client SDKs of test_clients.py (scripts/install-clients.sh)
 #   bench  run + the load tools of `make bench`: wrk, h2load, nginx
 #   fuzz   run + clang and its libFuzzer runtime (`make fuzz`)
 #   all    everything above, and valgrind
@@ -12,7 +13,7 @@ set -eu
 
 RUN="build-essential pkg-config libevent-dev libcurl4-openssl-dev libconfig-dev
 libjsmn-dev libssl-dev curl python3"
-TEST="nginx openssl procps"
+TEST="nginx openssl procps nodejs npm"
 BENCH="wrk nghttp2-client nginx procps"
 FUZZ="clang libclang-rt-14-dev"
 DEV="valgrind"
@@ -50,12 +51,26 @@ if ! command -v dpkg-query >/dev/null 2>&1; then
 fi
 missing=""
 for p in $pkgs; do
+    # A node from elsewhere (NodeSource's nodejs bundles npm and conflicts
+    # with Debian's npm package) serves as well as Debian's.
+    case $p in
+    nodejs) ! command -v node >/dev/null 2>&1 || continue ;;
+    npm) ! command -v npm >/dev/null 2>&1 || continue ;;
+    esac
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
         missing="$missing $p"
     fi
 done
+# The test set ends with the client SDKs (npm packages, not Debian's),
+# whichever way it leaves.
+clients() {
+    case " $pkgs " in
+    *" npm "*) "$(dirname "$0")/install-clients.sh" ;;
+    esac
+}
 if [ -z "$missing" ]; then
     echo "install-deps ($*): everything is installed"
+    clients
     exit 0
 fi
 echo "install-deps ($*): installing$missing"
@@ -65,3 +80,4 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing
+clients
