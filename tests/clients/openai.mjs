@@ -38,6 +38,11 @@ await main({
                                               encoding_format: "float" });
     return { count: r.data.length, embedding: r.data[0].embedding, usage: r.usage };
   },
+  // The SDK's default: it asks for base64 and decodes the float32s itself.
+  async embeddings_default() {
+    const r = await client.embeddings.create({ model: env.model, input: ["one", "two"] });
+    return { count: r.data.length, embeddings: r.data.map((d) => d.embedding) };
+  },
   async tools() {
     const r = await client.chat.completions.create({
       model: env.model, messages,

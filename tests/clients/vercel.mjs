@@ -28,4 +28,10 @@ await main({
     const r = await generateText({ model: openai(env.model), prompt, maxRetries: 0 });
     return { text: r.text, finish: r.finishReason, usage: r.usage };
   },
+  async responses_stream() {
+    const r = streamText({ model: openai(env.model), prompt, maxRetries: 0, onError: () => {} });
+    let text = "";
+    for await (const t of r.textStream) text += t;
+    return { text, finish: await r.finishReason, usage: await r.usage };
+  },
 });

@@ -188,3 +188,63 @@ def test_langchain_chat_openai_invoke_and_stream():
     last, body = upstream_saw(m, "/v1/chat/completions")
     assert body["stream"] is True, body
     assert m.stats()["requests"] == 2
+
+
+# ---------------------------------------------------------------- after the merge
+# These need what other branches of issue 11 bring; each passes only once
+# they are merged, so none is named test_* here yet.  The lead renames each
+# to test_<rest> when merging the branch it names (and adds "Tested" for it in
+# the README's Clients section).
+
+def after_h11_upfeat_test_openai_node_sdk_embeddings_base64_default():
+    """The SDK's default embeddings call asks for base64 and decodes the
+    float32s itself; one embedding per input (the mock of h11-upfeat, item 8)."""
+    m, d = setup()
+    r = result(node("openai", "embeddings_default", d, model=EMBED))
+    assert r["count"] == 2, r
+    for e in r["embeddings"]:
+        assert [round(x, 6) for x in e] == [0.1, 0.2, 0.3], r
+    last, body = upstream_saw(m, "/v1/embeddings")
+    assert body["encoding_format"] == "base64" and body["input"] == ["one", "two"], body
+
+
+def after_h11_routes_test_azure_openai_client_chat_stream_embeddings():
+    """new AzureOpenAI({endpoint, apiKey, apiVersion, deployment}) unchanged:
+    /openai/deployments/{name}/...?api-version= with the api-key header, the
+    deployment name taken as the model group (item 2 of h11-routes)."""
+    m, d = setup()
+    r = result(node("azure", "chat", d, root=True))
+    assert r["content"] == "mock reply" and r["model"] == "mock-gpt", r
+    last, body = upstream_saw(m, "/v1/chat/completions")
+    assert body["model"] == "mock-gpt", body
+    assert body["messages"] == [{"role": "user", "content": "hello from AzureOpenAI"}], body
+
+    r = result(node("azure", "stream", d, root=True))
+    assert r["content"] == STREAM_TEXT, r
+    last, body = upstream_saw(m, "/v1/chat/completions")
+    assert body["stream"] is True, body
+
+    r = result(node("azure", "embeddings", d, model=EMBED, root=True))
+    assert r["count"] == 1 and r["embedding"] == [0.1, 0.2, 0.3], r
+    upstream_saw(m, "/v1/embeddings")
+
+    t = node("azure", "chat", d, root=True, key="sk-wrong")["thrown"]
+    assert (t["name"], t["status"]) == ("AuthenticationError", 401), t
+    assert m.stats()["requests"] == 3
+
+
+def after_h11_resp_test_vercel_ai_sdk_default_model_uses_responses():
+    """generateText({model: openai(id)}), the first line of the Vercel AI
+    SDK's examples, and streamText with it: /v1/responses (h11-resp, item 1)."""
+    m, d = setup()
+    r = result(node("vercel", "responses", d))
+    assert r["text"] == "mock reply", r
+    last, body = upstream_saw(m, "/v1/responses")
+    assert body["model"] == "mock-gpt", body
+    assert "hello from the Vercel AI SDK" in json.dumps(body["input"]), body
+
+    r = result(node("vercel", "responses_stream", d))
+    assert r["text"] == STREAM_TEXT, r
+    last, body = upstream_saw(m, "/v1/responses")
+    assert body["stream"] is True, body
+    assert m.stats()["requests"] == 2
