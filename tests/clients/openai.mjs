@@ -59,6 +59,34 @@ await main({
     for await (const m of client.models.list()) ids.push(m.id);
     return { ids };
   },
+  // The same with the SDK's default of 2 retries, which stack with llmroute's.
+  async error_default_retries() {
+    const sdk = new OpenAI({ baseURL: env.baseURL, apiKey: env.apiKey });
+    const t0 = Date.now();
+    try {
+      await sdk.chat.completions.create({ model: env.model, messages });
+    } catch (e) {
+      e.ms = Date.now() - t0;
+      throw e;
+    }
+    return "no error";
+  },
+  // OpenAI's newer examples: the Responses API, plain and streamed event by event.
+  async responses() {
+    const r = await client.responses.create({ model: env.model, input: "hello from responses" });
+    return { status: r.status, text: r.output_text, usage: r.usage };
+  },
+  async responses_stream() {
+    const s = await client.responses.create({ model: env.model, input: "hello from responses",
+                                              stream: true });
+    let text = "", types = [], usage = null;
+    for await (const e of s) {
+      types.push(e.type);
+      if (e.type === "response.output_text.delta") text += e.delta;
+      if (e.type === "response.completed") usage = e.response.usage;
+    }
+    return { text, first: types[0], last: types[types.length - 1], usage };
+  },
   // An error answer as the SDK raises it (chat with whatever model the
   // test names: an unknown group gives 404, a failing upstream its status).
   async error() {

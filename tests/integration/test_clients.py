@@ -151,6 +151,21 @@ def test_openai_node_sdk_errors_are_its_error_classes():
     assert m.stats()["requests"] == 1
 
 
+def test_openai_node_sdk_default_retries_stack_with_llmroutes():
+    """The README's "retries stack with the client's", as the SDK really
+    does it: with its default 2 retries and llmroute's default num_retries 2,
+    an upstream that fails with 500 gets 3 calls for the SDK's first try and
+    a 4th for its second, which cools the group's only deployment; the SDK's
+    third try is answered 429 no_deployment_available without an upstream
+    call, and that is what the caller gets."""
+    m, d = setup(router="")
+    m.config(status=500)
+    t = node("openai", "error_default_retries", d)["thrown"]
+    assert (t["name"], t["status"], t["code"]) == \
+        ("RateLimitError", 429, "no_deployment_available"), t
+    st = m.stats()
+    assert st["requests"] == 4 and st["statuses"] == {"500": 4}, st
+
 # ---------------------------------------------------------------- Vercel AI SDK
 
 def test_vercel_ai_sdk_chat_model_generate_and_stream():
@@ -245,6 +260,26 @@ def after_h11_resp_test_vercel_ai_sdk_default_model_uses_responses():
 
     r = result(node("vercel", "responses_stream", d))
     assert r["text"] == STREAM_TEXT, r
+    last, body = upstream_saw(m, "/v1/responses")
+    assert body["stream"] is True, body
+    assert m.stats()["requests"] == 2
+
+
+def after_h11_resp_test_openai_node_sdk_responses_plain_and_streamed():
+    """client.responses.create, as OpenAI's newer examples write it: the
+    answer's output_text, and the stream's events from response.created to
+    response.completed with its usage (h11-resp, item 1)."""
+    m, d = setup()
+    r = result(node("openai", "responses", d))
+    assert r["status"] == "completed" and r["text"] == "mock reply", r
+    assert r["usage"]["output_tokens"] == 5, r
+    last, body = upstream_saw(m, "/v1/responses")
+    assert body == {"model": "mock-gpt", "input": "hello from responses"}, body
+
+    r = result(node("openai", "responses_stream", d))
+    assert r["text"] == STREAM_TEXT, r
+    assert (r["first"], r["last"]) == ("response.created", "response.completed"), r
+    assert r["usage"]["output_tokens"] == 3, r
     last, body = upstream_saw(m, "/v1/responses")
     assert body["stream"] is True, body
     assert m.stats()["requests"] == 2
