@@ -9,6 +9,17 @@
 
 #include "conf_internal.h"
 
+/* Like a model_name: it is echoed in /v1/models and in headers. */
+static int alias_name_ok(const char *s)
+{
+    if (*s == '\0')
+        return 0;
+    for (; *s; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f || *s == '"' || *s == '\\')
+            return 0;
+    return 1;
+}
+
 static const char *const alias_keys[] = { "alias", "model", "hidden", NULL };
 
 /* Checks and stores one alias; `e` is where a message points. */
@@ -19,9 +30,9 @@ static int add_alias(conf_cx *cx, const config_setting_t *e, const char *k,
     llmr_alias *a;
     int g = llmr_conf_find_group(c, target, strlen(target));
 
-    if (name[0] == '\0' || conf_has_ctl(name))
-        return conf_fail(cx, e, k, "an alias must be a non-empty name without control "
-                         "characters");
+    if (!alias_name_ok(name) || strlen(name) >= LLMR_ID_MAX)
+        return conf_fail(cx, e, k, "an alias must be 1 to %d printable characters without "
+                         "spaces, '\"' or '\\'", LLMR_ID_MAX - 1);
     if (llmr_conf_find_group(c, name, strlen(name)) >= 0)
         return conf_fail(cx, e, k, "\"%.80s\" is a model group of model_list: an alias "
                          "cannot shadow it", name);

@@ -93,6 +93,17 @@ void llmr_http_stream_start(llmr_worker *w, struct evhttp_request *req, int stat
 void llmr_http_stream_end(llmr_worker *w, struct evhttp_request *req);
 /* Ends a request whose client has gone, without a reply. */
 void llmr_http_discard(llmr_worker *w, struct evhttp_request *req);
+/* Whether the client sent the master_key (Bearer or api-key). */
+int llmr_http_authorized(llmr_worker *w, struct evhttp_request *req);
+/* Validates a routed call's body and starts it; url_model: the group named
+ * by the path, or NULL (the body's model). */
+void llmr_http_proxy(llmr_worker *w, struct evhttp_request *req, enum llmr_op op,
+                     const char *url_model);
+
+/* routes.c: the paths that carry a name (Azure's deployment routes,
+ * /v1/models/{id}); 1 when path was one of them and has been answered. */
+int llmr_routes_handle(llmr_worker *w, struct evhttp_request *req, const char *path,
+                       enum evhttp_cmd_type method);
 
 
 /* upstream.c */
