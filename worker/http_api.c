@@ -173,7 +173,7 @@ static int key_matches(const char *given, const char *expected)
 /* Authorization: Bearer <key>, or Azure's api-key: <key> (AzureOpenAI
  * clients send that one).  Neither ever goes upstream: the upstream gets
  * the deployment's own credentials. */
-int llmr_http_authorized(llmr_worker *w, struct evhttp_request *req)
+static int authorized(llmr_worker *w, struct evhttp_request *req)
 {
     struct evkeyvalq *in = evhttp_request_get_input_headers(req);
     const char *h;
@@ -196,6 +196,11 @@ static const char *const interpreted[] = {
     "model", "stream", "stream_options", "messages", "prompt", "input",
     "fallbacks", "context_window_fallbacks", "num_retries", "timeout",   /* controls.c */
 };
+
+int llmr_http_authorized(llmr_worker *w, struct evhttp_request *req)
+{
+    return authorized(w, req);
+}
 
 /* A client's value in an error message is cut to this many bytes (the
  * escape then makes any bytes valid JSON). */
@@ -298,6 +303,11 @@ void llmr_http_proxy(llmr_worker *w, struct evhttp_request *req, enum llmr_op op
     llmr_request_start_ctl(w, req, op, group, j, &ctl);
 }
 
+static void handle_proxy(llmr_worker *w, struct evhttp_request *req, enum llmr_op op)
+{
+    llmr_http_proxy(w, req, op, NULL);
+}
+
 int llmr_http_models_build(llmr_worker *w)
 {
     struct evbuffer *b = evbuffer_new();
@@ -378,12 +388,12 @@ void llmr_http_handle(struct evhttp_request *req, void *arg)
         handle_ready(w, req);
         return;
     }
-    if (!llmr_http_authorized(w, req)) {
+    if (!authorized(w, req)) {
         llmr_error_reply(w, req, LLMR_E_INVALID_API_KEY);
         return;
     }
     if (r->kind == ROUTE_MODELS)
         llmr_http_reply_json(w, req, 200, w->models_body, w->models_len);
     else
-        llmr_http_proxy(w, req, r->op, NULL);
+        handle_proxy(w, req, r->op);
 }

@@ -59,9 +59,7 @@ static int match(const char *path, enum llmr_op *op, char **name)
         return 0;
     }
     if (strncmp(path, "/v1/models/", 11) == 0 || strncmp(path, "/models/", 8) == 0) {
-        rest = strchr(path + 1, '/') + 1;
-        if (path[1] == 'v')
-            rest = path + 11;
+        rest = path + (path[1] == 'v' ? strlen("/v1/models/") : strlen("/models/"));
         *name = decoded(rest, strlen(rest));
         return 2;
     }
