@@ -42,7 +42,7 @@ static const char *const router_keys[] = {
     "stream_timeout", "allowed_fails", "cooldown_time", "max_cooldown_time",
     "fallbacks",
     "context_window_fallbacks", "content_policy_fallbacks",
-    "default_fallbacks", "routing_strategy_args", NULL
+    "default_fallbacks", "routing_strategy_args", "model_group_alias", NULL
 };
 static const char *const strategy_args_keys[] = { "lowest_latency_buffer", NULL };
 
@@ -341,7 +341,8 @@ static int parse_router(conf_cx *cx, const config_setting_t *rs)
         || conf_parse_fallbacks(cx, rs, "context_window_fallbacks",
                                 &c->context_window_fallbacks) != 0
         || conf_parse_fallbacks(cx, rs, "content_policy_fallbacks",
-                                &c->content_policy_fallbacks) != 0)
+                                &c->content_policy_fallbacks) != 0
+        || conf_parse_aliases(cx, rs) != 0)
         return -1;
 
     if ((s = config_setting_get_member(rs, "default_fallbacks")) != NULL
@@ -530,6 +531,7 @@ void llmr_conf_free(llmr_conf *c)
     free_fallbacks(&c->context_window_fallbacks);
     free_fallbacks(&c->content_policy_fallbacks);
     free_strings(c->default_fallbacks, c->ndefault_fallbacks);
+    conf_free_aliases(c);
     for (int i = 0; c->deployments != NULL && i < c->ndeployments; i++) {
         llmr_deployment *d = &c->deployments[i];
         free(d->model_name);

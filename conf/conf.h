@@ -61,6 +61,12 @@ typedef struct llmr_fallback_list {
     int n;
 } llmr_fallback_list;
 
+typedef struct llmr_alias {
+    char *name;                 /* what a client may ask for */
+    int group;                  /* the group it routes to */
+    int hidden;                 /* left out of /v1/models (still routable) */
+} llmr_alias;
+
 typedef struct llmr_conf {
     char *file;                 /* path as given, for messages */
 
@@ -95,6 +101,8 @@ typedef struct llmr_conf {
     char **default_fallbacks;
     int ndefault_fallbacks;
     double lowest_latency_buffer;
+    llmr_alias *aliases;        /* router_settings.model_group_alias */
+    int naliases;
 
     /* model_list */
     llmr_deployment *deployments;
@@ -124,6 +132,10 @@ void llmr_conf_free(llmr_conf *conf);
 
 /* The group called `name`, or -1. */
 int llmr_conf_find_group(const llmr_conf *conf, const char *name, size_t len);
+
+/* The group a client's `name` routes to: a group, else an alias's target;
+ * or -1. */
+int llmr_conf_route_group(const llmr_conf *conf, const char *name, size_t len);
 
 const char *llmr_strategy_name(enum llmr_strategy s);
 

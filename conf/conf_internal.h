@@ -67,4 +67,8 @@ int conf_parse_group_names(conf_cx *cx, const config_setting_t *s,
                            const char *path, const char *self,
                            char ***out, int *nout);
 
+/* conf_alias.c: router_settings.model_group_alias (after model_list). */
+int conf_parse_aliases(conf_cx *cx, const config_setting_t *rs);
+void conf_free_aliases(llmr_conf *c);
+
 #endif

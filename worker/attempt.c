@@ -141,8 +141,7 @@ static int rewrite_body(llmr_request *r, const llmr_deployment *d)
 
     if (a->up_model != NULL && strcmp(a->up_model, d->upstream_model) == 0)
         return 0;
-    b = llmr_body_with_model(r->body, r->len, r->model_start, r->model_end,
-                             d->upstream_model, &a->up_len);
+    b = llmr_body_rewrite(r->body, r->len, &r->ctl.edit, d->upstream_model, &a->up_len);
     if (b == NULL)
         return -1;
     free(a->up_body);

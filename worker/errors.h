@@ -24,6 +24,8 @@ enum llmr_error_kind {
     LLMR_E_MISSING_MESSAGES,
     LLMR_E_MISSING_INPUT,
     LLMR_E_MODEL_NOT_FOUND,
+    LLMR_E_INVALID_CONTROL,     /* a per-request control (controls.c) */
+    LLMR_E_UNKNOWN_GROUP,       /* a control names a group the config lacks */
     /* framing refusals (conn.c) */
     LLMR_E_BAD_REQUEST,
     LLMR_E_FRAMING_TOO_LARGE,

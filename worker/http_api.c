@@ -170,16 +170,21 @@ static int key_matches(const char *given, const char *expected)
     return diff == 0;
 }
 
+/* Authorization: Bearer <key>, or Azure's api-key: <key> (AzureOpenAI
+ * clients send that one).  Neither ever goes upstream: the upstream gets
+ * the deployment's own credentials. */
 static int authorized(llmr_worker *w, struct evhttp_request *req)
 {
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
     const char *h;
 
     if (w->conf->master_key == NULL)
         return 1;
-    h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
-        return 0;
-    return key_matches(h + 7, w->conf->master_key);
+    h = evhttp_find_header(in, "Authorization");
+    if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0)
+        return key_matches(h + 7, w->conf->master_key);
+    h = evhttp_find_header(in, "api-key");
+    return h != NULL && key_matches(h, w->conf->master_key);
 }
 
 /* The top-level fields llmroute itself reads (here, in request.c and in
@@ -189,7 +194,13 @@ static int authorized(llmr_worker *w, struct evhttp_request *req)
  * the worker starts reading it. */
 static const char *const interpreted[] = {
     "model", "stream", "stream_options", "messages", "prompt", "input",
+    "fallbacks", "context_window_fallbacks", "num_retries", "timeout",   /* controls.c */
 };
+
+int llmr_http_authorized(llmr_worker *w, struct evhttp_request *req)
+{
+    return authorized(w, req);
+}
 
 /* A client's value in an error message is cut to this many bytes (the
  * escape then makes any bytes valid JSON). */
@@ -220,9 +231,13 @@ static const char *model_name(const llmr_json *j, int model, char *buf, size_t c
     return buf;
 }
 
-/* Checks the body of a routed call and hands it to the proxy. */
-static void handle_proxy(llmr_worker *w, struct evhttp_request *req, enum llmr_op op)
+/* Checks the body of a routed call and hands it to the proxy.  url_model:
+ * the group named by the path (Azure's deployment routes), which decides
+ * over the body's model, then optional; NULL on the other routes. */
+void llmr_http_proxy(llmr_worker *w, struct evhttp_request *req, enum llmr_op op,
+                     const char *url_model)
 {
+    llmr_controls ctl;
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
     const char *body;
@@ -253,7 +268,8 @@ static void handle_proxy(llmr_worker *w, struct evhttp_request *req, enum llmr_o
         return;
     }
     model = llmr_json_get(j, 0, "model");
-    if (model < 0 || j->toks[model].type != JSMN_STRING) {
+    if ((url_model == NULL || model >= 0)
+        && (model < 0 || j->toks[model].type != JSMN_STRING)) {
         llmr_error_reply(w, req, LLMR_E_MISSING_MODEL, model < 0
                          ? "you must provide a model parameter" : "model must be a string");
         return;
@@ -270,14 +286,26 @@ static void handle_proxy(llmr_worker *w, struct evhttp_request *req, enum llmr_o
         llmr_error_reply(w, req, LLMR_E_MISSING_INPUT);
         return;
     }
-    name = model_name(j, model, buf, sizeof(buf), &name_len);
-    group = llmr_conf_find_group(w->conf, name, name_len);
+    if (url_model != NULL) {
+        name = url_model;
+        name_len = strlen(url_model);
+    } else {
+        name = model_name(j, model, buf, sizeof(buf), &name_len);
+    }
+    group = llmr_conf_route_group(w->conf, name, name_len);
     if (group < 0) {
         llmr_error_reply(w, req, LLMR_E_MODEL_NOT_FOUND, clip(name_len), name,
                          clipped(name_len));
         return;
     }
-    llmr_request_start(w, req, op, group, j);
+    if (llmr_controls_read(w, req, j, &ctl) < 0)
+        return;
+    llmr_request_start_ctl(w, req, op, group, j, &ctl);
+}
+
+static void handle_proxy(llmr_worker *w, struct evhttp_request *req, enum llmr_op op)
+{
+    llmr_http_proxy(w, req, op, NULL);
 }
 
 int llmr_http_models_build(llmr_worker *w)
@@ -293,6 +321,13 @@ int llmr_http_models_build(llmr_worker *w)
         llmr_json_escape(esc, sizeof(esc), c->groups[g].name, strlen(c->groups[g].name));
         evbuffer_add_printf(b, "%s{\"id\":\"%s\",\"object\":\"model\",\"created\":0,"
                             "\"owned_by\":\"llmroute\"}", g ? "," : "", esc);
+    }
+    for (int a = 0; a < c->naliases; a++) {    /* aliases, unless hidden */
+        if (c->aliases[a].hidden)
+            continue;
+        llmr_json_escape(esc, sizeof(esc), c->aliases[a].name, strlen(c->aliases[a].name));
+        evbuffer_add_printf(b, "%s{\"id\":\"%s\",\"object\":\"model\",\"created\":0,"
+                            "\"owned_by\":\"llmroute\"}", c->ngroups ? "," : "", esc);
     }
     evbuffer_add_printf(b, "]}");
     w->models_len = evbuffer_get_length(b);
@@ -332,6 +367,8 @@ void llmr_http_handle(struct evhttp_request *req, void *arg)
     if (llmr_conn_request_start(w, req) < 0)
         return;                 /* refused by conn.c, which closes it */
     active_begin(w);
+    if (r == NULL && llmr_routes_handle(w, req, path != NULL ? path : "", method))
+        return;                 /* routes.c: paths with a name in them */
     if (r == NULL) {
         llmr_error_reply(w, req, LLMR_E_NOT_FOUND, clip(path != NULL ? strlen(path) : 0),
                          path != NULL ? path : "", clipped(path != NULL ? strlen(path) : 0));

@@ -92,13 +92,28 @@ static int plan_append(llmr_request *r, const llmr_fallback_list *list, int g)
     return added;
 }
 
+/* Appends a request's own list of groups (its controls), each once. */
+static void plan_append_own(llmr_request *r, const int *groups, int n)
+{
+    for (int i = 0; i < n && r->plan.ngroups < LLMR_PLAN_MAX; i++) {
+        int seen = 0;
+        for (int k = 0; k < r->plan.ngroups; k++)
+            seen |= r->plan.group[k] == groups[i];
+        if (!seen)
+            r->plan.group[r->plan.ngroups++] = groups[i];
+    }
+}
+
 /* Moves to the next group of the plan with fresh per-group state.
  * Returns 0 when the plan is spent. */
 int llmr_plan_next(llmr_request *r)
 {
     if (!r->plan.fallbacks_added) {
         r->plan.fallbacks_added = 1;
-        plan_append(r, &r->w->conf->fallbacks, r->plan.group[0]);
+        if (r->ctl.has_fallbacks)       /* the request's own replace the config's */
+            plan_append_own(r, r->ctl.fallbacks, r->ctl.nfallbacks);
+        else
+            plan_append(r, &r->w->conf->fallbacks, r->plan.group[0]);
     }
     if (r->plan.pos + 1 >= r->plan.ngroups)
         return 0;       /* pos stays on the last group tried, for the headers */
@@ -116,6 +131,10 @@ int llmr_plan_switch(llmr_request *r, const llmr_fallback_list *list)
 {
     r->plan.ngroups = r->plan.pos + 1;
     r->plan.fallbacks_added = 1;
+    if (list == &r->w->conf->context_window_fallbacks && r->ctl.has_cw_fallbacks) {
+        plan_append_own(r, r->ctl.cw_fallbacks, r->ctl.ncw_fallbacks);
+        return llmr_plan_next(r);
+    }
     if (plan_append(r, list, r->plan.group[r->plan.pos]) == 0 && r->plan.pos > 0)
         plan_append(r, list, r->plan.group[0]);
     return llmr_plan_next(r);

@@ -1,5 +1,6 @@
 /* Per-deployment upstream targets, built once per worker: the URL of each
  * operation and the header list with the deployment's credentials. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,21 +90,108 @@ struct curl_slist *llmr_provider_headers(struct curl_slist *h, const char *auth_
 }
 
 /* The body an upstream gets: the client's, with the deployment's model name
- * in place of the group's; every other byte goes upstream untouched. */
-char *llmr_body_with_model(const char *body, size_t len, size_t model_start, size_t model_end,
-                           const char *model, size_t *out_len)
+ * in place of the group's (or inserted where the client sent none) and
+ * llmroute's own controls taken out; every other byte goes upstream
+ * untouched.  Edits are applied in the order of their offsets. */
+char *llmr_body_rewrite(const char *body, size_t len, const llmr_body_edit *e,
+                        const char *model, size_t *out_len)
 {
-    size_t mlen = strlen(model);
-    size_t cap = len - (model_end - model_start) + 2 * mlen + 1;
-    char *b = malloc(cap), *p;
+    size_t mlen = strlen(model), pos = 0;
+    size_t cap = len + 2 * mlen + sizeof("\"model\":\"\",");
+    char *b = malloc(cap), *p = b;
+    int di = 0, model_done = 0;
 
     if (b == NULL)
         return NULL;
-    memcpy(b, body, model_start);
-    p = b + model_start;
-    p += llmr_json_escape(p, 2 * mlen + 1, model, mlen);
-    memcpy(p, body + model_end, len - model_end);
-    p += len - model_end;
+    for (;;) {
+        size_t nd = di < e->ndrop ? e->drop[di].start : SIZE_MAX;
+        size_t nm = model_done ? SIZE_MAX : e->model_start;
+        size_t next = nd < nm ? nd : nm;
+
+        if (next == SIZE_MAX)
+            break;
+        memcpy(p, body + pos, next - pos);
+        p += next - pos;
+        if (nm <= nd) {
+            if (e->model_insert)
+                p += sprintf(p, "\"model\":\"");
+            p += llmr_json_escape(p, 2 * mlen + 1, model, mlen);
+            if (e->model_insert)
+                p += sprintf(p, e->model_insert == 1 ? "\"," : "\"");
+            pos = e->model_insert ? e->model_start : e->model_end;
+            model_done = 1;
+        } else {
+            pos = e->drop[di++].end;
+        }
+    }
+    memcpy(p, body + pos, len - pos);
+    p += len - pos;
     *out_len = (size_t)(p - b);
     return b;
+}
+
+char *llmr_body_with_model(const char *body, size_t len, size_t model_start, size_t model_end,
+                           const char *model, size_t *out_len)
+{
+    llmr_body_edit e = { .model_start = model_start, .model_end = model_end };
+
+    return llmr_body_rewrite(body, len, &e, model, out_len);
+}
+
+static size_t member_end(const llmr_json *j, int val)
+{
+    return (size_t)j->toks[val].end + (j->toks[val].type == JSMN_STRING);
+}
+
+static int add_drop(llmr_body_edit *e, size_t start, size_t end)
+{
+    if (e->ndrop >= LLMR_DROP_MAX)
+        return -1;
+    e->drop[e->ndrop].start = start;
+    e->drop[e->ndrop++].end = end;
+    return 0;
+}
+
+/* A run of dropped members goes with the separator after it when a kept
+ * member follows, else with the one before it, so that what is left is
+ * still one well-formed object with the client's own spacing. */
+int llmr_body_plan(const llmr_json *j, const char *const *names, int nnames,
+                   llmr_body_edit *e)
+{
+    int nmem = j->toks[0].size, k = 1, kept = 0, run = 0, model = -1;
+    size_t run_start = 0, run_prev_end = 0, prev_end = 0, last_end = 0;
+
+    e->ndrop = 0;
+    for (int m = 0; m < nmem; m++, k = llmr_json_skip(j, k + 1)) {
+        size_t start = (size_t)j->toks[k].start - 1, end = member_end(j, k + 1);
+        int drop = 0;
+
+        for (int n = 0; n < nnames && !drop; n++)
+            drop = llmr_json_eq(j, k, names[n]);
+        if (llmr_json_eq(j, k, "model"))
+            model = k + 1;
+        if (drop && !run) {
+            run = 1;
+            run_start = start;
+            run_prev_end = kept ? prev_end : 0;
+        } else if (!drop) {
+            if (run && add_drop(e, run_start, start) < 0)
+                return -1;
+            run = 0;
+            kept++;
+            prev_end = end;
+        }
+        last_end = end;
+    }
+    if (run && add_drop(e, run_prev_end ? run_prev_end : run_start, last_end) < 0)
+        return -1;
+    if (model >= 0) {
+        e->model_start = (size_t)j->toks[model].start;
+        e->model_end = (size_t)j->toks[model].end;
+        e->model_insert = 0;
+    } else {
+        e->model_start = e->model_end = (size_t)j->toks[0].start + 1;
+        e->model_insert = kept ? 1 : 2;
+    }
+    return 0;
 }

@@ -203,7 +203,7 @@ static void after_failure(llmr_request *r, enum llmr_err err, int64_t ra)
     }
     /* A retry is only worth waiting for when the group still has a
      * deployment that is not cooling down; else fall back at once. */
-    if (llmr_err_retryable(err) && p->group_attempts <= conf->num_retries
+    if (llmr_err_retryable(err) && p->group_attempts <= r->ctl.num_retries
         && (room = llmr_plan_group_room(r)) >= 0) {
         wait = llmr_backoff_ms(r, err, ra, room);
         if (llmr_clock_us() + wait * 1000 >= r->deadline_us) {
@@ -359,8 +359,25 @@ static void on_over_budget(evutil_socket_t fd, short what, void *arg);
 void llmr_request_start(llmr_worker *w, struct evhttp_request *req, enum llmr_op op,
                         int group, const llmr_json *j)
 {
+    llmr_controls ctl = { .num_retries = -1 };
+
+    if (llmr_body_plan(j, NULL, 0, &ctl.edit) < 0) {
+        llmr_error_reply(w, req, LLMR_E_OUT_OF_MEMORY);
+        return;
+    }
+    llmr_request_start_ctl(w, req, op, group, j, &ctl);
+}
+
+/* The request's own timeout can only shorten router_settings.timeout. */
+static double request_timeout(const llmr_conf *conf, const llmr_controls *ctl)
+{
+    return ctl->timeout > 0 && ctl->timeout < conf->timeout ? ctl->timeout : conf->timeout;
+}
+
+void llmr_request_start_ctl(llmr_worker *w, struct evhttp_request *req, enum llmr_op op,
+                            int group, const llmr_json *j, const llmr_controls *ctl)
+{
     llmr_request *r = calloc(1, sizeof(*r));
-    int model = llmr_json_get(j, 0, "model");
 
     if (r == NULL || (r->at.resp = evbuffer_new()) == NULL) {
         free(r);
@@ -382,14 +399,15 @@ void llmr_request_start(llmr_worker *w, struct evhttp_request *req, enum llmr_op
     r->stream = op != LLMR_OP_EMBEDDINGS && llmr_json_is_true(j, llmr_json_get(j, 0, "stream"));
     r->body = j->js;
     r->len = j->len;
-    r->model_start = (size_t)j->toks[model].start;
-    r->model_end = (size_t)j->toks[model].end;
+    r->ctl = *ctl;
+    if (r->ctl.num_retries < 0)
+        r->ctl.num_retries = w->conf->num_retries;
     r->tokens_est = llmr_estimate_prompt_tokens(j);
     r->plan.group[0] = group;
     r->plan.ngroups = 1;
     r->at.dep = -1;
     r->t_start_us = llmr_clock_us();
-    r->deadline_us = r->t_start_us + (int64_t)(w->conf->timeout * 1e6);
+    r->deadline_us = r->t_start_us + (int64_t)(request_timeout(w->conf, ctl) * 1e6);
     llmr_conn_set_closecb(w, r->evcon, on_client_close, r);
     watch_client(r);
     try_group(r);

@@ -111,6 +111,26 @@ typedef struct llmr_relay {
     llmr_sse sse;
 } llmr_relay;
 
+/* What the client may set for its own request (controls.c), and how its
+ * body is edited on the way upstream (the model, the controls left out). */
+typedef struct llmr_controls {
+    int fallbacks[LLMR_PLAN_MAX];       /* replace router_settings.fallbacks */
+    int nfallbacks, has_fallbacks;
+    int cw_fallbacks[LLMR_PLAN_MAX];    /* replace context_window_fallbacks */
+    int ncw_fallbacks, has_cw_fallbacks;
+    int num_retries;                    /* -1: router_settings.num_retries */
+    double timeout;                     /* seconds; 0: router_settings.timeout */
+    llmr_body_edit edit;
+} llmr_controls;
+
+/* controls.c: reads the request's controls from its body and headers into
+ * c; 0, or -1 after answering the client's mistake with a 400. */
+int llmr_controls_read(llmr_worker *w, struct evhttp_request *req, const llmr_json *j,
+                       llmr_controls *c);
+/* The body's top-level members that are controls, never sent upstream. */
+extern const char *const llmr_control_keys[];
+extern const int llmr_ncontrol_keys;
+
 typedef struct llmr_request {
     llmr_worker *w;
     struct llmr_request *prev, *next;   /* the worker's live requests */
@@ -125,7 +145,7 @@ typedef struct llmr_request {
     int stream;                         /* the client asked for stream: true */
     const char *body;                   /* the client's body, owned by req */
     size_t len;
-    size_t model_start, model_end;      /* the "model" string's inside */
+    llmr_controls ctl;                  /* the client's controls, the body's edit */
     int64_t tokens_est;                 /* prompt tokens, estimated at the start */
     int64_t t_start_us, deadline_us;
 
@@ -157,6 +177,9 @@ typedef struct llmr_reply {
 /* request.c */
 void llmr_request_start(llmr_worker *w, struct evhttp_request *req, enum llmr_op op,
                         int group, const llmr_json *body);
+/* The same with the client's controls (read by llmr_controls_read). */
+void llmr_request_start_ctl(llmr_worker *w, struct evhttp_request *req, enum llmr_op op,
+                            int group, const llmr_json *body, const llmr_controls *ctl);
 /* The one change of state; aborts (checked builds) on an illegal one. */
 void llmr_request_set_state(llmr_request *r, enum llmr_req_state to);
 /* Answers as `rep` says, THEN frees r: the one end of every request. */

@@ -93,6 +93,17 @@ void llmr_http_stream_start(llmr_worker *w, struct evhttp_request *req, int stat
 void llmr_http_stream_end(llmr_worker *w, struct evhttp_request *req);
 /* Ends a request whose client has gone, without a reply. */
 void llmr_http_discard(llmr_worker *w, struct evhttp_request *req);
+/* Whether the client sent the master_key (Bearer or api-key). */
+int llmr_http_authorized(llmr_worker *w, struct evhttp_request *req);
+/* Validates a routed call's body and starts it; url_model: the group named
+ * by the path, or NULL (the body's model). */
+void llmr_http_proxy(llmr_worker *w, struct evhttp_request *req, enum llmr_op op,
+                     const char *url_model);
+
+/* routes.c: the paths that carry a name (Azure's deployment routes,
+ * /v1/models/{id}); 1 when path was one of them and has been answered. */
+int llmr_routes_handle(llmr_worker *w, struct evhttp_request *req, const char *path,
+                       enum evhttp_cmd_type method);
 
 
 /* upstream.c */
@@ -140,6 +151,26 @@ extern const char *const llmr_op_path[LLMR_OP_COUNT];
  * A new buffer (free()), its length in *out_len; NULL without memory. */
 char *llmr_body_with_model(const char *body, size_t len, size_t model_start, size_t model_end,
                            const char *model, size_t *out_len);
+/* The general form: `e` says where the model goes (replacing the inside of
+ * the "model" string, or inserted as the first member when the client sent
+ * none) and which byte ranges (top-level members with their separator)
+ * are left out.  Every byte outside those edits is kept. */
+#define LLMR_DROP_MAX 8
+typedef struct llmr_span {
+    size_t start, end;
+} llmr_span;
+typedef struct llmr_body_edit {
+    size_t model_start, model_end;  /* the model's inside, or the insertion point */
+    int model_insert;               /* 0 replace; 1 insert, then ','; 2 insert alone */
+    llmr_span drop[LLMR_DROP_MAX];  /* sorted, disjoint */
+    int ndrop;
+} llmr_body_edit;
+char *llmr_body_rewrite(const char *body, size_t len, const llmr_body_edit *e,
+                        const char *model, size_t *out_len);
+/* Plans the edit of the object j (token 0): its members named in `names`
+ * dropped, its model replaced or inserted.  -1: too many runs to drop. */
+int llmr_body_plan(const llmr_json *j, const char *const *names, int nnames,
+                   llmr_body_edit *e);
 /* Content-Type, Expect and "<auth_name>: <auth_prefix><key>" when a key is set. */
 struct curl_slist *llmr_provider_headers(struct curl_slist *h, const char *auth_name,
                                          const char *auth_prefix, const char *key);

@@ -411,7 +411,8 @@ def test_master_key():
            {"Authorization": "Bearer "}, {"Authorization": "Bearer"},
            {"Authorization": "sk-master-123"}, {"Authorization": "Basic sk-master-123"},
            {"Authorization": "Bearer sk-master-124"}, {"Authorization": "Bearer SK-MASTER-123"},
-           {"Authorization": "Bearer wrong"}, {"api-key": "sk-master-123"}]
+           {"Authorization": "Bearer wrong"}, {"api-key": "sk-master-12"},
+           {"api-key": "Bearer sk-master-123"}]   # api-key (Azure's) is accepted: issue 11
     for h in bad:
         for method, path, body in (("POST", "/v1/chat/completions", CHAT_OK),
                                    ("POST", "/v1/embeddings", {"model": GROUP, "input": "x"}),

@@ -6,6 +6,7 @@
 #include "../../conf/conf.c"
 #include "../../conf/conf_models.c"
 #include "../../conf/conf_value.c"
+#include "../../conf/conf_alias.c"
 
 #include <unistd.h>
 

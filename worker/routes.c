@@ -1,0 +1,112 @@
+/* The paths that carry a name: Azure OpenAI's deployment routes
+ * (/openai/deployments/{name}/chat/completions, /completions, /embeddings,
+ * with an ?api-version= that is accepted and ignored), where {name} is the
+ * model group, and GET /v1/models/{id}.  http_api.c asks here for any path
+ * that is not one of its fixed ones. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/http.h>
+
+#include "errors.h"
+#include "worker_internal.h"
+
+#define AZURE_PREFIX "/openai/deployments/"
+
+static const struct {
+    const char *suffix;
+    enum llmr_op op;
+} azure_ops[] = {
+    { "/chat/completions", LLMR_OP_CHAT },
+    { "/completions", LLMR_OP_COMPLETIONS },
+    { "/embeddings", LLMR_OP_EMBEDDINGS },
+};
+
+/* The percent-decoded name [s, s + len), or NULL when it is empty, holds a
+ * NUL once decoded or is longer than any group's name. */
+static char *decoded(const char *s, size_t len)
+{
+    char raw[3 * LLMR_ID_MAX], *d;
+    size_t n;
+
+    if (len == 0 || len >= sizeof(raw))
+        return NULL;
+    memcpy(raw, s, len);
+    raw[len] = '\0';
+    if ((d = evhttp_uridecode(raw, 0, &n)) != NULL && (n == 0 || strlen(d) != n)) {
+        free(d);
+        d = NULL;
+    }
+    return d;
+}
+
+/* Which route path is, with its name decoded: 1 Azure (*op set), 2 a model
+ * by id, 0 neither.  *name is NULL for a name that cannot be one. */
+static int match(const char *path, enum llmr_op *op, char **name)
+{
+    const char *rest;
+
+    *name = NULL;
+    if (strncmp(path, AZURE_PREFIX, strlen(AZURE_PREFIX)) == 0) {
+        const char *slash = strchr(rest = path + strlen(AZURE_PREFIX), '/');
+        for (size_t i = 0; slash != NULL && i < sizeof(azure_ops) / sizeof(azure_ops[0]); i++)
+            if (strcmp(slash, azure_ops[i].suffix) == 0) {
+                *op = azure_ops[i].op;
+                *name = decoded(rest, (size_t)(slash - rest));
+                return 1;
+            }
+        return 0;
+    }
+    if (strncmp(path, "/v1/models/", 11) == 0 || strncmp(path, "/models/", 8) == 0) {
+        rest = path + (path[1] == 'v' ? strlen("/v1/models/") : strlen("/models/"));
+        *name = decoded(rest, strlen(rest));
+        return 2;
+    }
+    return 0;
+}
+
+static void model_by_id(llmr_worker *w, struct evhttp_request *req, const char *id)
+{
+    char esc[2 * LLMR_ID_MAX], json[3 * LLMR_ID_MAX];
+    size_t len = strlen(id);
+    int n;
+
+    /* Hidden aliases too: they are routable, only not listed. */
+    if (llmr_conf_route_group(w->conf, id, len) < 0) {
+        llmr_error_reply(w, req, LLMR_E_MODEL_NOT_FOUND, (int)len, id, "");
+        return;
+    }
+    llmr_json_escape(esc, sizeof(esc), id, len);
+    n = snprintf(json, sizeof(json), "{\"id\":\"%s\",\"object\":\"model\",\"created\":0,"
+                 "\"owned_by\":\"llmroute\"}", esc);
+    llmr_http_reply_json(w, req, 200, json, (size_t)n);
+}
+
+int llmr_routes_handle(llmr_worker *w, struct evhttp_request *req, const char *path,
+                       enum evhttp_cmd_type method)
+{
+    enum llmr_op op = LLMR_OP_CHAT;
+    char *name;
+    int kind = match(path, &op, &name);
+    enum evhttp_cmd_type want = kind == 1 ? EVHTTP_REQ_POST : EVHTTP_REQ_GET;
+
+    if (kind == 0)
+        return 0;
+    if (method != want) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+                          kind == 1 ? "POST" : "GET");
+        llmr_error_reply(w, req, LLMR_E_METHOD_NOT_ALLOWED, kind == 1 ? AZURE_PREFIX
+                         "{deployment}/..." : "/v1/models/{model}");
+    } else if (!llmr_http_authorized(w, req)) {
+        llmr_error_reply(w, req, LLMR_E_INVALID_API_KEY);
+    } else if (name == NULL) {
+        llmr_error_reply(w, req, LLMR_E_MODEL_NOT_FOUND, 0, "", "(an invalid name)");
+    } else if (kind == 1) {
+        llmr_http_proxy(w, req, op, name);
+    } else {
+        model_by_id(w, req, name);
+    }
+    free(name);
+    return 1;
+}
