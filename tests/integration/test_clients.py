@@ -223,7 +223,7 @@ def after_h11_upfeat_test_openai_node_sdk_embeddings_base64_default():
     assert body["encoding_format"] == "base64" and body["input"] == ["one", "two"], body
 
 
-def after_h11_routes_test_azure_openai_client_chat_stream_embeddings():
+def test_azure_openai_client_chat_stream_embeddings():
     """new AzureOpenAI({endpoint, apiKey, apiVersion, deployment}) unchanged:
     /openai/deployments/{name}/...?api-version= with the api-key header, the
     deployment name taken as the model group (item 2 of h11-routes)."""
