@@ -69,6 +69,7 @@ void mock_knobs_defaults(struct mock_knobs *k)
     k->v[MK_EMBEDDINGS] = 1;
     k->set &= ~(1u << MK_RETRY_AFTER);
     k->set &= ~(1u << MK_USAGE_TOKENS);
+    k->set &= ~(1u << MK_EMBEDDINGS);   /* unset: one embedding per input */
 }
 
 const char *mock_knob_name(int id, enum mock_src src)
