@@ -3,9 +3,13 @@ reach the client, llmroute answers every response with an x-request-id of
 its own when the upstream gave none, and the mock's embeddings answer one
 vector per input, as base64 float32 when asked (the SDKs' default)."""
 import base64
+import http.client
+import json
+import re
 import struct
 
-from harness import Daemon, Mock, deployment, request
+import harness
+from harness import Daemon, Mock, chat, deployment, request, wait_for
 
 GROUP = "emb"
 
@@ -49,3 +53,81 @@ def test_embeddings_one_per_input_and_base64():
     r = request(d.port, "POST", "/v1/embeddings",
                 {"model": GROUP, "input": "x", "x_mock": {"embeddings": 4}})
     assert len(r.json()["data"]) == 4, r
+
+
+# ------------------------------------------------------------- item 6: ids
+
+ID_RE = re.compile(r"^req_[0-9a-f]{24}$")
+KEPT = ("x-request-id", "openai-processing-ms", "x-ratelimit-remaining-requests")
+
+
+def stream_chat(port, extra):
+    """A streamed chat; returns (status, headers, body) after reading it all."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    body = dict({"model": "chat", "stream": True,
+                 "messages": [{"role": "user", "content": "hi"}]}, **extra)
+    conn.request("POST", "/v1/chat/completions", json.dumps(body),
+                 {"Content-Type": "application/json"})
+    r = conn.getresponse()
+    data = r.read()
+    conn.close()
+    return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+
+
+def test_upstream_request_id_and_ratelimit_headers_reach_the_client():
+    m = Mock("ids")
+    d = Daemon([deployment("chat", m)], workers=2)
+    three = {"x_mock": {"upstream_headers": 3}}
+    r = chat(d.port, model="chat", extra=three)
+    assert r.status == 200, r
+    assert re.match(r"^req-mock-\d+$", r.headers.get("x-request-id", "")), r.headers
+    assert r.headers.get("openai-processing-ms") == "7", r.headers
+    assert r.headers.get("x-ratelimit-remaining-requests") == "99", r.headers
+    status, h, body = stream_chat(d.port, three)
+    assert status == 200 and b"[DONE]" in body, (status, body)
+    assert re.match(r"^req-mock-\d+$", h.get("x-request-id", "")), h
+    assert all(k in h for k in KEPT), h
+    # the upstream's failure passed on keeps its id, and the log names it
+    r = chat(d.port, model="chat", extra={"x_mock": {"upstream_headers": 1, "status": 400}})
+    assert r.status == 400, r
+    up = r.headers.get("x-request-id", "")
+    assert up.startswith("req-mock-"), r.headers
+    wait_for(lambda: ("upstream x-request-id " + up) in d.log_text(), 10, "the log line")
+    # bounded: of 40 such headers at most 12 come through, each once
+    r = chat(d.port, model="chat", extra={"x_mock": {"upstream_headers": 40}})
+    assert r.status == 200, r
+    extra = [k for k in r.headers if k.startswith("x-ratelimit-extra-")]
+    assert 0 < len(extra) and len(extra) + 3 <= 12, r.headers
+
+
+def test_own_request_id_on_every_response_when_upstream_gave_none():
+    m = Mock("noid")
+    dead = harness.free_port()
+    gone = ('{ model_name = "gone"; litellm_params = { model = "openai/x"; '
+            'api_base = "http://127.0.0.1:%d/v1"; }; }' % dead)
+    d = Daemon([deployment("chat", m), gone], workers=2, router="num_retries = 0;")
+    seen = set()
+    for _ in range(4):
+        r = chat(d.port, model="chat")
+        assert r.status == 200, r
+        seen.add(r.headers.get("x-request-id", ""))
+        assert not any(k in r.headers for k in KEPT[1:]), r.headers
+    status, h, _ = stream_chat(d.port, {})
+    assert status == 200, status
+    seen.add(h.get("x-request-id", ""))
+    # llmroute's own errors: unknown model, bad JSON, unknown path, /v1/models
+    for r in (chat(d.port, model="nope"),
+              request(d.port, "POST", "/v1/chat/completions", "{not json"),
+              request(d.port, "GET", "/v1/nothing"),
+              request(d.port, "GET", "/v1/models")):
+        assert r.status in (200, 400, 404), r
+        seen.add(r.headers.get("x-request-id", ""))
+    assert len(seen) == 9 and all(ID_RE.match(i) for i in seen), seen
+    # an upstream that cannot be reached: our 502 carries our id, and the
+    # warn line of the failed attempt names the same id
+    r = chat(d.port, model="gone")
+    assert r.status == 502, r
+    rid = r.headers.get("x-request-id", "")
+    assert ID_RE.match(rid), r.headers
+    wait_for(lambda: any(rid in ln and "failed" in ln for ln in d.log_text().splitlines()),
+             10, "the failure's log line with the request id")

@@ -32,6 +32,7 @@ enum mock_knob {
     MK_EMBEDDINGS,
     MK_USAGE_TOKENS,
     MK_PAD_BYTES,
+    MK_UPSTREAM_HEADERS,
     MK_COUNT
 };
 

@@ -83,9 +83,37 @@ static void reply_error_now(struct mock_ctx *ctx, struct evhttp_request *req,
         llmr_info("-> %d %s", status, msg);
 }
 
+/* upstream_headers: the first N of OpenAI's x-request-id,
+ * openai-processing-ms, x-ratelimit-remaining-requests, then as many
+ * x-ratelimit-extra-K as asked. */
+static void upstream_headers(struct mock_call *c)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
+    long n = c->k.v[MK_UPSTREAM_HEADERS];
+    char name[48], val[48];
+
+    for (long i = 0; i < n; i++) {
+        if (i == 0) {
+            snprintf(name, sizeof(name), "x-request-id");
+            snprintf(val, sizeof(val), "req-mock-%lu", c->id);
+        } else if (i == 1) {
+            snprintf(name, sizeof(name), "openai-processing-ms");
+            snprintf(val, sizeof(val), "7");
+        } else if (i == 2) {
+            snprintf(name, sizeof(name), "x-ratelimit-remaining-requests");
+            snprintf(val, sizeof(val), "99");
+        } else {
+            snprintf(name, sizeof(name), "x-ratelimit-extra-%ld", i);
+            snprintf(val, sizeof(val), "%ld", i);
+        }
+        evhttp_add_header(h, name, val);
+    }
+}
+
 void mock_reply_headers(struct mock_call *c, const char *content_type)
 {
     add_headers(c->ctx, c->req, content_type);
+    upstream_headers(c);
     if (c->k.set & (1u << MK_RETRY_AFTER))
         evhttp_add_header(evhttp_request_get_output_headers(c->req),
                           "Retry-After", c->k.retry_after);
