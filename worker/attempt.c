@@ -171,6 +171,7 @@ int llmr_attempt_start(llmr_request *r, llmr_upstream_done_fn *done)
     const llmr_deployment *d = llmr_attempt_dep(r);
     llmr_xfer_spec spec = { .dep = a->dep, .op = r->op, .timeout_ms = attempt_timeout_ms(r, d),
                             .on_body = on_body, .on_header = on_header, .done = done,
+                            .errbuf = r->at.errbuf,
                             .arg = r };
 
     LLMR_CHECK(!a->admitted, "a new admission while one is held");

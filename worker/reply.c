@@ -202,6 +202,26 @@ static void unavailable(llmr_request *r, llmr_reply *rep)
     }
 }
 
+/* libcurl's results that mean the TLS handshake with the upstream failed:
+ * its certificate not trusted, or no protocol or cipher in common. */
+static int tls_failure(CURLcode c)
+{
+    switch (c) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_CRL_BADFILE:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 /* Everything is spent: the last upstream answer if there was one, else our
  * own error for what went wrong. */
 void llmr_reply_final(llmr_request *r, llmr_reply *rep)
@@ -220,6 +240,11 @@ void llmr_reply_final(llmr_request *r, llmr_reply *rep)
     r->at.nfwd = 0;                     /* our answer: not the upstream's ids */
     if (p->final_err == LLMR_ERR_NONE)  /* no attempt could be made */
         unavailable(r, rep);
+    else if (tls_failure(p->final_curl))
+        llmr_reply_error(rep, LLMR_E_UPSTREAM_TLS, llmr_request_group_name(r, 0), p->attempts,
+                         r->at.dep >= 0 ? ", last on deployment " : "",
+                         r->at.dep >= 0 ? llmr_attempt_dep(r)->id : "",
+                         r->at.errbuf[0] ? r->at.errbuf : curl_easy_strerror(p->final_curl));
     else
         llmr_reply_error(rep, timeout ? LLMR_E_UPSTREAM_TIMEOUT : LLMR_E_UPSTREAM_UNREACHABLE,
                          llmr_request_group_name(r, 0), p->attempts,

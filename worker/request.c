@@ -327,6 +327,7 @@ static void done_upstream(llmr_request *r, CURLcode result)
     }
     r->plan.final_err = err;
     r->plan.final_status = result == CURLE_OK ? (int)r->at.status : 0;
+    r->plan.final_curl = result;
     after_failure(r, err, ra);
 }
 

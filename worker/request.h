@@ -75,6 +75,7 @@ typedef struct llmr_plan {
     int64_t unavail_wait_ms;            /* until one becomes available again */
     int final_status;                   /* the last upstream failure, to answer with */
     enum llmr_err final_err;
+    CURLcode final_curl;                /* the last attempt's libcurl result */
 } llmr_plan;
 
 /* One attempt on one deployment.  `admitted` is the router's reservation
@@ -90,6 +91,7 @@ typedef struct llmr_attempt {
     char content_type[128];
     char retry_after[16];
     char fwd[LLMR_FWD_MAX][LLMR_FWD_LEN];   /* x-request-id, x-ratelimit-*, ... */
+    char errbuf[CURL_ERROR_SIZE];       /* libcurl's words for the failure */
     int nfwd;
     int64_t t_start_us;
     int64_t t_admit_ms;                 /* wall clock of the admission (tpm window) */

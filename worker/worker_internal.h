@@ -115,6 +115,7 @@ typedef struct llmr_xfer_spec {
     size_t len;
     long timeout_ms;
     curl_write_callback on_body, on_header;
+    char *errbuf;               /* CURL_ERROR_SIZE bytes: libcurl's words for a failure */
     llmr_upstream_done_fn *done;
     void *arg;
 } llmr_xfer_spec;
