@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -606,6 +607,8 @@ void llmr_upstream_release(llmr_worker *w, CURL *easy)
 static void setup(llmr_worker *w, CURL *e, const llmr_xfer_spec *s)
 {
     const llmr_target *t = &w->targets[s->dep];
+    const llmr_deployment *d = &w->conf->deployments[s->dep];
+    long h2 = d->http2 && strncasecmp(d->api_base, "https://", 8) == 0;
 
     curl_easy_setopt(e, CURLOPT_URL, t->url[s->op]);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
@@ -620,11 +623,12 @@ static void setup(llmr_worker *w, CURL *e, const llmr_xfer_spec *s)
     /* HTTP/2 when an HTTPS upstream offers it in ALPN, else (and for plain
      * http://, and with http2 = false) HTTP/1.1.  PIPEWAIT: a transfer to
      * an upstream whose first connection is still being set up waits to
-     * learn whether it can share it, rather than opening one more. */
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
-                     w->conf->deployments[s->dep].http2 ? CURL_HTTP_VERSION_2TLS
-                                                        : CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, (long)w->conf->deployments[s->dep].http2);
+     * learn whether it can share it, rather than opening one more.  Only
+     * for https://, where ALPN tells at the handshake: over plain http
+     * libcurl would learn it only from the first answer, and every other
+     * transfer would wait for that answer. */
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, h2 ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, h2);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, s->errbuf);
     if (s->errbuf != NULL)
         s->errbuf[0] = '\0';

@@ -19,7 +19,7 @@ from harness import Daemon, Mock, chat
 GROUP = "secure"
 
 
-def tls_front(pki, mock, keepalive_requests=100000):
+def tls_front(pki, mock, keepalive_requests=100000, h2=True):
     """nginx terminating TLS (h2 offered in ALPN) in front of the mock, its
     access log one line per request: connection serial, session resumed
     ("r" or "."), protocol."""
@@ -28,7 +28,7 @@ def tls_front(pki, mock, keepalive_requests=100000):
     n = tlsh.Nginx("tls-front", """
   log_format conn '$connection $ssl_session_reused $server_protocol';
   server {
-    listen 127.0.0.1:%d ssl http2;
+    listen 127.0.0.1:%d ssl%s;
     ssl_certificate %s/srv.pem;
     ssl_certificate_key %s/srv.key;
     ssl_protocols TLSv1.2 TLSv1.3;
@@ -41,7 +41,7 @@ def tls_front(pki, mock, keepalive_requests=100000):
       proxy_http_version 1.1;
       proxy_set_header Connection "";
     }
-  }""" % (port, pki, pki, keepalive_requests, log, mock.port),
+  }""" % (port, " http2" if h2 else "", pki, pki, keepalive_requests, log, mock.port),
         port, lambda: tlsh.https_get(pki, port, "/ready"))
     n.access_log = log
     return n
@@ -141,6 +141,25 @@ def test_h2_when_offered_many_requests_on_few_connections_h1_when_forced():
         assert len({c for c, _, _ in h1}) >= 8, h1
     print("64 concurrent requests: %d HTTP/2 connection(s); 16 on HTTP/1.1: %d"
           % (len(conns_h2), len({c for c, _, _ in h1})))
+
+
+def test_requests_in_flight_at_once_where_no_h2_is_offered():
+    """Offering h2 must not serialise requests to an upstream that speaks
+    only HTTP/1.1: with PIPEWAIT on a plain http:// upstream (whose HTTP
+    version libcurl learns only from its first answer) every request waited
+    for the one before it to finish."""
+    pki = tlsh.make_pki()
+    m = Mock("h1-only")
+    front = tls_front(pki, m, h2=False)
+    ca = 'ssl_verify = "%s";' % os.path.join(pki, "ca.pem")
+    plain = ('{ model_name = "%s"; litellm_params = { model = "openai/x"; '
+             'api_base = "%s/v1"; }; }' % (GROUP, m.base))
+    for deployments in ([dep(front.port, ca)], [plain]):
+        m.reset()
+        d = Daemon(deployments, workers=1)
+        concurrent(d, 8, 1500)
+        d.stop()
+        assert m.stats()["max_inflight"] == 8, (deployments, m.stats()["max_inflight"])
 
 
 def test_connections_kept_and_tls_sessions_resumed():

@@ -6,6 +6,7 @@ import base64
 import http.client
 import json
 import re
+import socket
 import struct
 
 import harness
@@ -122,7 +123,21 @@ def test_own_request_id_on_every_response_when_upstream_gave_none():
               request(d.port, "GET", "/v1/models")):
         assert r.status in (200, 400, 404), r
         seen.add(r.headers.get("x-request-id", ""))
-    assert len(seen) == 9 and all(ID_RE.match(i) for i in seen), seen
+    # a request refused at the framing layer (two Content-Lengths)
+    with socket.create_connection(("127.0.0.1", d.port), timeout=10) as s:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                  b"Content-Length: 2\r\n\r\n{}")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            b = s.recv(4096)
+            if not b:
+                break
+            head += b
+    assert head.startswith(b"HTTP/1.1 400"), head
+    m_id = re.search(rb"\r\nx-request-id: (\S+)\r\n", head)
+    assert m_id, head
+    seen.add(m_id.group(1).decode())
+    assert len(seen) == 10 and all(ID_RE.match(i) for i in seen), seen
     # an upstream that cannot be reached: our 502 carries our id, and the
     # warn line of the failed attempt names the same id
     r = chat(d.port, model="gone")
