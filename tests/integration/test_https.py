@@ -14,7 +14,7 @@ import threading
 
 import harness
 import test_tls as tlsh
-from harness import Daemon, Mock, chat
+from harness import Daemon, Mock, chat, wait_for
 
 GROUP = "secure"
 
@@ -53,6 +53,13 @@ def access(nginx):
         return []
     with open(nginx.access_log) as f:
         return [tuple(ln.split()) for ln in f.read().splitlines() if ln.strip()]
+
+
+def logged(nginx, n):
+    """The access log once it has n lines: nginx writes a request's line
+    after it has sent the answer, so the client may be ahead of it."""
+    wait_for(lambda: len(access(nginx)) >= n, 10, "%d lines in nginx's access log" % n)
+    return access(nginx)
 
 
 def dep(port, params="", model="gpt-4o"):
@@ -123,7 +130,7 @@ def test_h2_when_offered_many_requests_on_few_connections_h1_when_forced():
     ca = 'ssl_verify = "%s";' % os.path.join(pki, "ca.pem")
     d = Daemon([dep(front.port, ca)], workers=2)
     concurrent(d, 64, 400)
-    h2 = access(front)
+    h2 = logged(front, 64)
     d.stop()
     conns_h2 = {c for c, _, _ in h2}
     assert len(h2) == 64 and {p for _, _, p in h2} == {"HTTP/2.0"}, h2
@@ -135,7 +142,7 @@ def test_h2_when_offered_many_requests_on_few_connections_h1_when_forced():
         open(front.access_log, "w").close()
         d = Daemon([dep(front.port, params)], workers=2, router=router)
         concurrent(d, 16, 400)
-        h1 = access(front)
+        h1 = logged(front, 16)
         d.stop()
         assert len(h1) == 16 and {p for _, _, p in h1} == {"HTTP/1.1"}, h1
         assert len({c for c, _, _ in h1}) >= 8, h1
@@ -170,15 +177,16 @@ def test_connections_kept_and_tls_sessions_resumed():
     front = tls_front(pki, m)
     d = Daemon([dep(front.port, ca)], workers=2)
     ok(d, 20)
-    conns = {c for c, _, _ in access(front)}
-    assert len(access(front)) == 20 and len(conns) <= 2, access(front)
+    log = logged(front, 20)
+    conns = {c for c, _, _ in log}
+    assert len(log) == 20 and len(conns) <= 2, log
     d.stop()
     # nginx closes after each request: every new connection of a worker
     # after its first resumes the TLS session instead of a full handshake
     closing = tls_front(pki, m, keepalive_requests=1)
     d = Daemon([dep(closing.port, ca + " http2 = false;")], workers=2)
     ok(d, 12)
-    log = access(closing)
+    log = logged(closing, 12)
     d.stop()
     assert len({c for c, _, _ in log}) == 12, log
     full = [c for c, reused, _ in log if reused != "r"]
@@ -260,7 +268,7 @@ def test_https_proxy_and_no_proxy_from_the_environment():
         d.stop()
         want = "CONNECT 127.0.0.1:%d HTTP/1.1" % front.port
         assert proxy.tunnels and all(t == want for t in proxy.tunnels), proxy.tunnels
-        assert len(access(front)) == 4, access(front)
+        assert len(logged(front, 4)) == 4, access(front)
         n = len(proxy.tunnels)
         # NO_PROXY names the upstream: straight there, the proxy unused
         env["NO_PROXY"] = "127.0.0.1"
@@ -268,6 +276,6 @@ def test_https_proxy_and_no_proxy_from_the_environment():
         ok(d, 4)
         d.stop()
         assert len(proxy.tunnels) == n, proxy.tunnels
-        assert len(access(front)) == 8, access(front)
+        assert len(logged(front, 8)) == 8, access(front)
     finally:
         proxy.stop()
