@@ -42,7 +42,8 @@ static const char *const router_keys[] = {
     "stream_timeout", "allowed_fails", "cooldown_time", "max_cooldown_time",
     "fallbacks",
     "context_window_fallbacks", "content_policy_fallbacks",
-    "default_fallbacks", "routing_strategy_args", "model_group_alias", NULL
+    "default_fallbacks", "routing_strategy_args", "model_group_alias", "ssl_verify",
+    "http2", NULL
 };
 static const char *const strategy_args_keys[] = { "lowest_latency_buffer", NULL };
 
@@ -317,6 +318,7 @@ static int parse_router(conf_cx *cx, const config_setting_t *rs)
     llmr_conf *c = cx->conf;
     const config_setting_t *s;
     const char *p = "router_settings";
+    int given = 0;
 
     if (conf_need_group(cx, rs, p,
                         "router_settings = { num_retries = 2; };") != 0
@@ -337,6 +339,8 @@ static int parse_router(conf_cx *cx, const config_setting_t *rs)
         || conf_opt_num(cx, rs, p, "max_cooldown_time", &c->max_cooldown_time, 0, 0,
                         CONF_MAX_SECONDS) != 0
         || check_cooldown_cap(cx, rs) != 0
+        || conf_parse_ssl_verify(cx, rs, p, &c->ssl_verify, &c->ca_file, &given) != 0
+        || conf_opt_bool(cx, rs, p, "http2", &c->http2, &given) != 0
         || conf_parse_fallbacks(cx, rs, "fallbacks", &c->fallbacks) != 0
         || conf_parse_fallbacks(cx, rs, "context_window_fallbacks",
                                 &c->context_window_fallbacks) != 0
@@ -386,6 +390,8 @@ static void set_defaults(llmr_conf *c)
     c->cooldown_time = 5.0;         /* LiteLLM's defaults */
     c->max_cooldown_time = 300.0;
     c->lowest_latency_buffer = 0.0;
+    c->ssl_verify = 1;
+    c->http2 = 1;
 }
 
 static int read_file(conf_cx *cx, config_t *cf)
@@ -431,7 +437,7 @@ static int parse_root(conf_cx *cx, const config_setting_t *root)
     if ((s = config_setting_get_member(root, "router_settings")) != NULL
         && parse_router(cx, s) != 0)
         return -1;
-    return 0;
+    return conf_tls_defaults(cx);
 }
 
 int llmr_conf_load(const char *path, llmr_conf **out, char *err, size_t errlen)
@@ -542,6 +548,7 @@ void llmr_conf_free(llmr_conf *c)
         free(d->api_version);
         free(d->ca_file);
     }
+    free(c->ca_file);
     free(c->deployments);
     for (int i = 0; c->groups != NULL && i < c->ngroups; i++) {
         free(c->groups[i].name);

@@ -37,12 +37,17 @@ typedef struct llmr_deployment {
     double timeout;             /* seconds; 0 = router timeout */
     int ssl_verify;             /* verify the upstream's TLS certificate (default 1) */
     char *ca_file;              /* CA bundle to verify with; NULL = the system's */
+    int http2;                  /* offer HTTP/2 (ALPN h2) to an HTTPS upstream (default 1) */
+    unsigned own_tls;           /* LLMR_OWN_*: set in litellm_params, not router_settings */
     long max_input_tokens;      /* 0 = unknown */
     char id[LLMR_ID_MAX];       /* model_info.id, else a stable hash of litellm_params */
     int line;                   /* line of the model_list entry, for messages */
     int group;                  /* index into llmr_conf.groups */
     int slot;                   /* shm slot, set by the master; -1 before */
 } llmr_deployment;
+
+#define LLMR_OWN_SSL_VERIFY 1u
+#define LLMR_OWN_HTTP2 2u
 
 typedef struct llmr_group {
     char *name;
@@ -103,6 +108,9 @@ typedef struct llmr_conf {
     double lowest_latency_buffer;
     llmr_alias *aliases;        /* router_settings.model_group_alias */
     int naliases;
+    int ssl_verify;             /* the default of deployments that set none (1) */
+    char *ca_file;              /* with it: their CA bundle, or NULL */
+    int http2;                  /* the default of deployments that set none (1) */
 
     /* model_list */
     llmr_deployment *deployments;

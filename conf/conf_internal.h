@@ -63,6 +63,15 @@ int conf_is_string_list(const config_setting_t *s);
 int conf_parse_model_list(conf_cx *cx, const config_setting_t *root);
 int conf_parse_fallbacks(conf_cx *cx, const config_setting_t *rs,
                          const char *name, llmr_fallback_list *out);
+/* ssl_verify in grp (true, false or a CA bundle path); *given set to 1
+ * when present. */
+int conf_parse_ssl_verify(conf_cx *cx, const config_setting_t *grp, const char *p,
+                          int *verify, char **ca_file, int *given);
+/* A boolean member; *given set to 1 when present. */
+int conf_opt_bool(conf_cx *cx, const config_setting_t *grp, const char *p,
+                  const char *name, int *out, int *given);
+/* router_settings' TLS defaults onto the deployments that set none. */
+int conf_tls_defaults(conf_cx *cx);
 int conf_parse_group_names(conf_cx *cx, const config_setting_t *s,
                            const char *path, const char *self,
                            char ***out, int *nout);

@@ -29,7 +29,7 @@ static const char *const entry_keys[] = {
 };
 static const char *const params_keys[] = {
     "model", "api_key", "api_base", "api_version", "rpm", "tpm", "weight",
-    "order", "max_parallel_requests", "timeout", "ssl_verify", NULL
+    "order", "max_parallel_requests", "timeout", "ssl_verify", "http2", NULL
 };
 static const char *const info_keys[] = { "id", "max_input_tokens", NULL };
 
@@ -246,24 +246,60 @@ static int check_ca_file(conf_cx *cx, const config_setting_t *s, const char *k,
 
 /* LiteLLM's ssl_verify: true (the default: the system's CA bundle), false
  * (no verification), or the path of a CA bundle to verify with. */
-static int parse_ssl_verify(conf_cx *cx, const config_setting_t *lp, const char *p,
-                            llmr_deployment *d)
+int conf_parse_ssl_verify(conf_cx *cx, const config_setting_t *grp, const char *p,
+                          int *verify, char **ca_file, int *given)
 {
-    const config_setting_t *s = config_setting_get_member(lp, "ssl_verify");
+    const config_setting_t *s = config_setting_get_member(grp, "ssl_verify");
     conf_kpath k;
 
     if (s == NULL)
         return 0;
+    *given = 1;
     conf_kp(k, p, "ssl_verify");
     if (config_setting_type(s) == CONFIG_TYPE_BOOL) {
-        d->ssl_verify = config_setting_get_bool(s);
+        *verify = config_setting_get_bool(s);
         return 0;
     }
     if (config_setting_type(s) != CONFIG_TYPE_STRING)
         return conf_fail(cx, s, k, "must be true, false or the path of a CA bundle");
-    if (conf_opt_str(cx, lp, p, "ssl_verify", &d->ca_file, NULL) != 0)
+    if (conf_opt_str(cx, grp, p, "ssl_verify", ca_file, NULL) != 0)
         return -1;
-    return check_ca_file(cx, s, k, d->ca_file);
+    return check_ca_file(cx, s, k, *ca_file);
+}
+
+int conf_opt_bool(conf_cx *cx, const config_setting_t *grp, const char *p,
+                  const char *name, int *out, int *given)
+{
+    const config_setting_t *s = config_setting_get_member(grp, name);
+    conf_kpath k;
+
+    if (s == NULL)
+        return 0;
+    if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+        return conf_fail(cx, s, conf_kp(k, p, name), "must be true or false");
+    *out = config_setting_get_bool(s);
+    *given = 1;
+    return 0;
+}
+
+/* Deployments without an ssl_verify or http2 of their own take
+ * router_settings' (which default to true). */
+int conf_tls_defaults(conf_cx *cx)
+{
+    llmr_conf *c = cx->conf;
+
+    for (int i = 0; i < c->ndeployments; i++) {
+        llmr_deployment *d = &c->deployments[i];
+
+        if (!(d->own_tls & LLMR_OWN_HTTP2))
+            d->http2 = c->http2;
+        if (d->own_tls & LLMR_OWN_SSL_VERIFY)
+            continue;
+        d->ssl_verify = c->ssl_verify;
+        if (c->ca_file != NULL && (d->ca_file = strdup(c->ca_file)) == NULL)
+            return conf_fail_oom(cx, NULL, "router_settings.ssl_verify");
+    }
+    return 0;
 }
 
 static int parse_params(conf_cx *cx, const config_setting_t *entry,
@@ -272,6 +308,7 @@ static int parse_params(conf_cx *cx, const config_setting_t *entry,
     const config_setting_t *lp = config_setting_get_member(entry, "litellm_params");
     const config_setting_t *s;
     conf_kpath p, k;
+    int own_verify = 0, own_http2 = 0;
 
     conf_kpf(p, "%s.litellm_params", path);
     if (lp == NULL)
@@ -330,8 +367,10 @@ static int parse_params(conf_cx *cx, const config_setting_t *entry,
                         &d->max_parallel_requests, 1, INT_MAX) != 0
         || conf_opt_num(cx, lp, p, "timeout", &d->timeout, 0, 1,
                         CONF_MAX_SECONDS) != 0
-        || parse_ssl_verify(cx, lp, p, d) != 0)
+        || conf_parse_ssl_verify(cx, lp, p, &d->ssl_verify, &d->ca_file, &own_verify) != 0
+        || conf_opt_bool(cx, lp, p, "http2", &d->http2, &own_http2) != 0)
         return -1;
+    d->own_tls = (own_verify ? LLMR_OWN_SSL_VERIFY : 0) | (own_http2 ? LLMR_OWN_HTTP2 : 0);
 
     if (d->id[0] == '\0')
         hash_id(d);
@@ -400,6 +439,7 @@ static int parse_deployment(conf_cx *cx, const config_setting_t *list, int i)
     d->slot = -1;
     d->group = -1;
     d->ssl_verify = 1;
+    d->http2 = 1;
     d->line = (int) conf_setting_line(e);
     conf_kpf(path, "model_list[%d]", i);
     if (conf_need_group(cx, e, path, "{ model_name = \"gpt-4\"; litellm_params = "

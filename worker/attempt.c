@@ -122,6 +122,9 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
         a->status = sp != NULL ? strtol(sp + 1, NULL, 10) : 0;
         a->content_type[0] = '\0';
         a->retry_after[0] = '\0';
+        a->nfwd = 0;
+    } else if (llmr_reply_keep_header(a, data, len)) {
+        /* kept for the client */
     } else if (len > 13 && strncasecmp(data, "content-type:", 13) == 0) {
         copy_header_value(a->content_type, sizeof(a->content_type), data + 13, len - 13);
     } else if (len > 12 && strncasecmp(data, "retry-after:", 12) == 0) {
@@ -167,6 +170,7 @@ int llmr_attempt_start(llmr_request *r, llmr_upstream_done_fn *done)
     const llmr_deployment *d = llmr_attempt_dep(r);
     llmr_xfer_spec spec = { .dep = a->dep, .op = r->op, .timeout_ms = attempt_timeout_ms(r, d),
                             .on_body = on_body, .on_header = on_header, .done = done,
+                            .errbuf = r->at.errbuf,
                             .arg = r };
 
     LLMR_CHECK(!a->admitted, "a new admission while one is held");
@@ -177,6 +181,7 @@ int llmr_attempt_start(llmr_request *r, llmr_upstream_done_fn *done)
     r->plan.group_attempts++;
     a->status = 0;
     a->content_type[0] = a->retry_after[0] = '\0';
+    a->nfwd = 0;
     evbuffer_drain(a->resp, evbuffer_get_length(a->resp));
     if (rewrite_body(r, d) < 0 || (a->easy = llmr_upstream_easy(r->w)) == NULL)
         return -1;      /* the caller gives the admission back */

@@ -90,15 +90,16 @@ static void arm_deadline(conn *k, int which);
 
 static void send_refusal(conn *k)
 {
-    char json[512], head[256];
+    char json[512], head[320], id[32];
     int n, h;
     struct iovec iov[2];
     struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
 
     n = (int)llmr_error_json(json, sizeof(json), k->kind, NULL, NULL, k->msg);
+    llmr_request_id_new(id, sizeof(id));
     h = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-                 "Content-Length: %d\r\nConnection: close\r\n\r\n", k->status,
-                 llmr_http_reason(k->status), n);
+                 "x-request-id: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
+                 k->status, llmr_http_reason(k->status), id, n);
     iov[0].iov_base = head;
     iov[0].iov_len = (size_t)h;
     iov[1].iov_base = json;

@@ -51,6 +51,10 @@ static const llmr_error_def table[LLMR_E_COUNT] = {
     [LLMR_E_UPSTREAM_UNREACHABLE] = { 502, "api_connection_error", NULL, "upstream_unreachable",
                                       "model group %s: upstream unreachable after %d "
                                       "attempt(s)%s%s" },
+    [LLMR_E_UPSTREAM_TLS] = { 502, "api_connection_error", NULL, "upstream_tls_error",
+                              "model group %s: TLS with the upstream failed after %d "
+                              "attempt(s)%s%s: %s (is the certificate signed by a CA of "
+                              "ssl_verify's bundle?)" },
     [LLMR_E_LOCAL_EXHAUSTED] = { 503, "server_error", NULL, "local_resource_exhausted",
                                  "llmroute could not call an upstream of model group %s: %s "
                                  "(no deployment is at fault; retry shortly)" },

@@ -5,8 +5,12 @@
 #include "request.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 
@@ -19,11 +23,127 @@ const char *llmr_request_group_name(const llmr_request *r, int pos)
     return r->w->conf->groups[r->plan.group[pos]].name;
 }
 
-/* The x-llmroute-* headers of every routed response. */
+/* ---- request ids and the upstream's headers ---------------------------- */
+
+/* Request ids come from a per-worker xorshift generator seeded from
+ * getrandom(): unpredictable enough to tell requests apart, derived from
+ * nothing secret.  Seeded in the worker (after fork), so no two workers
+ * share a sequence. */
+static uint64_t id_state;
+static pid_t id_pid;
+
+static uint64_t id_next(void)
+{
+    uint64_t x;
+
+    if (id_state == 0 || id_pid != getpid()) {
+        if (getrandom(&id_state, sizeof(id_state), GRND_NONBLOCK) != sizeof(id_state))
+            id_state = (uint64_t)llmr_clock_us() ^ ((uint64_t)getpid() << 40);
+        id_state |= 1;
+        id_pid = getpid();
+    }
+    x = id_state;               /* xorshift64* */
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    id_state = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+void llmr_request_id_new(char *buf, size_t cap)
+{
+    uint64_t a = id_next(), b = id_next();
+
+    snprintf(buf, cap, "req_%016llx%08llx", (unsigned long long)a,
+             (unsigned long long)(b >> 32));
+}
+
+const char *llmr_request_id(llmr_request *r)
+{
+    if (r->id[0] == '\0')
+        llmr_request_id_new(r->id, sizeof(r->id));
+    return r->id;
+}
+
+void llmr_reply_ensure_id(struct evkeyvalq *out)
+{
+    char id[LLMR_REQUEST_ID_LEN];
+
+    if (evhttp_find_header(out, "x-request-id") != NULL)
+        return;
+    llmr_request_id_new(id, sizeof(id));
+    evhttp_add_header(out, "x-request-id", id);
+}
+
+/* The upstream headers a client gets too: ids to quote to the provider's
+ * support, and the rate-limit state it may pace itself by. */
+static int forwarded_name(const char *name, size_t n)
+{
+    static const char *const exact[] = {
+        "x-request-id", "openai-processing-ms", "apim-request-id", "openai-version",
+    };
+
+    for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
+        if (n == strlen(exact[i]) && strncasecmp(name, exact[i], n) == 0)
+            return 1;
+    return n > 12 && strncasecmp(name, "x-ratelimit-", 12) == 0;
+}
+
+int llmr_reply_keep_header(llmr_attempt *a, const char *line, size_t len)
+{
+    const char *colon = memchr(line, ':', len);
+    size_t n, vlen;
+    const char *v;
+
+    if (colon == NULL || !forwarded_name(line, n = (size_t)(colon - line)))
+        return 0;
+    v = colon + 1;
+    vlen = len - n - 1;
+    while (vlen > 0 && (*v == ' ' || *v == '\t')) {
+        v++;
+        vlen--;
+    }
+    while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
+        vlen--;
+    /* Bounded: past LLMR_FWD_MAX headers, or a long one, is dropped, never cut. */
+    if (a->nfwd >= LLMR_FWD_MAX || n + vlen + 2 > LLMR_FWD_LEN)
+        return 1;
+    for (size_t i = 0; i < vlen; i++)
+        if ((unsigned char)v[i] < 0x20 || (unsigned char)v[i] > 0x7e)
+            return 1;
+    memcpy(a->fwd[a->nfwd], line, n);
+    a->fwd[a->nfwd][n] = '\0';
+    memcpy(a->fwd[a->nfwd] + n + 1, v, vlen);
+    a->fwd[a->nfwd][n + 1 + vlen] = '\0';
+    a->nfwd++;
+    return 1;
+}
+
+const char *llmr_attempt_upstream_id(const llmr_attempt *a)
+{
+    for (int i = 0; i < a->nfwd; i++)
+        if (strcasecmp(a->fwd[i], "x-request-id") == 0)
+            return a->fwd[i] + strlen(a->fwd[i]) + 1;
+    return "";
+}
+
+/* The upstream's kept headers, then our own id when it sent none. */
+static void id_headers(llmr_request *r, struct evkeyvalq *out)
+{
+    for (int i = 0; i < r->at.nfwd; i++)
+        evhttp_add_header(out, r->at.fwd[i], r->at.fwd[i] + strlen(r->at.fwd[i]) + 1);
+    if (evhttp_find_header(out, "x-request-id") == NULL)
+        evhttp_add_header(out, "x-request-id", llmr_request_id(r));
+}
+
+/* The x-llmroute-* headers of every routed response, with the upstream's
+ * ids and rate-limit headers when the answer is its. */
 void llmr_reply_headers(llmr_request *r)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(r->req);
     char n[16];
+
+    id_headers(r, out);
 
     if (r->at.retry_after[0])
         evhttp_add_header(out, "Retry-After", r->at.retry_after);
@@ -82,6 +202,26 @@ static void unavailable(llmr_request *r, llmr_reply *rep)
     }
 }
 
+/* libcurl's results that mean the TLS handshake with the upstream failed:
+ * its certificate not trusted, or no protocol or cipher in common. */
+static int tls_failure(CURLcode c)
+{
+    switch (c) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_CRL_BADFILE:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 /* Everything is spent: the last upstream answer if there was one, else our
  * own error for what went wrong. */
 void llmr_reply_final(llmr_request *r, llmr_reply *rep)
@@ -97,8 +237,14 @@ void llmr_reply_final(llmr_request *r, llmr_reply *rep)
         return;
     }
     r->at.retry_after[0] = '\0';
+    r->at.nfwd = 0;                     /* our answer: not the upstream's ids */
     if (p->final_err == LLMR_ERR_NONE)  /* no attempt could be made */
         unavailable(r, rep);
+    else if (tls_failure(p->final_curl))
+        llmr_reply_error(rep, LLMR_E_UPSTREAM_TLS, llmr_request_group_name(r, 0), p->attempts,
+                         r->at.dep >= 0 ? ", last on deployment " : "",
+                         r->at.dep >= 0 ? llmr_attempt_dep(r)->id : "",
+                         r->at.errbuf[0] ? r->at.errbuf : curl_easy_strerror(p->final_curl));
     else
         llmr_reply_error(rep, timeout ? LLMR_E_UPSTREAM_TIMEOUT : LLMR_E_UPSTREAM_UNREACHABLE,
                          llmr_request_group_name(r, 0), p->attempts,
@@ -132,6 +278,7 @@ void llmr_reply_local(llmr_request *r, llmr_reply *rep, const char *why)
     log_local(r->w, group, why);
     llmr_reply_error(rep, LLMR_E_LOCAL_EXHAUSTED, group, why);
     r->at.retry_after[0] = '\0';
+    r->at.nfwd = 0;
     rep->headers = 1;
     strcpy(rep->retry_after, "1");
 }
@@ -152,6 +299,8 @@ void llmr_reply_send(llmr_request *r, const llmr_reply *rep)
     case LLMR_REPLY_ERROR:
         if (rep->headers)
             llmr_reply_headers(r);
+        else
+            evhttp_add_header(out, "x-request-id", llmr_request_id(r));
         if (rep->retry_after[0])
             evhttp_add_header(out, "Retry-After", rep->retry_after);
         llmr_error_reply_msg(w, req, rep->kind, NULL, rep->msg);

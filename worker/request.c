@@ -284,8 +284,8 @@ static void on_first_byte(evutil_socket_t fd, short what, void *arg)
     check_live(r);
     if (r->state != LLMR_REQ_ATTEMPT)
         return;
-    llmr_warn("%s: deployment %s sent no first byte within stream_timeout",
-              llmr_request_group_name(r, r->plan.pos), llmr_attempt_dep(r)->id);
+    llmr_warn("%s: %s: deployment %s sent no first byte within stream_timeout",
+              llmr_request_id(r), llmr_request_group_name(r, r->plan.pos), llmr_attempt_dep(r)->id);
     llmr_attempt_failed(r, LLMR_ERR_TIMEOUT, -1);
     evbuffer_drain(r->at.resp, evbuffer_get_length(r->at.resp));
     r->plan.final_err = LLMR_ERR_TIMEOUT;
@@ -313,9 +313,11 @@ static void done_upstream(llmr_request *r, CURLcode result)
         return;
     }
     llmr_attempt_failed(r, err, ra);
-    llmr_warn("%s: deployment %s failed: %s (%s, HTTP %ld)",
+    llmr_warn("%s: %s: deployment %s failed: %s (%s, HTTP %ld)%s%s", llmr_request_id(r),
               llmr_request_group_name(r, r->plan.pos), llmr_attempt_dep(r)->id,
-              llmr_err_name(err), curl_easy_strerror(result), r->at.status);
+              llmr_err_name(err), curl_easy_strerror(result), r->at.status,
+              *llmr_attempt_upstream_id(&r->at) ? " upstream x-request-id " : "",
+              llmr_attempt_upstream_id(&r->at));
     if (r->state == LLMR_REQ_STREAMING) {   /* the client has bytes: an error event */
         snprintf(msg, sizeof(msg), "upstream deployment %s failed mid-stream: %s",
                  llmr_attempt_dep(r)->id, llmr_err_name(err));
@@ -325,6 +327,7 @@ static void done_upstream(llmr_request *r, CURLcode result)
     }
     r->plan.final_err = err;
     r->plan.final_status = result == CURLE_OK ? (int)r->at.status : 0;
+    r->plan.final_curl = result;
     after_failure(r, err, ra);
 }
 
@@ -346,8 +349,8 @@ static void on_attempt_done(void *arg, CURLcode result)
         return;
     }
     if (r->at.sends > 1)
-        llmr_warn("%s: deployment %s closed a reused connection without answering; the "
-                  "request was not sent again", llmr_request_group_name(r, r->plan.pos),
+        llmr_warn("%s: %s: deployment %s closed a reused connection without answering; the "
+                  "request was not sent again", llmr_request_id(r), llmr_request_group_name(r, r->plan.pos),
                   llmr_attempt_dep(r)->id);
     done_upstream(r, result);
 }
@@ -445,8 +448,8 @@ static void on_over_budget(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     check_live(r);
-    llmr_warn("%s: answer from %s dropped: the worker holds more than max_buffered_bytes "
-              "(%ld)", llmr_request_group_name(r, 0), llmr_attempt_dep(r)->id,
+    llmr_warn("%s: %s: answer from %s dropped: the worker holds more than max_buffered_bytes "
+              "(%ld)", llmr_request_id(r), llmr_request_group_name(r, 0), llmr_attempt_dep(r)->id,
               r->w->conf->max_buffered_bytes);
     llmr_reply_error(&rep, LLMR_E_OVERLOADED);
     llmr_request_finish(r, &rep);
@@ -473,7 +476,7 @@ void llmr_request_stalled(llmr_request *r)
     check_live(r);
     snprintf(msg, sizeof(msg), "upstream deployment %s sent nothing for %g s "
              "(stream_idle_timeout)", llmr_attempt_dep(r)->id, r->w->conf->stream_idle_timeout);
-    llmr_warn("%s: %s", llmr_request_group_name(r, r->plan.pos), msg);
+    llmr_warn("%s: %s: %s", llmr_request_id(r), llmr_request_group_name(r, r->plan.pos), msg);
     llmr_attempt_failed(r, LLMR_ERR_TIMEOUT, -1);
     llmr_reply_stream_error(&rep, LLMR_ERR_TIMEOUT, msg);
     llmr_request_finish(r, &rep);

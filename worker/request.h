@@ -28,6 +28,9 @@
 #define LLMR_FAILED_MAX 64              /* deployments remembered as failed */
 #define LLMR_STREAM_HIGH_WATER (64 * 1024)  /* client output that pauses upstream */
 #define LLMR_USAGE_MAX (1LL << 31)      /* reported tokens past this are clamped */
+#define LLMR_FWD_MAX 12                 /* upstream headers passed on to the client */
+#define LLMR_FWD_LEN 256                /* "name\0value\0" of one; longer ones are dropped */
+#define LLMR_REQUEST_ID_LEN 29          /* "req_" + 24 hex + NUL */
 
 /* Checks of the request's invariants: on in debug and sanitizer builds
  * (the Makefile defines LLMR_CHECKS), free in release builds. */
@@ -72,6 +75,7 @@ typedef struct llmr_plan {
     int64_t unavail_wait_ms;            /* until one becomes available again */
     int final_status;                   /* the last upstream failure, to answer with */
     enum llmr_err final_err;
+    CURLcode final_curl;                /* the last attempt's libcurl result */
 } llmr_plan;
 
 /* One attempt on one deployment.  `admitted` is the router's reservation
@@ -86,6 +90,9 @@ typedef struct llmr_attempt {
     long status;
     char content_type[128];
     char retry_after[16];
+    char fwd[LLMR_FWD_MAX][LLMR_FWD_LEN];   /* x-request-id, x-ratelimit-*, ... */
+    char errbuf[CURL_ERROR_SIZE];       /* libcurl's words for the failure */
+    int nfwd;
     int64_t t_start_us;
     int64_t t_admit_ms;                 /* wall clock of the admission (tpm window) */
     char *up_body;                      /* the body with the deployment's model */
@@ -148,6 +155,7 @@ typedef struct llmr_request {
     llmr_controls ctl;                  /* the client's controls, the body's edit */
     int64_t tokens_est;                 /* prompt tokens, estimated at the start */
     int64_t t_start_us, deadline_us;
+    char id[LLMR_REQUEST_ID_LEN];       /* ours, made on first use (llmr_request_id) */
 
     llmr_plan plan;
     llmr_attempt at;
@@ -216,6 +224,13 @@ long llmr_attempt_open_admissions(void);
 void llmr_attempt_free_all(void);
 
 /* reply.c: what each ending answers (builds the llmr_reply), and sending it */
+/* The request's own id ("req_" + 24 hex), for its x-request-id and logs. */
+const char *llmr_request_id(llmr_request *r);
+/* Keeps an upstream header line the client gets too (x-request-id,
+ * x-ratelimit-*, ...); returns whether it was one of those. */
+int llmr_reply_keep_header(llmr_attempt *a, const char *line, size_t len);
+/* The upstream's x-request-id of the attempt, or "". */
+const char *llmr_attempt_upstream_id(const llmr_attempt *a);
 void llmr_reply_headers(llmr_request *r);
 void llmr_reply_send(llmr_request *r, const llmr_reply *rep);
 void llmr_reply_final(llmr_request *r, llmr_reply *rep);

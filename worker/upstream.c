@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -138,7 +139,11 @@ static void map_del(struct llmr_up *u, const up_xfer *x)
 
 /* ---- the gate ---------------------------------------------------------- */
 
-/* Connections of the origin that no transfer holds or is about to take. */
+/* Connections of the origin that no transfer holds or is about to take.
+ * With HTTP/2 many transfers ride one connection, so this goes negative
+ * and only the count of transfers still setting up (`setup`) lets new
+ * ones in: a transfer that waits on an h2 connection being set up
+ * (PIPEWAIT) counts there until it is multiplexed onto it. */
 static int idle_conns(const up_origin *o)
 {
     return o->conns - o->setup - o->ready;
@@ -413,7 +418,8 @@ static int watch_socket(CURL *easy, curl_socket_t s, int what, void *arg, void *
 }
 
 /* The origin a deployment's connections belong to: curl pools connections
- * by scheme, host and port, and keeps apart those of another TLS trust. */
+ * by scheme, host and port, and keeps apart those of another TLS trust or
+ * HTTP version. */
 static int origin_key(const llmr_deployment *d, char *buf, size_t cap)
 {
     CURLU *url = curl_url();
@@ -424,8 +430,8 @@ static int origin_key(const llmr_deployment *d, char *buf, size_t cap)
         && curl_url_get(url, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK
         && curl_url_get(url, CURLUPART_HOST, &host, 0) == CURLUE_OK
         && curl_url_get(url, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK)
-        n = snprintf(buf, cap, "%s://%s:%s %d %s", scheme, host, port, d->ssl_verify,
-                     d->ca_file != NULL ? d->ca_file : "");
+        n = snprintf(buf, cap, "%s://%s:%s %d %d %s", scheme, host, port, d->ssl_verify,
+                     d->http2, d->ca_file != NULL ? d->ca_file : "");
     curl_free(scheme);
     curl_free(host);
     curl_free(port);
@@ -488,6 +494,9 @@ int llmr_upstream_init(llmr_worker *w)
     /* Keep-alive connections to upstreams are the main saving of a proxy:
      * keep enough of them for every deployment's parallel requests. */
     curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, 1024L);
+    /* HTTP/2 upstreams: many transfers share one connection (libcurl's
+     * default since 7.62, said here because the gate relies on it). */
+    curl_multi_setopt(w->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
     return 0;
 }
 
@@ -585,6 +594,7 @@ void llmr_upstream_release(llmr_worker *w, CURL *easy)
     x = xfer_of(w, easy);
     if (x->state != X_IDLE)         /* released without an abort */
         llmr_upstream_abort(w, easy);
+    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL);  /* the owner's, going away */
     if (w->npool < EASY_POOL_MAX) {
         w->easy_pool[w->npool++] = easy;
     } else {
@@ -597,6 +607,8 @@ void llmr_upstream_release(llmr_worker *w, CURL *easy)
 static void setup(llmr_worker *w, CURL *e, const llmr_xfer_spec *s)
 {
     const llmr_target *t = &w->targets[s->dep];
+    const llmr_deployment *d = &w->conf->deployments[s->dep];
+    long h2 = d->http2 && strncasecmp(d->api_base, "https://", 8) == 0;
 
     curl_easy_setopt(e, CURLOPT_URL, t->url[s->op]);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
@@ -608,7 +620,18 @@ static void setup(llmr_worker *w, CURL *e, const llmr_xfer_spec *s)
     curl_easy_setopt(e, CURLOPT_HEADERDATA, s->arg);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+    /* HTTP/2 when an HTTPS upstream offers it in ALPN, else (and for plain
+     * http://, and with http2 = false) HTTP/1.1.  PIPEWAIT: a transfer to
+     * an upstream whose first connection is still being set up waits to
+     * learn whether it can share it, rather than opening one more.  Only
+     * for https://, where ALPN tells at the handshake: over plain http
+     * libcurl would learn it only from the first answer, and every other
+     * transfer would wait for that answer. */
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, h2 ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, h2);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, s->errbuf);
+    if (s->errbuf != NULL)
+        s->errbuf[0] = '\0';
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, s->timeout_ms);
     llmr_tls_attempt(w, e, s->dep);
 }

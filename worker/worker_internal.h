@@ -83,6 +83,10 @@ void llmr_http_reply_json(llmr_worker *w, struct evhttp_request *req, int status
  * is sent, when it is discarded, or when its connection dies first. */
 void llmr_http_active_end(llmr_worker *w);
 const char *llmr_http_reason(int status);
+/* reply.c: an x-request-id of our own on a reply that has none yet. */
+void llmr_reply_ensure_id(struct evkeyvalq *out);
+/* A fresh random request id, "req_" + 24 hex, into buf[29]. */
+void llmr_request_id_new(char *buf, size_t cap);
 int llmr_http_models_build(llmr_worker *w);
 /* Sends the reply and ends the request's life; while draining it asks the
  * client to reconnect elsewhere. */
@@ -122,6 +126,7 @@ typedef struct llmr_xfer_spec {
     size_t len;
     long timeout_ms;
     curl_write_callback on_body, on_header;
+    char *errbuf;               /* CURL_ERROR_SIZE bytes: libcurl's words for a failure */
     llmr_upstream_done_fn *done;
     void *arg;
 } llmr_xfer_spec;

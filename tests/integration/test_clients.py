@@ -211,7 +211,7 @@ def test_langchain_chat_openai_invoke_and_stream():
 # to test_<rest> when merging the branch it names (and adds "Tested" for it in
 # the README's Clients section).
 
-def after_h11_upfeat_test_openai_node_sdk_embeddings_base64_default():
+def test_openai_node_sdk_embeddings_base64_default():
     """The SDK's default embeddings call asks for base64 and decodes the
     float32s itself; one embedding per input (the mock of h11-upfeat, item 8)."""
     m, d = setup()

@@ -124,6 +124,19 @@ static int knobs_from(const struct doc *d, int obj, struct mock_knobs *k,
     return 0;
 }
 
+/* OpenAI's input: a string or a list of token ints is one input; a list of
+ * strings or of token lists is one input per element. */
+static long count_inputs(const struct doc *d, int val)
+{
+    const jsmntok_t *vt = &d->tok[val];
+
+    if (vt->type == JSMN_STRING)
+        return 1;
+    if (vt->type != JSMN_ARRAY || vt->size == 0)
+        return 0;
+    return d->tok[val + 1].type == JSMN_PRIMITIVE ? 1 : vt->size;
+}
+
 static void body_member(const struct doc *d, int key, int val, struct mock_body *out)
 {
     const jsmntok_t *vt = &d->tok[val];
@@ -135,6 +148,10 @@ static void body_member(const struct doc *d, int key, int val, struct mock_body 
         }
     } else if (tok_is(d, key, "stream")) {
         out->stream = tok_true(d, val);
+    } else if (tok_is(d, key, "input")) {
+        out->inputs = count_inputs(d, val);
+    } else if (tok_is(d, key, "encoding_format")) {
+        out->base64 = vt->type == JSMN_STRING && tok_is(d, val, "base64");
     } else if (tok_is(d, key, "stream_options") && vt->type == JSMN_OBJECT) {
         FOR_MEMBERS(d, val, k2, v2)
             if (tok_is(d, k2, "include_usage"))

@@ -21,6 +21,7 @@ static const char *const knob_header[MK_COUNT] = {
     [MK_EMBEDDING_DIMS] = "embedding-dims",
     [MK_EMBEDDINGS] = "embeddings",
     [MK_USAGE_TOKENS] = "usage-tokens",
+    [MK_UPSTREAM_HEADERS] = "upstream-headers",
 };
 
 static const char *const knob_json[MK_COUNT] = {
@@ -38,6 +39,7 @@ static const char *const knob_json[MK_COUNT] = {
     [MK_EMBEDDINGS] = "embeddings",
     [MK_USAGE_TOKENS] = "usage_tokens",
     [MK_PAD_BYTES] = "pad_bytes",
+    [MK_UPSTREAM_HEADERS] = "upstream_headers",
 };
 
 /* Inclusive bounds; -1 on stall/drop_after means "never". An hour caps the
@@ -45,7 +47,7 @@ static const char *const knob_json[MK_COUNT] = {
 static const long knob_min[MK_COUNT] = {
     [MK_LATENCY_MS] = 0, [MK_STATUS] = 200, [MK_DROP] = 0, [MK_CHUNKS] = 0,
     [MK_CHUNK_DELAY_MS] = 0, [MK_STALL_AFTER] = -1, [MK_DROP_AFTER] = -1,
-    [MK_USAGE] = 0, [MK_PAD_BYTES] = 0,
+    [MK_USAGE] = 0, [MK_PAD_BYTES] = 0, [MK_UPSTREAM_HEADERS] = 0,
     [MK_EMBEDDING_DIMS] = 1, [MK_EMBEDDINGS] = 1,
 };
 static const long knob_max[MK_COUNT] = {
@@ -53,7 +55,7 @@ static const long knob_max[MK_COUNT] = {
     [MK_CHUNKS] = 100000, [MK_CHUNK_DELAY_MS] = 3600000,
     [MK_STALL_AFTER] = 100000, [MK_DROP_AFTER] = 100000, [MK_USAGE] = 1,
     [MK_EMBEDDING_DIMS] = 20000000, [MK_EMBEDDINGS] = 100000,
-    [MK_PAD_BYTES] = 256L << 20,
+    [MK_PAD_BYTES] = 256L << 20, [MK_UPSTREAM_HEADERS] = 100,
 };
 
 void mock_knobs_defaults(struct mock_knobs *k)
@@ -69,6 +71,7 @@ void mock_knobs_defaults(struct mock_knobs *k)
     k->v[MK_EMBEDDINGS] = 1;
     k->set &= ~(1u << MK_RETRY_AFTER);
     k->set &= ~(1u << MK_USAGE_TOKENS);
+    k->set &= ~(1u << MK_EMBEDDINGS);   /* unset: one embedding per input */
 }
 
 const char *mock_knob_name(int id, enum mock_src src)

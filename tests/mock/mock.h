@@ -32,6 +32,7 @@ enum mock_knob {
     MK_EMBEDDINGS,
     MK_USAGE_TOKENS,
     MK_PAD_BYTES,
+    MK_UPSTREAM_HEADERS,
     MK_COUNT
 };
 
@@ -59,6 +60,8 @@ struct mock_body {
     size_t model_len;
     int stream;
     int include_usage;
+    long inputs;                   /* embeddings: inputs in "input", 0 if none */
+    int base64;                    /* encoding_format: "base64" */
     struct mock_knobs knobs;
 };
 
@@ -119,6 +122,8 @@ struct mock_call {
     long sent;                     /* content chunks sent so far */
     int stream;
     int include_usage;
+    long inputs;                   /* embeddings: one per input */
+    int base64;                    /* embeddings as base64 float32 */
     const char *model;
     size_t model_len;
     char model_copy[];             /* heap calls own their model */

@@ -12,6 +12,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,9 +83,37 @@ static void reply_error_now(struct mock_ctx *ctx, struct evhttp_request *req,
         llmr_info("-> %d %s", status, msg);
 }
 
+/* upstream_headers: the first N of OpenAI's x-request-id,
+ * openai-processing-ms, x-ratelimit-remaining-requests, then as many
+ * x-ratelimit-extra-K as asked. */
+static void upstream_headers(struct mock_call *c)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
+    long n = c->k.v[MK_UPSTREAM_HEADERS];
+    char name[48], val[48];
+
+    for (long i = 0; i < n; i++) {
+        if (i == 0) {
+            snprintf(name, sizeof(name), "x-request-id");
+            snprintf(val, sizeof(val), "req-mock-%lu", c->id);
+        } else if (i == 1) {
+            snprintf(name, sizeof(name), "openai-processing-ms");
+            snprintf(val, sizeof(val), "7");
+        } else if (i == 2) {
+            snprintf(name, sizeof(name), "x-ratelimit-remaining-requests");
+            snprintf(val, sizeof(val), "99");
+        } else {
+            snprintf(name, sizeof(name), "x-ratelimit-extra-%ld", i);
+            snprintf(val, sizeof(val), "%ld", i);
+        }
+        evhttp_add_header(h, name, val);
+    }
+}
+
 void mock_reply_headers(struct mock_call *c, const char *content_type)
 {
     add_headers(c->ctx, c->req, content_type);
+    upstream_headers(c);
     if (c->k.set & (1u << MK_RETRY_AFTER))
         evhttp_add_header(evhttp_request_get_output_headers(c->req),
                           "Retry-After", c->k.retry_after);
@@ -240,6 +269,45 @@ static void embedding(struct evbuffer *out, long dims)
     evbuffer_add(out, block, n);
 }
 
+/* The same numbers as embedding() as OpenAI's encoding_format "base64"
+ * sends them: little-endian float32s, base64-encoded. */
+static void embedding_base64(struct evbuffer *out, long dims)
+{
+    static const char b64[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    unsigned char in[3 * 1024];
+    char enc[4 * 1024];
+    size_t n = 0, bytes = (size_t)dims * 4, done = 0;
+
+    while (done < bytes) {
+        size_t k, m = 0;
+        for (n = 0; n < sizeof(in) && done < bytes; n++, done++) {
+            long i = (long)(done / 4);
+            float f = dims == 3 ? (float)(i + 1) / 10.0f
+                                : -(float)((i * 7919) % 100000000) / 1e10f;
+            uint32_t u;
+            memcpy(&u, &f, sizeof(u));
+            in[n] = (unsigned char)(u >> (8 * (done % 4)));
+        }
+        for (k = 0; k + 2 < n; k += 3, m += 4) {
+            uint32_t v = (uint32_t)in[k] << 16 | (uint32_t)in[k + 1] << 8 | in[k + 2];
+            enc[m] = b64[v >> 18];
+            enc[m + 1] = b64[(v >> 12) & 63];
+            enc[m + 2] = b64[(v >> 6) & 63];
+            enc[m + 3] = b64[v & 63];
+        }
+        if (k < n) {        /* the tail, only ever at the very end */
+            uint32_t v = (uint32_t)in[k] << 16 | (k + 1 < n ? (uint32_t)in[k + 1] << 8 : 0);
+            enc[m] = b64[v >> 18];
+            enc[m + 1] = b64[(v >> 12) & 63];
+            enc[m + 2] = k + 1 < n ? b64[(v >> 6) & 63] : '=';
+            enc[m + 3] = '=';
+            m += 4;
+        }
+        evbuffer_add(out, enc, m);
+    }
+}
+
 void mock_usage_json(const struct mock_call *c, struct evbuffer *out, long prompt,
                      long completion)
 {
@@ -272,6 +340,14 @@ static void pad(struct evbuffer *out, long n)
         evbuffer_add(out, xs, n < (long)sizeof(xs) ? (size_t)n : sizeof(xs));
 }
 
+/* The embeddings knob when given, else one per input, as OpenAI answers. */
+static long embeddings_count(const struct mock_call *c)
+{
+    if (c->k.set & (1u << MK_EMBEDDINGS))
+        return c->k.v[MK_EMBEDDINGS];
+    return c->inputs > 0 ? c->inputs : 1;
+}
+
 static void reply_body(struct mock_call *c, struct evbuffer *out)
 {
     long p = c->prompt_tokens;
@@ -297,11 +373,14 @@ static void reply_body(struct mock_call *c, struct evbuffer *out)
         break;
     case EP_EMBEDDINGS:
         MOCK_ADD_LIT(out, "{\"object\":\"list\",\"data\":[");
-        for (long i = 0; i < c->k.v[MK_EMBEDDINGS]; i++) {
+        for (long i = 0; i < embeddings_count(c); i++) {
             evbuffer_add_printf(out, "%s{\"object\":\"embedding\",\"index\":%ld,"
-                                "\"embedding\":[", i ? "," : "", i);
-            embedding(out, c->k.v[MK_EMBEDDING_DIMS]);
-            MOCK_ADD_LIT(out, "]}");
+                                "\"embedding\":%s", i ? "," : "", i, c->base64 ? "\"" : "[");
+            if (c->base64)
+                embedding_base64(out, c->k.v[MK_EMBEDDING_DIMS]);
+            else
+                embedding(out, c->k.v[MK_EMBEDDING_DIMS]);
+            evbuffer_add(out, c->base64 ? "\"}" : "]}", 2);
         }
         evbuffer_add_printf(out, "],\"model\":\"%.*s\",", ml, c->model);
         mock_usage_json(c, out, p, -1);
@@ -517,6 +596,8 @@ static int call_init(struct mock_call *c, struct mock_ctx *ctx, struct evhttp_re
     c->prompt_tokens = (long)(blen / 4) + 1;
     c->stream = b.stream && (c->ep == EP_CHAT || c->ep == EP_COMPLETIONS);
     c->include_usage = b.include_usage || c->k.v[MK_USAGE];
+    c->inputs = b.inputs;
+    c->base64 = b.base64;
     c->model = b.model != NULL ? b.model : "unknown";
     c->model_len = b.model != NULL ? b.model_len : strlen("unknown");
     return 0;

@@ -104,6 +104,47 @@ static void test_ssl_verify(void)
                "model_list[0].litellm_params.ssl_verify", "must be a file");
 }
 
+/* router_settings.ssl_verify and http2: the default of every deployment
+ * that sets none of its own (issue 11, item 7). */
+static void test_router_tls_defaults(void)
+{
+    const char *two = "model_list = ( { model_name = \"g\"; litellm_params = { model = \"m\"; "
+                      "ssl_verify = true; http2 = true; }; },\n"
+                      " { model_name = \"g\"; litellm_params = { model = \"n\"; }; } );\n";
+    char text[1024];
+    llmr_conf *c;
+
+    if ((c = LOAD_OK(ML)) != NULL) {
+        T_EQ_INT(c->deployments[0].ssl_verify, 1);
+        T_EQ_INT(c->deployments[0].http2, 1);
+        llmr_conf_free(c);
+    }
+    snprintf(text, sizeof(text), "%srouter_settings = { ssl_verify = "
+             "\"/etc/ssl/certs/ca-certificates.crt\"; http2 = false; };\n", two);
+    if ((c = LOAD_OK(text)) != NULL) {
+        T_EQ_INT(c->deployments[0].ssl_verify, 1);
+        T_CHECK(c->deployments[0].ca_file == NULL);
+        T_EQ_INT(c->deployments[0].http2, 1);
+        T_EQ_STR(c->deployments[1].ca_file, "/etc/ssl/certs/ca-certificates.crt");
+        T_EQ_INT(c->deployments[1].http2, 0);
+        llmr_conf_free(c);
+    }
+    snprintf(text, sizeof(text), "%srouter_settings = { ssl_verify = false; };\n", two);
+    if ((c = LOAD_OK(text)) != NULL) {
+        T_EQ_INT(c->deployments[0].ssl_verify, 1);
+        T_EQ_INT(c->deployments[1].ssl_verify, 0);
+        llmr_conf_free(c);
+    }
+    EXPECT_ERR(ML "router_settings = {\n ssl_verify = 0;\n};\n", 3,
+               "router_settings.ssl_verify", "must be true, false or the path of a CA bundle");
+    EXPECT_ERR(ML "router_settings = {\n ssl_verify = \"ca.pem\";\n};\n", 3,
+               "router_settings.ssl_verify", "must be absolute");
+    EXPECT_ERR(ML "router_settings = {\n http2 = \"no\";\n};\n", 3,
+               "router_settings.http2", "must be true or false");
+    EXPECT_ERR(LP("http2 = 0;"), 3, "model_list[0].litellm_params.http2",
+               "must be true or false");
+}
+
 static void test_hashed_ids(void)
 {
 #define DEP(name, model, base, extra) "model_list = ( { model_name = \"" name "\"; litellm_params = { " \
@@ -470,6 +511,7 @@ int main(void)
     T_RUN(test_provider_errors);
     T_RUN(test_api_base_version);
     T_RUN(test_ssl_verify);
+    T_RUN(test_router_tls_defaults);
     T_RUN(test_hashed_ids);
     T_RUN(test_model_info_ids);
     T_RUN(test_duplicate_ids);

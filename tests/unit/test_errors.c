@@ -75,6 +75,12 @@ static void test_wording_kept(void)
     llmr_error_message(msg, sizeof(msg), LLMR_E_UPSTREAM_UNREACHABLE, "g", 3,
                        ", last on deployment ", "d1");
     T_EQ_STR(msg, "model group g: upstream unreachable after 3 attempt(s), last on deployment d1");
+    llmr_error_message(msg, sizeof(msg), LLMR_E_UPSTREAM_TLS, "g", 1,
+                       ", last on deployment ", "d1", "SSL certificate problem: x");
+    T_EQ_STR(msg, "model group g: TLS with the upstream failed after 1 attempt(s), last on "
+             "deployment d1: SSL certificate problem: x (is the certificate signed by a CA "
+             "of ssl_verify's bundle?)");
+    T_EQ_INT(llmr_error_def_of(LLMR_E_UPSTREAM_TLS)->status, 502);
     llmr_error_message(msg, sizeof(msg), LLMR_E_MODEL_NOT_FOUND, 3, "gpt-x", "...");
     T_EQ_STR(msg, "The model `gpt...` does not exist");
     llmr_error_json(body, sizeof(body), LLMR_E_DUPLICATE_KEY, "stream", NULL, "m");
