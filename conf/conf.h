@@ -38,6 +38,7 @@ typedef struct llmr_deployment {
     int ssl_verify;             /* verify the upstream's TLS certificate (default 1) */
     char *ca_file;              /* CA bundle to verify with; NULL = the system's */
     long max_input_tokens;      /* 0 = unknown */
+    int no_responses;           /* model_info.supports_responses = false */
     char id[LLMR_ID_MAX];       /* model_info.id, else a stable hash of litellm_params */
     int line;                   /* line of the model_list entry, for messages */
     int group;                  /* index into llmr_conf.groups */
