@@ -235,7 +235,8 @@ static int64_t first_byte_budget_us(const llmr_request *r)
  * deployment goes to the context-window fallbacks. */
 static void try_group(llmr_request *r)
 {
-    llmr_pick_req rq = { .tokens = r->tokens_est, .stream = r->stream, .reserve = 1 };
+    llmr_pick_req rq = { .tokens = r->tokens_est, .stream = r->stream, .reserve = 1,
+                         .op = r->op };
     llmr_pick pick;
     llmr_reply rep;
     int64_t fb;

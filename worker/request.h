@@ -99,6 +99,12 @@ typedef struct llmr_sse {
     int64_t prompt, completion;         /* from a usage chunk, when sent */
     int64_t content_bytes, content_events;
     int got_usage;
+    /* A Responses stream (responses.c reads its events): */
+    int responses;
+    int resp_id_new;                    /* resp_id just read, not yet remembered */
+    int64_t first_token_us;             /* the first output delta, for the ttft */
+    int ttft_done;
+    char resp_id[128];
 } llmr_sse;
 
 /* The relay of a committed stream. */

@@ -220,6 +220,8 @@ static int candidates(llmr_worker *w, const llmr_group *g, const llmr_pick_req *
             out->wait_ms = out->wait_ms == 0 || left < out->wait_ms ? left : out->wait_ms;
             continue;
         }
+        if (rq->op == LLMR_OP_RESPONSES && d->no_responses)
+            continue;               /* model_info.supports_responses = false */
         if (d->max_input_tokens > 0 && rq->tokens > d->max_input_tokens) {
             context++;
             continue;
