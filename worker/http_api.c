@@ -191,6 +191,7 @@ static int authorized(llmr_worker *w, struct evhttp_request *req)
  * the worker starts reading it. */
 static const char *const interpreted[] = {
     "model", "stream", "stream_options", "messages", "prompt", "input", "instructions",
+    "previous_response_id",
 };
 
 /* A client's value in an error message is cut to this many bytes (the

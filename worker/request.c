@@ -236,7 +236,7 @@ static int64_t first_byte_budget_us(const llmr_request *r)
 static void try_group(llmr_request *r)
 {
     llmr_pick_req rq = { .tokens = r->tokens_est, .stream = r->stream, .reserve = 1,
-                         .op = r->op };
+                         .op = r->op, .prefer = r->prefer_dep + 1 };
     llmr_pick pick;
     llmr_reply rep;
     int64_t fb;
@@ -386,6 +386,7 @@ void llmr_request_start(llmr_worker *w, struct evhttp_request *req, enum llmr_op
     r->model_start = (size_t)j->toks[model].start;
     r->model_end = (size_t)j->toks[model].end;
     r->tokens_est = llmr_estimate_prompt_tokens(j);
+    r->prefer_dep = op == LLMR_OP_RESPONSES ? llmr_responses_prefer(w, j, group) : -1;
     r->plan.group[0] = group;
     r->plan.ngroups = 1;
     r->at.dep = -1;

@@ -133,6 +133,7 @@ typedef struct llmr_request {
     size_t len;
     size_t model_start, model_end;      /* the "model" string's inside */
     int64_t tokens_est;                 /* prompt tokens, estimated at the start */
+    int prefer_dep;                     /* tried first when available, or -1 */
     int64_t t_start_us, deadline_us;
 
     llmr_plan plan;

@@ -70,6 +70,22 @@ int llmr_responses_group_serves(const llmr_conf *c, int group)
     return 0;
 }
 
+int llmr_responses_prefer(llmr_worker *w, const llmr_json *j, int group)
+{
+    int t = llmr_json_get(j, 0, "previous_response_id"), dep;
+    const char *id;
+    size_t n;
+
+    if (t < 0 || j->toks[t].type != JSMN_STRING)
+        return -1;
+    id = j->js + j->toks[t].start;
+    n = (size_t)(j->toks[t].end - j->toks[t].start);
+    if (n == 0 || n > RESP_ID_MAX || memchr(id, '\\', n) != NULL)
+        return -1;
+    dep = creator_of(w, id, n);
+    return dep >= 0 && w->conf->deployments[dep].group == group ? dep : -1;
+}
+
 /* The inside of the string member `key` of the object js[0..len). */
 static int string_member(const char *js, size_t len, const char *key, const char **s, size_t *n)
 {

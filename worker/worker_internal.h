@@ -170,6 +170,8 @@ typedef struct llmr_pick_req {
     int stream;
     int reserve;                /* admit the pick (else only look) */
     enum llmr_op op;            /* LLMR_OP_RESPONSES skips deployments that do not serve it */
+    int prefer;                 /* deployment + 1 taken before the strategy when a
+                                 * candidate (previous_response_id's creator); 0 none */
 } llmr_pick_req;
 
 enum llmr_unavail { LLMR_UNAVAIL_NONE, LLMR_UNAVAIL_COOLING, LLMR_UNAVAIL_LIMIT,
@@ -217,6 +219,9 @@ int llmr_responses_group_serves(const llmr_conf *c, int group);
 void llmr_responses_forward(llmr_worker *w, struct evhttp_request *req, const char *rest);
 /* Remembers, for every worker, that deployment dep created response `id`. */
 void llmr_responses_remember(llmr_worker *w, int dep, const char *id, size_t len);
+/* The deployment of `group` that created the body's previous_response_id
+ * (it holds the conversation), or -1. */
+int llmr_responses_prefer(llmr_worker *w, const llmr_json *j, int group);
 /* A buffered Responses answer succeeded: remembers its id. */
 void llmr_responses_buffered(struct llmr_request *r);
 /* One "data:" line of a Responses stream: usage, output deltas, the id. */

@@ -217,3 +217,23 @@ def test_response_ids_survive_a_reload():
         r = request(d.port, "GET", "/v1/responses/" + rid)
         assert r.status == 200 and r.headers["x-llmroute-deployment"] == "a", r
     assert b.stats()["requests"] == 0
+
+
+def test_previous_response_id_goes_to_its_creator():
+    """A stateful chain: a request naming previous_response_id goes to the
+    deployment holding that response (on any worker) while it is available;
+    when it cools down, another one serves."""
+    a, b = Mock("a"), Mock("b")
+    d = Daemon([deployment("g", a, dep_id="a"), deployment("g", b, dep_id="b")],
+               workers=WORKERS, router="allowed_fails = 0; cooldown_time = 30; num_retries = 1;"
+               " retry_after = 0;")
+    first = create(d)
+    rid, creator = first.json()["id"], first.headers["x-llmroute-deployment"]
+    for _ in range(12):
+        r = create(d, extra={"previous_response_id": rid})
+        assert r.status == 200 and r.headers["x-llmroute-deployment"] == creator, r
+    other = "b" if creator == "a" else "a"
+    (a if creator == "a" else b).config(status=500)
+    for _ in range(3):                  # the creator fails once, cools down: the other serves
+        r = create(d, extra={"previous_response_id": rid})
+        assert r.status == 200 and r.headers["x-llmroute-deployment"] == other, r
