@@ -7,8 +7,10 @@ import http.client
 import json
 import os
 import signal
+import socket
+import time
 
-from harness import (Daemon, Mock, connection_owner, deployment, request, status_rows,
+from harness import (Daemon, Mock, connection_owner, deployment, request, slack, status_rows,
                      wait_for)
 
 WORKERS = 2
@@ -237,3 +239,41 @@ def test_previous_response_id_goes_to_its_creator():
     for _ in range(3):                  # the creator fails once, cools down: the other serves
         r = create(d, extra={"previous_response_id": rid})
         assert r.status == 200 and r.headers["x-llmroute-deployment"] == other, r
+
+
+def test_forward_to_a_silent_creator_times_out_and_stops_cleanly():
+    """The creating deployment stops answering (its api_base now points at
+    a listener that never reads): a GET by id ends in 502 naming it after
+    the timeout; a client that leaves first and a fast stop with a forward
+    in flight leave no crash or leak (the sanitizer build checks)."""
+    a = Mock("a")
+    d = Daemon([deployment("g", a, dep_id="a")], workers=WORKERS, router="timeout = 1.5;")
+    rid = create(d).json()["id"]
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    try:
+        entry = ('{ model_name = "g"; litellm_params = { model = "openai/gpt-3.5-turbo"; '
+                 'api_base = "http://127.0.0.1:%d/v1"; }; model_info = { id = "a"; }; }'
+                 % silent.getsockname()[1])
+        old = set(d.workers())
+        d.write_conf([entry], workers=WORKERS, router="timeout = 1.5;")
+        os.kill(d.p.pid, signal.SIGHUP)
+        wait_for(lambda: old.isdisjoint(d.workers()) and len(d.workers()) == WORKERS, 15,
+                 "old workers replaced")
+        t0 = time.monotonic()
+        r = request(d.port, "GET", "/v1/responses/" + rid)
+        took = time.monotonic() - t0
+        assert r.status == 502 and r.headers["x-llmroute-deployment"] == "a", r
+        assert r.json()["error"]["code"] == "upstream_unreachable", r
+        assert 1.0 <= took < 1.5 + slack(2.0), took
+        gone = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
+        gone.request("GET", "/v1/responses/" + rid)
+        gone.close()                    # leaves before the answer
+        pending = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
+        pending.request("GET", "/v1/responses/" + rid)
+        assert request(d.port, "GET", "/health/readiness").status == 200
+        d.stop(signal.SIGTERM)          # a forward still in flight
+        pending.close()
+    finally:
+        silent.close()
