@@ -277,3 +277,16 @@ def test_forward_to_a_silent_creator_times_out_and_stops_cleanly():
         pending.close()
     finally:
         silent.close()
+
+
+def test_responses_stream_ttft_runs_to_the_first_delta():
+    """response.created comes at once, the first output 400 ms later: the
+    deployment's time to first token (latency-based routing) is the 400 ms,
+    not the time to the first byte."""
+    m = Mock("slow", ["--chunk-delay", "400", "--chunks", "1"])
+    d = Daemon([deployment("g", m, dep_id="slow")], workers=WORKERS)
+    r = create(d, stream=True)
+    assert r.status == 200 and b"response.completed" in r.body, r
+    wait_for(lambda: status_rows(d)["slow"]["INFLIGHT"] == "0", 5, "the stream to end")
+    ttft = float(status_rows(d)["slow"]["TTFT_MS"])
+    assert ttft >= 380, "ttft measured to response.created, not the first delta: %s" % ttft

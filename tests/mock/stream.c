@@ -145,6 +145,11 @@ void mock_stream_start(struct mock_call *c)
     c->phase = PH_STREAM;
     if (c->ep == EP_RESPONSES)
         mock_responses_created(c);
+    /* As a model does: response.created at once, output after a while. */
+    if (c->ep == EP_RESPONSES && c->k.v[MK_CHUNK_DELAY_MS] > 0) {
+        mock_call_arm(c, c->k.v[MK_CHUNK_DELAY_MS]);
+        return;
+    }
     if (c->ctx->verbose)
         llmr_info("stream %lu started (%ld chunks)", c->id, c->k.v[MK_CHUNKS]);
     mock_stream_step(c);
