@@ -40,6 +40,7 @@ typedef struct llmr_deployment {
     int http2;                  /* offer HTTP/2 (ALPN h2) to an HTTPS upstream (default 1) */
     unsigned own_tls;           /* LLMR_OWN_*: set in litellm_params, not router_settings */
     long max_input_tokens;      /* 0 = unknown */
+    int no_responses;           /* model_info.supports_responses = false */
     char id[LLMR_ID_MAX];       /* model_info.id, else a stable hash of litellm_params */
     int line;                   /* line of the model_list entry, for messages */
     int group;                  /* index into llmr_conf.groups */

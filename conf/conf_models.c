@@ -31,7 +31,8 @@ static const char *const params_keys[] = {
     "model", "api_key", "api_base", "api_version", "rpm", "tpm", "weight",
     "order", "max_parallel_requests", "timeout", "ssl_verify", "http2", NULL
 };
-static const char *const info_keys[] = { "id", "max_input_tokens", NULL };
+static const char *const info_keys[] = { "id", "max_input_tokens", "supports_responses",
+                                         NULL };
 
 
 /* ---- model_list -------------------------------------------------------- */
@@ -208,6 +209,12 @@ static int parse_model_info(conf_cx *cx, const config_setting_t *entry,
         || conf_opt_long(cx, mi, p, "max_input_tokens", &d->max_input_tokens, 1,
                          LONG_MAX) != 0)
         return -1;
+    if ((s = config_setting_get_member(mi, "supports_responses")) != NULL) {
+        if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+            return conf_fail(cx, s, conf_kp(k, p, "supports_responses"),
+                             "must be true or false");
+        d->no_responses = !config_setting_get_bool(s);
+    }
     if ((s = config_setting_get_member(mi, "id")) == NULL)
         return 0;
     if ((v = conf_str_value(cx, s, conf_kp(k, p, "id"))) == NULL)

@@ -16,10 +16,12 @@
 #endif
 
 #define LLMR_SHM_MAGIC      0x31524d4c524d4c4cULL   /* "LLMRLMR1" */
-#define LLMR_SHM_VERSION    5
+#define LLMR_SHM_VERSION    6
 #define LLMR_SHM_SLOTS      1024
 #define LLMR_CACHE_LINE     64
 #define LLMR_WORKER_SLOTS   512     /* live worker processes, reloads included */
+#define LLMR_RESP_IDS       65536   /* Responses ids remembered (a power of two) */
+#define LLMR_RESP_PROBE     16      /* entries one id may sit in */
 
 /* Slot states, written by the master only. */
 enum llmr_slot_state { LLMR_SLOT_FREE = 0, LLMR_SLOT_USED = 1 };
@@ -94,6 +96,10 @@ typedef struct llmr_shm_segment {
     llmr_shm_header hdr;
     llmr_worker_rec workers[LLMR_WORKER_SLOTS];
     llmr_slot slots[LLMR_SHM_SLOTS];
+    /* Which deployment created each Responses id (resp_ids.c): one word an
+     * entry, (48-bit tag of the id's hash << 16) | (slot + 1), 0 = empty,
+     * so that a reader never sees one id's tag with another's slot. */
+    _Alignas(LLMR_CACHE_LINE) _Atomic uint64_t resp_ids[LLMR_RESP_IDS];
 } llmr_shm_segment;
 
 /* Layout facts the design rests on, checked by the compiler: a build where
@@ -113,6 +119,8 @@ _Static_assert(offsetof(llmr_slot, requests) % LLMR_CACHE_LINE == 0
 _Static_assert(sizeof(llmr_shm_header) % LLMR_CACHE_LINE == 0
                && offsetof(llmr_shm_segment, slots) % LLMR_CACHE_LINE == 0,
                "the slot table starts on a cache line");
+_Static_assert((LLMR_RESP_IDS & (LLMR_RESP_IDS - 1)) == 0 && LLMR_SHM_SLOTS < 0xffff,
+               "the id table is a power of two; slot + 1 fits 16 bits");
 _Static_assert(sizeof(llmr_slot) <= UINT32_MAX && sizeof(llmr_shm_header) <= UINT32_MAX,
                "header_size and slot_size fit their uint32_t fields");
 

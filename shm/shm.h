@@ -65,6 +65,13 @@ void llmr_shm_reload_outcome(llmr_shm *shm, int ok, const char *msg);
 uint32_t llmr_shm_reload_seq(const llmr_shm *shm);
 int llmr_shm_reload_read(const llmr_shm *shm, uint32_t seq, char *msg, size_t cap);
 
+/* Responses ids (workers): which slot's deployment created the id whose
+ * 64-bit hash is h.  An id is kept until LLMR_RESP_PROBE newer ids land on
+ * its entries (about LLMR_RESP_IDS of them in all); then it is forgotten. */
+void llmr_shm_resp_put(llmr_shm *shm, uint64_t h, int slot);
+/* The slot, or -1 for an id never seen or forgotten. */
+int llmr_shm_resp_get(const llmr_shm *shm, uint64_t h);
+
 /* Counters (workers). */
 static inline llmr_slot *llmr_shm_slot(llmr_shm *shm, int slot)
 {

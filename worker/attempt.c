@@ -218,6 +218,8 @@ static void buffered_usage(llmr_request *r, int64_t *prompt, int64_t *completion
         && llmr_json_parse(j, body + off, n, 256) == 0 && j->toks[0].type == JSMN_OBJECT) {
         llmr_json_int(j, llmr_json_get(j, 0, "prompt_tokens"), prompt);
         llmr_json_int(j, llmr_json_get(j, 0, "completion_tokens"), completion);
+        llmr_json_int(j, llmr_json_get(j, 0, "input_tokens"), prompt);     /* Responses */
+        llmr_json_int(j, llmr_json_get(j, 0, "output_tokens"), completion);
     } else {
         *prompt = r->tokens_est;        /* no usage reported: keep the estimate */
     }
@@ -232,6 +234,8 @@ void llmr_attempt_succeeded(llmr_request *r)
         llmr_stream_usage(r, &e.prompt, &e.completion);
     else
         buffered_usage(r, &e.prompt, &e.completion);
+    if (r->op == LLMR_OP_RESPONSES && !streaming)
+        llmr_responses_buffered(r);
     e.prompt = clamp_usage(e.prompt);
     e.completion = clamp_usage(e.completion);
     let_go(r, &e);

@@ -39,8 +39,11 @@ static const llmr_error_def table[LLMR_E_COUNT] = {
     [LLMR_E_REQUEST_TIMEOUT] = { 408, IRE, NULL, "request_timeout", "%s" },
     [LLMR_E_OUT_OF_MEMORY] = { 500, "server_error", NULL, NULL, "out of memory" },
     [LLMR_E_CONTEXT_EXCEEDED] = { 400, IRE, "messages", "context_length_exceeded",
-                                  "model group %s: the prompt (about %lld tokens) is longer "
-                                  "than every deployment's max_input_tokens" },
+                                  "This model's maximum context length is %lld tokens. "
+                                  "However, your messages resulted in %lld tokens. Please "
+                                  "reduce the length of the messages. (llmroute: model group "
+                                  "%s, the prompt's estimate is longer than every "
+                                  "deployment's max_input_tokens)" },
     [LLMR_E_AT_LIMIT] = { 429, "rate_limit_error", NULL, "rate_limit_exceeded",
                           "model group %s: every deployment is at its %s limit" },
     [LLMR_E_NO_DEPLOYMENT] = { 429, "rate_limit_error", NULL, "no_deployment_available",
@@ -66,6 +69,15 @@ static const llmr_error_def table[LLMR_E_COUNT] = {
                                "passed); retry the request" },
     [LLMR_E_STREAM_TIMEOUT] = { 504, "timeout", NULL, "timeout", "%s" },
     [LLMR_E_STREAM_FAILED] = { 502, "api_error", NULL, "error", "%s" },
+    [LLMR_E_RESPONSES_UNSUPPORTED] = { 400, IRE, "model", "responses_not_supported",
+                                       "model group %s has no deployment that serves the "
+                                       "Responses API (every one has model_info."
+                                       "supports_responses = false); use /v1/chat/completions" },
+    [LLMR_E_RESPONSE_NOT_FOUND] = { 404, IRE, NULL, NULL,
+                                    "Response with id '%.*s%s' not found." },
+    [LLMR_E_RESPONSE_FORWARD] = { 502, "api_connection_error", NULL, "upstream_unreachable",
+                                  "response %.*s%s: deployment %s that created it could not "
+                                  "be reached (%s)" },
 };
 
 const llmr_error_def *llmr_error_def_of(enum llmr_error_kind k)

@@ -44,6 +44,10 @@ enum llmr_error_kind {
     /* SSE error events of a committed stream */
     LLMR_E_STREAM_TIMEOUT,
     LLMR_E_STREAM_FAILED,
+    /* the Responses API (responses.c) */
+    LLMR_E_RESPONSES_UNSUPPORTED,
+    LLMR_E_RESPONSE_NOT_FOUND,
+    LLMR_E_RESPONSE_FORWARD,
     LLMR_E_COUNT
 };
 

@@ -17,7 +17,7 @@ static int string_bytes(const llmr_json *j, int i, int64_t *bytes)
 
 int64_t llmr_estimate_prompt_tokens(const llmr_json *j)
 {
-    static const char *const fields[] = { "messages", "prompt", "input" };
+    static const char *const fields[] = { "messages", "prompt", "input", "instructions" };
     int64_t bytes = 0, messages = 0;
 
     for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++) {

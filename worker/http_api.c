@@ -16,7 +16,7 @@
 #include "request.h"
 #include "worker_internal.h"
 
-enum route_kind { ROUTE_PROXY, ROUTE_MODELS, ROUTE_LIVE, ROUTE_READY };
+enum route_kind { ROUTE_PROXY, ROUTE_MODELS, ROUTE_LIVE, ROUTE_READY, ROUTE_RESPONSE_ID };
 
 typedef struct route {
     const char *path;
@@ -31,6 +31,8 @@ static const route routes[] = {
     { "/completions", ROUTE_PROXY, LLMR_OP_COMPLETIONS },
     { "/v1/embeddings", ROUTE_PROXY, LLMR_OP_EMBEDDINGS },
     { "/embeddings", ROUTE_PROXY, LLMR_OP_EMBEDDINGS },
+    { "/v1/responses", ROUTE_PROXY, LLMR_OP_RESPONSES },
+    { "/responses", ROUTE_PROXY, LLMR_OP_RESPONSES },
     { "/v1/models", ROUTE_MODELS, 0 },
     { "/models", ROUTE_MODELS, 0 },
     { "/health/liveliness", ROUTE_LIVE, 0 },
@@ -195,7 +197,8 @@ static int authorized(llmr_worker *w, struct evhttp_request *req)
  * another), so a body that repeats one is refused.  Add a field here when
  * the worker starts reading it. */
 static const char *const interpreted[] = {
-    "model", "stream", "stream_options", "messages", "prompt", "input",
+    "model", "stream", "stream_options", "messages", "prompt", "input", "instructions",
+    "previous_response_id",
     "fallbacks", "context_window_fallbacks", "num_retries", "timeout",   /* controls.c */
 };
 
@@ -300,6 +303,10 @@ void llmr_http_proxy(llmr_worker *w, struct evhttp_request *req, enum llmr_op op
                          clipped(name_len));
         return;
     }
+    if (op == LLMR_OP_RESPONSES && !llmr_responses_group_serves(w->conf, group)) {
+        llmr_error_reply(w, req, LLMR_E_RESPONSES_UNSUPPORTED, w->conf->groups[group].name);
+        return;
+    }
     if (llmr_controls_read(w, req, j, &ctl) < 0)
         return;
     llmr_request_start_ctl(w, req, op, group, j, &ctl);
@@ -351,12 +358,22 @@ static void handle_ready(llmr_worker *w, struct evhttp_request *req)
     llmr_http_reply_json(w, req, w->draining ? 503 : 200, json, (size_t)n);
 }
 
+/* /v1/responses/{id}...: the rest of the path after the prefix, or NULL. */
+static const char *response_id_path(const char *path)
+{
+    if (strncmp(path, "/v1/responses/", 14) == 0)
+        return path + 14;
+    return strncmp(path, "/responses/", 11) == 0 ? path + 11 : NULL;
+}
+
 static const route *find_route(const char *path)
 {
+    static const route response_id = { "/v1/responses/{id}", ROUTE_RESPONSE_ID, 0 };
+
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
         if (strcmp(path, routes[i].path) == 0)
             return &routes[i];
-    return NULL;
+    return response_id_path(path) != NULL ? &response_id : NULL;
 }
 
 void llmr_http_handle(struct evhttp_request *req, void *arg)
@@ -374,6 +391,13 @@ void llmr_http_handle(struct evhttp_request *req, void *arg)
     if (r == NULL) {
         llmr_error_reply(w, req, LLMR_E_NOT_FOUND, clip(path != NULL ? strlen(path) : 0),
                          path != NULL ? path : "", clipped(path != NULL ? strlen(path) : 0));
+        return;
+    }
+    if (r->kind == ROUTE_RESPONSE_ID) {     /* its methods are per path (responses.c) */
+        if (!authorized(w, req))
+            llmr_error_reply(w, req, LLMR_E_INVALID_API_KEY);
+        else
+            llmr_responses_forward(w, req, response_id_path(path));
         return;
     }
     if (method != (r->kind == ROUTE_PROXY ? EVHTTP_REQ_POST : EVHTTP_REQ_GET)) {

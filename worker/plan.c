@@ -145,7 +145,7 @@ int llmr_plan_switch(llmr_request *r, const llmr_fallback_list *list)
 int llmr_plan_group_room(llmr_request *r)
 {
     llmr_pick_req rq = { .tokens = r->tokens_est, .stream = r->stream,
-                         .avoid = r->plan.failed, .navoid = r->plan.nfailed };
+                         .avoid = r->plan.failed, .navoid = r->plan.nfailed, .op = r->op };
     llmr_pick pick;
     int dep = llmr_router_pick(r->w, r->plan.group[r->plan.pos], &rq, &pick);
 

@@ -12,6 +12,7 @@ const char *const llmr_op_path[LLMR_OP_COUNT] = {
     [LLMR_OP_CHAT] = "chat/completions",
     [LLMR_OP_COMPLETIONS] = "completions",
     [LLMR_OP_EMBEDDINGS] = "embeddings",
+    [LLMR_OP_RESPONSES] = "responses",
 };
 
 static int url_of(const llmr_deployment *d, enum llmr_op op, char *buf, size_t cap)

@@ -183,6 +183,22 @@ static const char *const limit_names[] = {
     [LLMR_LIMIT_RPM] = "rpm", [LLMR_LIMIT_TPM] = "tpm",
 };
 
+/* The most tokens any deployment of the groups tried so far takes (OpenAI's
+ * "maximum context length" in the 400 that client libraries recognise). */
+static long long largest_window(const llmr_request *r)
+{
+    const llmr_conf *c = r->w->conf;
+    long long most = 0;
+
+    for (int p = 0; p <= r->plan.pos && p < r->plan.ngroups; p++) {
+        const llmr_group *g = &c->groups[r->plan.group[p]];
+        for (int k = 0; k < g->ndeployments; k++)
+            if (c->deployments[g->deployments[k]].max_input_tokens > most)
+                most = c->deployments[g->deployments[k]].max_input_tokens;
+    }
+    return most;
+}
+
 /* No deployment could take the request: every one is cooling down or at a
  * limit (429 with Retry-After), or too small for the prompt (400). */
 static void unavailable(llmr_request *r, llmr_reply *rep)
@@ -191,7 +207,8 @@ static void unavailable(llmr_request *r, llmr_reply *rep)
     const char *group = llmr_request_group_name(r, 0);
 
     if (p->unavail == LLMR_UNAVAIL_CONTEXT) {
-        llmr_reply_error(rep, LLMR_E_CONTEXT_EXCEEDED, group, (long long)r->tokens_est);
+        llmr_reply_error(rep, LLMR_E_CONTEXT_EXCEEDED, largest_window(r),
+                         (long long)r->tokens_est, group);
     } else {
         if (p->unavail == LLMR_UNAVAIL_LIMIT)
             llmr_reply_error(rep, LLMR_E_AT_LIMIT, group, limit_names[p->limit]);

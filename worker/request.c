@@ -235,7 +235,8 @@ static int64_t first_byte_budget_us(const llmr_request *r)
  * deployment goes to the context-window fallbacks. */
 static void try_group(llmr_request *r)
 {
-    llmr_pick_req rq = { .tokens = r->tokens_est, .stream = r->stream, .reserve = 1 };
+    llmr_pick_req rq = { .tokens = r->tokens_est, .stream = r->stream, .reserve = 1,
+                         .op = r->op, .prefer = r->prefer_dep + 1 };
     llmr_pick pick;
     llmr_reply rep;
     int64_t fb;
@@ -406,6 +407,7 @@ void llmr_request_start_ctl(llmr_worker *w, struct evhttp_request *req, enum llm
     if (r->ctl.num_retries < 0)
         r->ctl.num_retries = w->conf->num_retries;
     r->tokens_est = llmr_estimate_prompt_tokens(j);
+    r->prefer_dep = op == LLMR_OP_RESPONSES ? llmr_responses_prefer(w, j, group) : -1;
     r->plan.group[0] = group;
     r->plan.ngroups = 1;
     r->at.dep = -1;

@@ -106,6 +106,12 @@ typedef struct llmr_sse {
     int64_t prompt, completion;         /* from a usage chunk, when sent */
     int64_t content_bytes, content_events;
     int got_usage;
+    /* A Responses stream (responses.c reads its events): */
+    int responses;
+    int resp_id_new;                    /* resp_id just read, not yet remembered */
+    int64_t first_token_us;             /* the first output delta, for the ttft */
+    int ttft_done;
+    char resp_id[128];
 } llmr_sse;
 
 /* The relay of a committed stream. */
@@ -154,6 +160,7 @@ typedef struct llmr_request {
     size_t len;
     llmr_controls ctl;                  /* the client's controls, the body's edit */
     int64_t tokens_est;                 /* prompt tokens, estimated at the start */
+    int prefer_dep;                     /* tried first when available, or -1 */
     int64_t t_start_us, deadline_us;
     char id[LLMR_REQUEST_ID_LEN];       /* ours, made on first use (llmr_request_id) */
 

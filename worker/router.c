@@ -220,6 +220,8 @@ static int candidates(llmr_worker *w, const llmr_group *g, const llmr_pick_req *
             out->wait_ms = out->wait_ms == 0 || left < out->wait_ms ? left : out->wait_ms;
             continue;
         }
+        if (rq->op == LLMR_OP_RESPONSES && d->no_responses)
+            continue;               /* model_info.supports_responses = false */
         if (d->max_input_tokens > 0 && rq->tokens > d->max_input_tokens) {
             context++;
             continue;
@@ -259,6 +261,15 @@ static int candidates(llmr_worker *w, const llmr_group *g, const llmr_pick_req *
     return n;
 }
 
+/* The index of rq->prefer among the candidates, or -1. */
+static int preferred(llmr_worker *w, const llmr_pick_req *rq, int n)
+{
+    for (int k = 0; rq->prefer > 0 && k < n; k++)
+        if (w->router.cand[k] == rq->prefer - 1)
+            return k;
+    return -1;
+}
+
 int llmr_router_pick(llmr_worker *w, int group, const llmr_pick_req *rq, llmr_pick *out)
 {
     int n;
@@ -267,7 +278,11 @@ int llmr_router_pick(llmr_worker *w, int group, const llmr_pick_req *rq, llmr_pi
     out->dep = -1;
     n = candidates(w, &w->conf->groups[group], rq, out);
     while (n > 0) {
-        int k = strategy_pick(w, w->router.cand, n, rq->stream), i = w->router.cand[k];
+        int k = preferred(w, rq, n), i;
+
+        if (k < 0)
+            k = strategy_pick(w, w->router.cand, n, rq->stream);
+        i = w->router.cand[k];
         enum llmr_limit lim;
 
         if (!rq->reserve) {

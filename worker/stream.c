@@ -70,7 +70,11 @@ void llmr_stream_commit(llmr_request *r)
 
     llmr_request_set_state(r, LLMR_REQ_STREAMING);
     evtimer_del(&r->first_byte);
-    llmr_ewma_add(&llmr_attempt_slot(r)->ttft_ewma_us, llmr_clock_us() - r->at.t_start_us);
+    /* A Responses stream opens with response.created before the model has
+     * made anything: its time to first token is to the first delta. */
+    rl->sse.responses = r->op == LLMR_OP_RESPONSES;
+    if (!rl->sse.responses)
+        llmr_ewma_add(&llmr_attempt_slot(r)->ttft_ewma_us, llmr_clock_us() - r->at.t_start_us);
     llmr_reply_headers(r);
     evhttp_add_header(out, "Content-Type",
                       r->at.content_type[0] ? r->at.content_type : "text/event-stream");
@@ -121,7 +125,9 @@ static void sse_line(void *arg, const char *p, size_t n)
         p++;
         n--;
     }
-    if (n > 0 && *p == '{')
+    if (n > 0 && *p == '{' && ((llmr_sse *)arg)->responses)
+        llmr_responses_sse(arg, p, n);
+    else if (n > 0 && *p == '{')
         sse_event(arg, p, n);
 }
 
@@ -201,6 +207,22 @@ static int write_direct(llmr_relay *rl, struct bufferevent *bev, const char *dat
     return 0;
 }
 
+/* What the Responses events just read tell every worker: the id (GET by
+ * id works while the stream still runs) and the time to the first token. */
+static void responses_seen(llmr_request *r)
+{
+    llmr_sse *sse = &r->relay.sse;
+
+    if (sse->resp_id_new) {
+        sse->resp_id_new = 0;
+        llmr_responses_remember(r->w, r->at.dep, sse->resp_id, strlen(sse->resp_id));
+    }
+    if (sse->first_token_us != 0 && !sse->ttft_done) {
+        sse->ttft_done = 1;
+        llmr_ewma_add(&llmr_attempt_slot(r)->ttft_ewma_us, sse->first_token_us - r->at.t_start_us);
+    }
+}
+
 size_t llmr_stream_write(llmr_request *r, const char *data, size_t len)
 {
     struct bufferevent *bev = evhttp_connection_get_bufferevent(r->evcon);
@@ -212,12 +234,28 @@ size_t llmr_stream_write(llmr_request *r, const char *data, size_t len)
         return CURL_WRITEFUNC_PAUSE;
     }
     sse_scan(&rl->sse, data, len);
+    if (rl->sse.responses)
+        responses_seen(r);
     if (write_direct(rl, bev, data, len) == 0)
         return len;
     if (rl->chunk == NULL || evbuffer_add(rl->chunk, data, len) != 0)
         return 0;
     evhttp_send_reply_chunk_with_cb(r->req, rl->chunk, on_drained, r);
     return len;
+}
+
+/* A Responses stream ends in its own error event: `event: error` and
+ * {"type":"error","code","message","param"}, as OpenAI sends it. */
+static void responses_error(llmr_request *r, const llmr_reply *rep)
+{
+    const llmr_error_def *d = llmr_error_def_of(rep->kind);
+    const char *code = rep->code != NULL ? rep->code : d->code != NULL ? d->code : d->type;
+    char esc[1024];
+
+    llmr_json_escape(esc, sizeof(esc), rep->msg, strlen(rep->msg));
+    evbuffer_add_printf(r->relay.chunk, "event: error\ndata: {\"type\":\"error\",\"code\":"
+                        "\"%s\",\"message\":\"%s\",\"param\":null}\n\n", code, esc);
+    evhttp_send_reply_chunk(r->req, r->relay.chunk);
 }
 
 /* The error event of errors.c's table, then the end of the chunked reply. */
@@ -228,7 +266,9 @@ void llmr_stream_end(llmr_request *r, const llmr_reply *rep)
     size_t n;
 
     event_del(&rl->idle);
-    if (rep->has_kind && rl->chunk != NULL) {
+    if (rep->has_kind && rl->chunk != NULL && r->op == LLMR_OP_RESPONSES) {
+        responses_error(r, rep);
+    } else if (rep->has_kind && rl->chunk != NULL) {
         n = llmr_error_json(json, sizeof(json), rep->kind, NULL, rep->code, rep->msg);
         evbuffer_add(rl->chunk, "data: ", 6);
         evbuffer_add(rl->chunk, json, n);

@@ -610,10 +610,14 @@ static void setup(llmr_worker *w, CURL *e, const llmr_xfer_spec *s)
     const llmr_deployment *d = &w->conf->deployments[s->dep];
     long h2 = d->http2 && strncasecmp(d->api_base, "https://", 8) == 0;
 
-    curl_easy_setopt(e, CURLOPT_URL, t->url[s->op]);
+    curl_easy_setopt(e, CURLOPT_URL, s->url != NULL ? s->url : t->url[s->op]);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, s->body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)s->len);
+    /* Set on every use: a reused handle must not keep a GET or DELETE. */
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, s->method);
+    if (s->method != NULL)
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, s->on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, s->arg);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, s->on_header);

@@ -173,6 +173,7 @@ static int worker_init(llmr_worker *w, const int *fds, int nfds)
 static void worker_free(llmr_worker *w)
 {
     llmr_request_abort_all(w);
+    llmr_responses_abort_all(w);
     if (w->http != NULL)
         evhttp_free(w->http);
     llmr_conn_free_all(w);

@@ -16,7 +16,8 @@
 #include "shm.h"
 #include "worker.h"
 
-enum llmr_op { LLMR_OP_CHAT, LLMR_OP_COMPLETIONS, LLMR_OP_EMBEDDINGS, LLMR_OP_COUNT };
+enum llmr_op { LLMR_OP_CHAT, LLMR_OP_COMPLETIONS, LLMR_OP_EMBEDDINGS, LLMR_OP_RESPONSES,
+               LLMR_OP_COUNT };
 
 /* What a worker precomputes per deployment so that the request path builds
  * no URL and no header list. */
@@ -129,6 +130,8 @@ typedef struct llmr_xfer_spec {
     char *errbuf;               /* CURL_ERROR_SIZE bytes: libcurl's words for a failure */
     llmr_upstream_done_fn *done;
     void *arg;
+    const char *url;            /* instead of the op's URL (responses.c), or NULL */
+    const char *method;         /* "GET" or "DELETE" without a body, or NULL: POST */
 } llmr_xfer_spec;
 int llmr_upstream_start(llmr_worker *w, CURL *easy, const llmr_xfer_spec *spec);
 void llmr_upstream_abort(llmr_worker *w, CURL *easy);
@@ -202,6 +205,9 @@ typedef struct llmr_pick_req {
     int64_t tokens;             /* estimated prompt tokens */
     int stream;
     int reserve;                /* admit the pick (else only look) */
+    enum llmr_op op;            /* LLMR_OP_RESPONSES skips deployments that do not serve it */
+    int prefer;                 /* deployment + 1 taken before the strategy when a
+                                 * candidate (previous_response_id's creator); 0 none */
 } llmr_pick_req;
 
 enum llmr_unavail { LLMR_UNAVAIL_NONE, LLMR_UNAVAIL_COOLING, LLMR_UNAVAIL_LIMIT,
@@ -238,5 +244,28 @@ int64_t llmr_router_end(llmr_worker *w, int dep, const llmr_admission_end *e);
  * usable one; 0 when cooldowns are off. */
 int64_t llmr_cooldown_ms(const llmr_conf *conf, int64_t ra, int last);
 uint64_t llmr_rand(llmr_worker *w);
+
+/* responses.c: the Responses API's own parts (README "Responses API") */
+struct llmr_request;
+struct llmr_sse;
+/* Whether some deployment of `group` serves /v1/responses. */
+int llmr_responses_group_serves(const llmr_conf *c, int group);
+/* GET/DELETE /v1/responses/{id}[/input_items], POST .../{id}/cancel:
+ * forwarded to the deployment that created the response. */
+void llmr_responses_forward(llmr_worker *w, struct evhttp_request *req, const char *rest);
+/* Remembers, for every worker, that deployment dep created response `id`. */
+void llmr_responses_remember(llmr_worker *w, int dep, const char *id, size_t len);
+/* The deployment of `group` that created the body's previous_response_id
+ * (it holds the conversation), or -1. */
+int llmr_responses_prefer(llmr_worker *w, const llmr_json *j, int group);
+/* A buffered Responses answer succeeded: remembers its id. */
+void llmr_responses_buffered(struct llmr_request *r);
+/* One "data:" line of a Responses stream: usage, output deltas, the id. */
+void llmr_responses_sse(struct llmr_sse *sse, const char *js, size_t len);
+/* Worker exit: ends the forwards still running without an answer. */
+void llmr_responses_abort_all(llmr_worker *w);
+/* Like llmr_azure_url for a Responses path with `rest` after responses. */
+int llmr_azure_responses_url(const llmr_deployment *d, const char *rest, const char *query,
+                             char *buf, size_t cap);
 
 #endif

@@ -248,7 +248,7 @@ def test_azure_openai_client_chat_stream_embeddings():
     assert m.stats()["requests"] == 3
 
 
-def after_h11_resp_test_vercel_ai_sdk_default_model_uses_responses():
+def test_vercel_ai_sdk_default_model_uses_responses():
     """generateText({model: openai(id)}), the first line of the Vercel AI
     SDK's examples, and streamText with it: /v1/responses (h11-resp, item 1)."""
     m, d = setup()
@@ -265,7 +265,7 @@ def after_h11_resp_test_vercel_ai_sdk_default_model_uses_responses():
     assert m.stats()["requests"] == 2
 
 
-def after_h11_resp_test_openai_node_sdk_responses_plain_and_streamed():
+def test_openai_node_sdk_responses_plain_and_streamed():
     """client.responses.create, as OpenAI's newer examples write it: the
     answer's output_text, and the stream's events from response.created to
     response.completed with its usage (h11-resp, item 1)."""

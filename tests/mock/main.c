@@ -201,6 +201,7 @@ static int setup(struct mock_ctx *ctx, const char *addr, int port)
 static void teardown(struct mock_ctx *ctx)
 {
     mock_calls_free(ctx);
+    mock_responses_free();
     if (ctx->http != NULL)
         evhttp_free(ctx->http);
     if (ctx->sig_term != NULL)

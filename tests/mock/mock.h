@@ -103,7 +103,8 @@ void mock_stats_reset(struct mock_stats *s);
 void mock_stats_free(struct mock_stats *s);
 
 /* One routed request that outlives its evhttp callback (latency, stream). */
-enum mock_endpoint { EP_NONE, EP_CHAT, EP_COMPLETIONS, EP_EMBEDDINGS, EP_MODELS };
+enum mock_endpoint { EP_NONE, EP_CHAT, EP_COMPLETIONS, EP_EMBEDDINGS, EP_MODELS,
+                     EP_RESPONSES };
 enum mock_phase { PH_NEW, PH_LATENCY, PH_STREAM, PH_STALLED, PH_DROPPING };
 
 struct mock_ctx;
@@ -155,6 +156,15 @@ void mock_reply_headers(struct mock_call *c, const char *content_type);
  * completion tokens, or every count the usage_tokens knob when set. */
 void mock_usage_json(const struct mock_call *c, struct evbuffer *out, long prompt,
                      long completion);
+
+/* responses.c: the Responses API (README.md) */
+void mock_responses_body(struct mock_call *c, struct evbuffer *out);
+void mock_responses_created(struct mock_call *c);
+void mock_responses_delta(struct mock_call *c);
+void mock_responses_completed(struct mock_call *c);
+/* GET/DELETE …/responses/{id}[/input_items]: answered (1), or not such a path (0). */
+int mock_responses_by_id(struct mock_ctx *ctx, struct evhttp_request *req, const char *path);
+void mock_responses_free(void);
 
 /* stream.c */
 void mock_stream_start(struct mock_call *c);

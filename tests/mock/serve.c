@@ -386,6 +386,9 @@ static void reply_body(struct mock_call *c, struct evbuffer *out)
         mock_usage_json(c, out, p, -1);
         MOCK_ADD_LIT(out, "}");
         break;
+    case EP_RESPONSES:
+        mock_responses_body(c, out);
+        break;
     case EP_MODELS:
     case EP_NONE:
         evbuffer_add_printf(out, "{\"object\":\"list\",\"data\":[{\"id\":\"mock-model\","
@@ -563,6 +566,8 @@ static enum mock_endpoint endpoint_of(const char *path, enum evhttp_cmd_type m)
             return EP_COMPLETIONS;
         if (ends_with(path, n, "/embeddings"))
             return EP_EMBEDDINGS;
+        if (ends_with(path, n, "/responses"))
+            return EP_RESPONSES;
     } else if (m == EVHTTP_REQ_GET && ends_with(path, n, "/models")) {
         return EP_MODELS;
     }
@@ -594,7 +599,8 @@ static int call_init(struct mock_call *c, struct mock_ctx *ctx, struct evhttp_re
     c->id = ++ctx->seq;
     c->created = (long)time(NULL);
     c->prompt_tokens = (long)(blen / 4) + 1;
-    c->stream = b.stream && (c->ep == EP_CHAT || c->ep == EP_COMPLETIONS);
+    c->stream = b.stream && (c->ep == EP_CHAT || c->ep == EP_COMPLETIONS
+                             || c->ep == EP_RESPONSES);
     c->include_usage = b.include_usage || c->k.v[MK_USAGE];
     c->inputs = b.inputs;
     c->base64 = b.base64;
@@ -613,6 +619,8 @@ static void routed(struct mock_ctx *ctx, struct evhttp_request *req,
     c.ctx = ctx;
     c.req = req;
     c.ep = endpoint_of(path, evhttp_request_get_command(req));
+    if (c.ep == EP_NONE && mock_responses_by_id(ctx, req, path))
+        return;
     if (c.ep == EP_NONE) {
         snprintf(msg, sizeof(msg), "Invalid URL (%s %.80s)", ctx->stats.last_method, path);
         reply_error_now(ctx, req, 404, msg);

@@ -31,6 +31,10 @@ static void send_content(struct mock_call *c)
 {
     struct evbuffer *out = c->ctx->out;
 
+    if (c->ep == EP_RESPONSES) {
+        mock_responses_delta(c);
+        return;
+    }
     event_head(c, out);
     if (c->ep == EP_CHAT)
         evbuffer_add_printf(out, "\"choices\":[{\"index\":0,\"delta\":{%s\"content\":"
@@ -47,6 +51,10 @@ static void send_final(struct mock_call *c)
     struct evbuffer *out = c->ctx->out;
     long p = c->prompt_tokens, n = c->sent;
 
+    if (c->ep == EP_RESPONSES) {        /* no [DONE]: response.completed ends it */
+        mock_responses_completed(c);
+        return;
+    }
     event_head(c, out);
     if (c->ep == EP_CHAT)
         evbuffer_add_printf(out, "\"choices\":[{\"index\":0,\"delta\":{},"
@@ -135,6 +143,13 @@ void mock_stream_start(struct mock_call *c)
     mock_stats_status(&c->ctx->stats, status);
     evhttp_send_reply_start(c->req, status, NULL);
     c->phase = PH_STREAM;
+    if (c->ep == EP_RESPONSES)
+        mock_responses_created(c);
+    /* As a model does: response.created at once, output after a while. */
+    if (c->ep == EP_RESPONSES && c->k.v[MK_CHUNK_DELAY_MS] > 0) {
+        mock_call_arm(c, c->k.v[MK_CHUNK_DELAY_MS]);
+        return;
+    }
     if (c->ctx->verbose)
         llmr_info("stream %lu started (%ld chunks)", c->id, c->k.v[MK_CHUNKS]);
     mock_stream_step(c);

@@ -118,6 +118,7 @@ static void test_defaults(void)
     T_EQ_INT(d->max_parallel_requests, 0);
     T_CHECK(d->timeout == 0.0);
     T_EQ_INT(d->max_input_tokens, 0);
+    T_EQ_INT(d->no_responses, 0);
     T_EQ_INT(d->line, 1);
     T_EQ_INT(d->slot, -1);
     T_EQ_INT(d->group, 0);
@@ -143,7 +144,7 @@ static void test_every_value_set(void)
         "model_list = ( { model_name = \"g\"; rpm = 7;\n"
         "  litellm_params = { model = \"gpt-4o\"; tpm = 5000000000L; weight = 1.5;\n"
         "    order = 2; max_parallel_requests = 10; timeout = 30; api_key = \"k\"; };\n"
-        "  model_info = { max_input_tokens = 128000; }; } );\n");
+        "  model_info = { max_input_tokens = 128000; supports_responses = false; }; } );\n");
 
     if (c == NULL)
         return;
@@ -172,6 +173,7 @@ static void test_every_value_set(void)
     T_CHECK(d->timeout == 30.0);
     T_EQ_STR(d->api_key, "k");
     T_EQ_INT(d->max_input_tokens, 128000);
+    T_EQ_INT(d->no_responses, 1);
     llmr_conf_free(c);
 }
 
@@ -254,7 +256,7 @@ static void test_unknown_keys(void)
                "max_parallel_requests, timeout, ssl_verify, http2)");
     EXPECT_ERR("model_list = ( { model_name = \"g\";\n litellm_params = { model = \"m\"; };\n"
                " model_info = { mode = \"chat\"; }; } );\n", 3,
-               "model_list[0].model_info.mode", "(allowed: id, max_input_tokens)");
+               "model_list[0].model_info.mode", "(allowed: id, max_input_tokens, supports_responses)");
     EXPECT_ERR(ML "router_settings = {\n routing_strategy_args = {\n  ttl = 1; }; };\n", 4,
                "router_settings.routing_strategy_args.ttl",
                "unknown key (allowed: lowest_latency_buffer)");
@@ -366,6 +368,9 @@ static void test_ranges(void)
     EXPECT_ERR("model_list = ( { model_name = \"g\"; litellm_params = { model = \"m\"; };\n"
                " model_info = { max_input_tokens = 0; }; } );\n", 2,
                "model_list[0].model_info.max_input_tokens", "must be an integer >= 1");
+    EXPECT_ERR("model_list = ( { model_name = \"g\"; litellm_params = { model = \"m\"; };\n"
+               " model_info = { supports_responses = \"no\"; }; } );\n", 2,
+               "model_list[0].model_info.supports_responses", "must be true or false");
 }
 
 /* libconfig 1.5 wraps 5000000000 (no L) to 705032704 without a word. */

@@ -361,8 +361,40 @@ static void test_reload_outcome(void)
     llmr_shm_destroy(&shm);
 }
 
+/* The Responses id table: an id finds its slot, a rewrite moves it, ids
+ * that share every entry of their probe window push the oldest out and
+ * never answer with another id's slot. */
+static void test_response_ids(void)
+{
+    llmr_shm shm;
+    char name[64];
+    int wrong = 0, found = 0;
+
+    snprintf(name, sizeof(name), "/llmr-unit-resp-%d", (int)getpid());
+    open_fresh(&shm, name);
+    T_EQ_INT(llmr_shm_resp_get(&shm, 0x1234567890abcdefULL), -1);
+    llmr_shm_resp_put(&shm, 0x1234567890abcdefULL, 7);
+    T_EQ_INT(llmr_shm_resp_get(&shm, 0x1234567890abcdefULL), 7);
+    llmr_shm_resp_put(&shm, 0x1234567890abcdefULL, 0);
+    T_EQ_INT(llmr_shm_resp_get(&shm, 0x1234567890abcdefULL), 0);
+    T_EQ_INT(llmr_shm_resp_get(&shm, 0x1234567890ab0000ULL), -1);  /* another tag */
+    /* 40 ids on the same 16 entries: the newest are found, none wrongly. */
+    for (uint64_t k = 1; k <= 40; k++)
+        llmr_shm_resp_put(&shm, (k << 32) | 5, (int)(k % 1000));
+    for (uint64_t k = 1; k <= 40; k++) {
+        int got = llmr_shm_resp_get(&shm, (k << 32) | 5);
+        wrong += got != -1 && got != (int)(k % 1000);
+        found += got != -1;
+    }
+    T_EQ_INT(wrong, 0);
+    T_CHECK(found >= LLMR_RESP_PROBE / 2 && found <= LLMR_RESP_PROBE);
+    T_EQ_INT(llmr_shm_resp_get(&shm, ((uint64_t)40 << 32) | 5), 40);  /* the newest */
+    llmr_shm_destroy(&shm);
+}
+
 int main(void)
 {
+    T_RUN(test_response_ids);
     T_RUN(test_survivor_keeps_slot_and_counters);
     T_RUN(test_dead_generation_slots_are_reused);
     T_RUN(test_full_table_fails);
