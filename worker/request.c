@@ -360,18 +360,6 @@ static void on_attempt_done(void *arg, CURLcode result)
 
 static void on_over_budget(evutil_socket_t fd, short what, void *arg);
 
-void llmr_request_start(llmr_worker *w, struct evhttp_request *req, enum llmr_op op,
-                        int group, const llmr_json *j)
-{
-    llmr_controls ctl = { .num_retries = -1 };
-
-    if (llmr_body_plan(j, NULL, 0, &ctl.edit) < 0) {
-        llmr_error_reply(w, req, LLMR_E_OUT_OF_MEMORY);
-        return;
-    }
-    llmr_request_start_ctl(w, req, op, group, j, &ctl);
-}
-
 /* The request's own timeout can only shorten router_settings.timeout. */
 static double request_timeout(const llmr_conf *conf, const llmr_controls *ctl)
 {

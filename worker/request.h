@@ -190,9 +190,7 @@ typedef struct llmr_reply {
 } llmr_reply;
 
 /* request.c */
-void llmr_request_start(llmr_worker *w, struct evhttp_request *req, enum llmr_op op,
-                        int group, const llmr_json *body);
-/* The same with the client's controls (read by llmr_controls_read). */
+/* Starts a routed request with the client's controls (llmr_controls_read). */
 void llmr_request_start_ctl(llmr_worker *w, struct evhttp_request *req, enum llmr_op op,
                             int group, const llmr_json *body, const llmr_controls *ctl);
 /* The one change of state; aborts (checked builds) on an illegal one. */
