@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -351,3 +352,55 @@ def cleanup_all():
         except Exception as e:
             errors.append(str(e))
     return errors
+
+
+def worker_conns(d, timeout=5.0):
+    """One keep-alive connection held by each worker of d: {pid: HTTPConnection}."""
+    pids = d.workers()
+    assert len(pids) >= 2, "expected 2 or more workers, got %s" % pids
+    got = {}
+
+    def one_more():
+        c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
+        r = request(d.port, "GET", "/health/readiness", conn=c)
+        assert r.status == 200, r
+        owner = connection_owner(d, c, pids)
+        if owner is not None and owner not in got:
+            got[owner] = c
+        else:
+            c.close()
+        return len(got) == len(pids)
+    wait_for(one_more, timeout, "a connection held by every worker")
+    return got
+
+
+class Load:
+    """Clients sending requests in a loop until stopped; records failures."""
+
+    def __init__(self, port, threads=4, model="g"):
+        self.port, self.model = port, model
+        self.stop_flag = threading.Event()
+        self.ok = 0
+        self.errors = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.run) for _ in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def run(self):
+        while not self.stop_flag.is_set():
+            try:
+                r = chat(self.port, model=self.model, timeout=20)
+                with self.lock:
+                    if r.status == 200:
+                        self.ok += 1
+                    else:
+                        self.errors.append(repr(r))
+            except Exception as e:
+                with self.lock:
+                    self.errors.append(repr(e))
+
+    def stop(self):
+        self.stop_flag.set()
+        for t in self.threads:
+            t.join(30)

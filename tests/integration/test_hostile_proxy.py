@@ -13,7 +13,7 @@ import os
 import signal
 import time
 
-from harness import connection_owner, connection_owners, slack, status_rows
+from harness import connection_owners, slack, status_rows, worker_conns
 from harness import Daemon, Mock, TestFailure, chat, deployment, request, wait_for
 
 
@@ -35,25 +35,6 @@ def fd_limit(pid):
             if line.startswith("Max open files"):
                 return int(line.split()[3])
     raise TestFailure("no open-file limit for pid %d" % pid)
-
-
-def worker_conns(d, timeout=5.0):
-    """One keep-alive connection held by each worker of d: {pid: HTTPConnection}."""
-    pids = d.workers()
-    assert len(pids) >= 2, "expected 2 or more workers, got %s" % pids
-    got = {}
-
-    def one_more():
-        c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
-        assert request(d.port, "GET", "/health/readiness", conn=c).status == 200
-        owner = connection_owner(d, c, pids)
-        if owner is not None and owner not in got:
-            got[owner] = c
-        else:
-            c.close()
-        return len(got) == len(pids)
-    wait_for(one_more, timeout, "a connection to every worker")
-    return got
 
 
 def row(d, dep):

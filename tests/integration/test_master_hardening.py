@@ -10,7 +10,7 @@ import threading
 import time
 
 import harness
-from harness import (BUILD, ROOT, Daemon, Mock, Proc, TestFailure, chat, deployment,
+from harness import (BUILD, ROOT, Daemon, Load, Mock, Proc, TestFailure, chat, deployment,
                      free_port, request, tmpdir, wait_for)
 
 LLMROUTE = os.path.join(BUILD, "llmroute")
@@ -29,38 +29,6 @@ def alive(pid):
     # a zombie (killed, not yet reaped by init) counts as gone
     with open("/proc/%d/stat" % pid) as f:
         return f.read().split(")")[-1].split()[0] != "Z"
-
-
-class Traffic:
-    """Clients sending requests in a loop until stopped; records failures."""
-
-    def __init__(self, port, threads=3):
-        self.port = port
-        self.ok = 0
-        self.errors = []
-        self.stop_flag = threading.Event()
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self.run) for _ in range(threads)]
-        for t in self.threads:
-            t.start()
-
-    def run(self):
-        while not self.stop_flag.is_set():
-            try:
-                r = chat(self.port, model="g", timeout=20)
-                with self.lock:
-                    if r.status == 200:
-                        self.ok += 1
-                    else:
-                        self.errors.append(repr(r))
-            except Exception as e:
-                with self.lock:
-                    self.errors.append(repr(e))
-
-    def stop(self):
-        self.stop_flag.set()
-        for t in self.threads:
-            t.join(30)
 
 
 def refused(port):
@@ -92,7 +60,7 @@ def test_reload_whose_workers_cannot_start_keeps_the_old_generation():
     deps = [deployment("g", a, dep_id="a")]
     d = Daemon(deps, workers=2, env={"LLMR_TEST_WORKER_START": "fail:2"})
     old = set(d.workers())
-    load = Traffic(d.port)
+    load = Load(d.port, threads=3)
     try:
         wait_for(lambda: load.ok > 10, 10, "traffic before the reload")
         r = cli(d.conf_path, "-s", "reload")
@@ -122,7 +90,7 @@ def test_reload_not_ready_in_time_is_abandoned_and_its_ready_worker_drained():
     d = Daemon([deployment("g", a, dep_id="a")], workers=2,
                env={"LLMR_TEST_WORKER_START": "hang:2:1"})
     old = set(d.workers())
-    load = Traffic(d.port)
+    load = Load(d.port, threads=3)
     try:
         wait_for(lambda: load.ok > 10, 10, "traffic before the reload")
         t0 = time.monotonic()

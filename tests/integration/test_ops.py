@@ -6,7 +6,7 @@ import signal
 import subprocess
 import threading
 
-from harness import (BUILD, ROOT, Daemon, Mock, TestFailure, chat, deployment, request,
+from harness import (BUILD, ROOT, Daemon, Load, Mock, TestFailure, chat, deployment, request,
                      wait_for)
 
 
@@ -59,38 +59,6 @@ def test_counters_match_mock():
         assert row["requests"] == st["requests"] == row["success"], (row, st)
         assert row["prompt"] == st["prompt_tokens"] and row["completion"] == st["completion_tokens"], (row, st)
         assert row["inflight"] == 0 and row["failed"] == 0, row
-
-
-class Load:
-    """Clients sending requests in a loop until stopped; records failures."""
-
-    def __init__(self, port, threads=4, model="g"):
-        self.port, self.model = port, model
-        self.stop_flag = threading.Event()
-        self.ok = 0
-        self.errors = []
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self.run) for _ in range(threads)]
-        for t in self.threads:
-            t.start()
-
-    def run(self):
-        while not self.stop_flag.is_set():
-            try:
-                r = chat(self.port, model=self.model, timeout=20)
-                with self.lock:
-                    if r.status == 200:
-                        self.ok += 1
-                    else:
-                        self.errors.append(repr(r))
-            except Exception as e:
-                with self.lock:
-                    self.errors.append(repr(e))
-
-    def stop(self):
-        self.stop_flag.set()
-        for t in self.threads:
-            t.join(30)
 
 
 def test_reload_under_traffic_loses_nothing():

@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 
-from harness import connection_owner, slack, status_rows
+from harness import slack, status_rows, worker_conns
 from harness import BAD_LOG, Daemon, Mock, TestFailure, chat, deployment, request, wait_for
 
 
@@ -60,26 +60,6 @@ def avoid_minute_edge(margin=0.5):
     so failures meant to add up must not straddle a minute boundary.  Waits
     (at most `margin` seconds) until the minute has that much left."""
     wait_for(lambda: time.time() % 60 < 60 - margin, margin + 1, "a minute boundary to pass")
-
-
-def worker_conns(d, timeout=5.0):
-    """One keep-alive connection held by each worker of d: {pid: HTTPConnection}."""
-    pids = d.workers()
-    assert len(pids) >= 2, "expected 2 or more workers, got %s" % pids
-    got = {}
-
-    def one_more():
-        c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
-        r = request(d.port, "GET", "/health/readiness", conn=c)
-        assert r.status == 200, r
-        owner = connection_owner(d, c, pids)
-        if owner is not None and owner not in got:
-            got[owner] = c
-        else:
-            c.close()
-        return len(got) == len(pids)
-    wait_for(one_more, timeout, "a connection held by every worker")
-    return got
 
 
 class Bg:
