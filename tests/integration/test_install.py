@@ -62,7 +62,9 @@ def make(*args):
     argv = ["make", "--no-print-directory", "BUILD=" + os.path.relpath(BUILD, ROOT)]
     if SANITIZED:
         argv.append("SANITIZE=address,undefined")
-    out = run(argv + list(args))
+    # Under `make test` the parent's jobserver fds are not passed on: drop them.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    out = run(argv + list(args), env=env)
     assert out.returncode == 0, (args, out.stdout[-2000:], out.stderr[-2000:])
     return out
 
