@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import signal
-import string
 import subprocess
 
 from harness import (BUILD, ROOT, SANITIZED, Proc, Mock, TestFailure, chat, free_port,
@@ -48,8 +47,9 @@ def test_help_lists_every_flag():
         argv = [LLMROUTE, "-" + c] + (["x"] if takes_arg else []) + ["-h"]
         out = run(argv)
         assert out.returncode == 0 and "invalid option" not in out.stderr, (argv, out)
-    # Every other letter, a long option and a stray word: help on stderr, exit 2.
-    unknown = [["-" + c] for c in string.ascii_letters if c not in flags]
+    # Other letters (a sample: each run is slow under ASan), a long option and
+    # a stray word: help on stderr, exit 2.
+    unknown = [["-" + c] for c in "xzqQZ" if c not in flags]
     for argv in unknown + [["--bogus"], ["bogus"], ["-t", "extra"]]:
         out = run([LLMROUTE] + argv)
         assert out.returncode == 2, (argv, out.returncode, out.stderr)
