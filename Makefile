@@ -168,3 +168,50 @@ clean:
 	rm -rf build
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# `make install` copies what `make` built (it builds first with the same
+# flags, never others), like autoconf's layout: PREFIX/bin, PREFIX/share/man,
+# the config under SYSCONFDIR (PREFIX/etc, or /etc when PREFIX is /usr as
+# Debian packages do), the systemd unit under PREFIX/lib/systemd/system (a
+# path systemd searches for both /usr and /usr/local) and the logrotate
+# snippet in /etc/logrotate.d, the one place logrotate reads.  DESTDIR
+# stages the whole tree elsewhere.  The binary keeps its compiled-in -p
+# (the source tree): the unit and the man page always pass -c.
+PREFIX       ?= /usr/local
+SYSCONFDIR   ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+BINDIR       ?= $(PREFIX)/bin
+MAN8DIR      ?= $(PREFIX)/share/man/man8
+UNITDIR      ?= $(PREFIX)/lib/systemd/system
+LOGROTATEDIR ?= /etc/logrotate.d
+RUNDIR       ?= /run/llmroute
+INSTALL      ?= install
+# The shipped files name the default layout; these rewrite them for this one.
+INSTALL_SED := -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/etc/llmroute|$(SYSCONFDIR)/llmroute|g' \
+               -e 's|/usr/local/lib/systemd/system|$(UNITDIR)|g' -e 's|/run/llmroute|$(RUNDIR)|g'
+
+.PHONY: install uninstall
+install: $(LLMROUTE)
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/llmroute $(DESTDIR)$(MAN8DIR) \
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(LOGROTATEDIR)
+	$(INSTALL) -m 755 $(LLMROUTE) $(DESTDIR)$(BINDIR)/llmroute
+	sed -e 's|^\(  pid_file = \)"llmroute.pid";|\1"$(RUNDIR)/llmroute.pid";|' \
+	    conf/llmroute.conf >$(DESTDIR)$(SYSCONFDIR)/llmroute/llmroute.conf.example
+	test -e $(DESTDIR)$(SYSCONFDIR)/llmroute/llmroute.conf || \
+	    $(INSTALL) -m 644 $(DESTDIR)$(SYSCONFDIR)/llmroute/llmroute.conf.example \
+	        $(DESTDIR)$(SYSCONFDIR)/llmroute/llmroute.conf
+	sed $(INSTALL_SED) doc/llmroute.8 >$(DESTDIR)$(MAN8DIR)/llmroute.8
+	sed $(INSTALL_SED) packaging/llmroute.service >$(DESTDIR)$(UNITDIR)/llmroute.service
+	sed $(INSTALL_SED) packaging/llmroute.logrotate >$(DESTDIR)$(LOGROTATEDIR)/llmroute
+	chmod 644 $(DESTDIR)$(SYSCONFDIR)/llmroute/llmroute.conf.example $(DESTDIR)$(MAN8DIR)/llmroute.8 \
+	    $(DESTDIR)$(UNITDIR)/llmroute.service $(DESTDIR)$(LOGROTATEDIR)/llmroute
+
+# Leaves llmroute.conf when the operator changed it, as dpkg keeps a
+# conffile; removes it when it is still the example.
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/llmroute $(DESTDIR)$(MAN8DIR)/llmroute.8 \
+	    $(DESTDIR)$(UNITDIR)/llmroute.service $(DESTDIR)$(LOGROTATEDIR)/llmroute
+	if cmp -s $(DESTDIR)$(SYSCONFDIR)/llmroute/llmroute.conf \
+	        $(DESTDIR)$(SYSCONFDIR)/llmroute/llmroute.conf.example; then \
+	    rm -f $(DESTDIR)$(SYSCONFDIR)/llmroute/llmroute.conf; fi
+	rm -f $(DESTDIR)$(SYSCONFDIR)/llmroute/llmroute.conf.example
+	rmdir $(DESTDIR)$(SYSCONFDIR)/llmroute 2>/dev/null || true

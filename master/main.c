@@ -23,10 +23,13 @@
  * have LLMR_READY_TIMEOUT to start, the config a moment to load. */
 #define RELOAD_WAIT (LLMR_READY_TIMEOUT + 20.0)
 
+/* One line per flag: tests/integration/test_install.py checks that every
+ * option getopt accepts below is listed here, and the man page
+ * (doc/llmroute.8) repeats them. */
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: llmroute [-p PREFIX] [-c FILE] [-t | -s reload|quit|stop|status | status] [-v]\n"
+            "usage: llmroute [-p PREFIX] [-c FILE] [-t | -s reload|quit|stop | status] [-d] [-v] [-h]\n"
             "  -p PREFIX  where the default config and a relative -c FILE are found\n"
             "             (default " LLMR_PREFIX ")\n"
             "  -c FILE    configuration file (default PREFIX/" DEFAULT_CONF ")\n"
@@ -35,7 +38,10 @@ static void usage(FILE *f)
             "             reload waits for its outcome and exits 1 when it failed\n"
             "  status     print each deployment's live state from the shared segment\n"
             "  -d         debug logging\n"
-            "  -v         print the version and exit\n");
+            "  -v         print the version and exit\n"
+            "  -h, --help print this help and exit\n"
+            "Signals to the master: HUP reload, QUIT graceful stop, TERM/INT fast stop.\n"
+            "A bad flag or argument prints this help on stderr and exits 2.\n");
 }
 
 static int test_config(const char *path)
@@ -206,6 +212,11 @@ int main(int argc, char **argv)
     char path[PATH_MAX];
     int opt, test = 0;
 
+    /* --help alone among long options, as an operator types it by habit. */
+    if (argc > 1 && strcmp(argv[1], "--help") == 0) {
+        usage(stdout);
+        return 0;
+    }
     while ((opt = getopt(argc, argv, "c:p:ts:dvh")) != -1) {
         switch (opt) {
         case 'c': conf = optarg; break;
@@ -215,14 +226,14 @@ int main(int argc, char **argv)
         case 'd': llmr_log_level = LLMR_LOG_DEBUG; break;
         case 'v': printf("llmroute %s\n", LLMR_VERSION); return 0;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 1;
+        default: usage(stderr); return 2;
         }
     }
     if (optind < argc && strcmp(argv[optind], "status") == 0 && sig == NULL)
         sig = "status";
     else if (optind < argc) {
         usage(stderr);
-        return 1;
+        return 2;
     }
     conf = conf_path(conf, prefix, path, sizeof(path));
     if (test)
