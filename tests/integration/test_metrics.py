@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import urllib.parse
 import urllib.request
@@ -194,3 +195,26 @@ def test_metrics_scraped_by_real_prometheus():
         assert up and up[0]["value"][1] == "1", up
     finally:
         prom.stop()
+
+
+def test_metrics_process_counters():
+    m = Mock("a")
+    d = Daemon([deployment("g", m, dep_id="a")], workers=2)
+    s = parse(scrape(d))
+    gen = val(s, "llmroute_config_generation")
+    assert val(s, "llmroute_worker_respawns_total") == 0
+    assert val(s, "llmroute_reloads_total", result="ok") == 0
+    assert val(s, "llmroute_workers_alive") == 2
+    d.allowed.append("exited on signal 9")
+    os.kill(d.workers()[0], signal.SIGKILL)
+    wait_for(lambda: val(parse(scrape(d)), "llmroute_worker_respawns_total") == 1, 20,
+             "the respawn counted")
+    os.kill(d.p.pid, signal.SIGHUP)
+
+    def reloaded():
+        s = parse(scrape(d))
+        return (val(s, "llmroute_reloads_total", result="ok") == 1
+                and val(s, "llmroute_config_generation") == gen + 1)
+    wait_for(reloaded, 20, "the reload counted")
+    wait_for(lambda: val(parse(scrape(d)), "llmroute_workers_alive") == 2, 30,
+             "the old generation drained")
