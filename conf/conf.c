@@ -35,7 +35,8 @@ static const char *const server_keys[] = {
     "max_body_bytes", "drain_timeout", "worker_rlimit_nofile",
     "upstream_max_connecting",
     "client_header_timeout", "client_body_timeout", "stream_idle_timeout",
-    "max_buffered_bytes", NULL
+    "max_buffered_bytes",
+    "metrics_public", NULL
 };
 static const char *const router_keys[] = {
     "routing_strategy", "num_retries", "retry_after", "timeout",
@@ -168,6 +169,7 @@ static int parse_server(conf_cx *cx, const config_setting_t *s)
     llmr_conf *c = cx->conf;
     const config_setting_t *where;
     const char *p = "server";
+    int given = 0;
 
     if (conf_need_group(cx, s, p,
                         "server = { listen = \"127.0.0.1:4000\"; };") != 0
@@ -221,7 +223,8 @@ static int parse_server(conf_cx *cx, const config_setting_t *s)
         || conf_opt_num(cx, s, p, "stream_idle_timeout", &c->stream_idle_timeout, 0, 1,
                         CONF_MAX_SECONDS) != 0
         || conf_opt_long(cx, s, p, "max_buffered_bytes", &c->max_buffered_bytes, 1,
-                         LONG_MAX) != 0)
+                         LONG_MAX) != 0
+        || conf_opt_bool(cx, s, p, "metrics_public", &c->metrics_public, &given) != 0)
         return -1;
     return check_nofile(cx, s);
 }

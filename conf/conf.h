@@ -91,6 +91,7 @@ typedef struct llmr_conf {
     double client_body_timeout;     /* seconds to receive a whole request body */
     double stream_idle_timeout;     /* seconds a stream may go without upstream data */
     long max_buffered_bytes;        /* upstream answers a worker holds at once */
+    int metrics_public;             /* GET /metrics without the master key */
 
     /* router_settings */
     enum llmr_strategy routing_strategy;

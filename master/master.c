@@ -314,6 +314,7 @@ static void reaped(llmr_cycle *cy, llmr_proc *p, int status)
         llmr_warn("worker %d exited on signal %d; respawning", p->index, WTERMSIG(status));
     else
         llmr_warn("worker %d exited with code %d; respawning", p->index, code);
+    llmr_shm_count_respawn(&cy->shm);
     schedule_respawn(p);
 }
 

@@ -13,7 +13,7 @@
 #include "conf.h"
 #include "shm.h"
 
-#define LLMR_VERSION "0.1.0"
+#include "version.h"       /* LLMR_VERSION */
 #define LLMR_MAX_LISTEN 16
 #define LLMR_MAX_PROCS 512
 

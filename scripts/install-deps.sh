@@ -3,7 +3,7 @@
 #   scripts/install-deps.sh [--list] [run] [test] [bench] [fuzz] [all]
 #   run    build and `make run`: compiler, pkg-config, the libraries, curl, python3
 #   test   run + what `make test` uses: nginx and the openssl CLI (test_tls.py), pgrep,
-#          groff and man (test_install.py renders the man page),
+#          groff and man (test_install.py renders the man page), prometheus (test_metrics.py),
 #          node and npm, then the client SDKs of test_clients.py (scripts/install-clients.sh)
 #   bench  run + the load tools of `make bench`: wrk, h2load, nginx
 #   fuzz   run + clang and its libFuzzer runtime (`make fuzz`)
@@ -16,6 +16,7 @@ RUN="build-essential pkg-config libevent-dev libcurl4-openssl-dev libconfig-dev
 libjsmn-dev libssl-dev curl python3"
 TEST="nginx openssl procps nodejs npm
 groff-base man-db"
+TEST="$TEST prometheus"   # promtool and a real scrape (test_metrics.py)
 BENCH="wrk nghttp2-client nginx procps"
 FUZZ="clang libclang-rt-14-dev"
 DEV="valgrind"

@@ -213,3 +213,33 @@ int llmr_counters_fail(llmr_slot *s, int allowed_fails, int64_t cooldown_ms,
     llmr_cooldown_extend(s, now_ms + (at_least_ms > cooldown_ms ? at_least_ms : cooldown_ms));
     return 1;
 }
+
+/* 5 ms to 120 s: the span between a cached answer and a long generation. */
+const int64_t llmr_hist_bounds_us[LLMR_HIST_BOUNDS] = {
+    5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000,
+    5000000, 10000000, 20000000, 30000000, 60000000, 120000000
+};
+
+void llmr_hist_add(llmr_hist *h, int64_t us)
+{
+    int b = 0;
+
+    if (us < 0)
+        us = 0;
+    while (b < LLMR_HIST_BOUNDS && us > llmr_hist_bounds_us[b])
+        b++;
+    atomic_fetch_add_explicit(&h->bucket[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_us, us, memory_order_relaxed);
+}
+
+void llmr_counters_fail_class(llmr_slot *s, int cls)
+{
+    if (cls < 0 || cls >= LLMR_FAIL_CLASSES)
+        cls = LLMR_FAIL_CLASSES - 1;
+    atomic_fetch_add_explicit(&s->fail_by_class[cls], 1, memory_order_relaxed);
+}
+
+void llmr_shm_count_respawn(llmr_shm *shm)
+{
+    atomic_fetch_add_explicit(&shm->seg->hdr.respawns, 1, memory_order_relaxed);
+}

@@ -16,12 +16,23 @@
 #endif
 
 #define LLMR_SHM_MAGIC      0x31524d4c524d4c4cULL   /* "LLMRLMR1" */
-#define LLMR_SHM_VERSION    6
+#define LLMR_SHM_VERSION    7
 #define LLMR_SHM_SLOTS      1024
 #define LLMR_CACHE_LINE     64
 #define LLMR_WORKER_SLOTS   512     /* live worker processes, reloads included */
 #define LLMR_RESP_IDS       65536   /* Responses ids remembered (a power of two) */
 #define LLMR_RESP_PROBE     16      /* entries one id may sit in */
+#define LLMR_FAIL_CLASSES   16      /* failures by error class (the worker's enum llmr_err) */
+#define LLMR_HIST_BOUNDS    15      /* finite histogram buckets (llmr_hist_bounds_us) */
+
+/* A latency histogram for GET /metrics: one atomic add into the bucket an
+ * observation falls in (not cumulative; the renderer sums) and one to the
+ * sum.  The count is the buckets' total, not a word of its own, so that a
+ * scrape racing an observation never shows a count unequal to +Inf. */
+typedef struct llmr_hist {
+    _Atomic int64_t bucket[LLMR_HIST_BOUNDS + 1];   /* the last one is +Inf */
+    _Atomic int64_t sum_us;
+} __attribute__((aligned(LLMR_CACHE_LINE))) llmr_hist;
 
 /* Slot states, written by the master only. */
 enum llmr_slot_state { LLMR_SLOT_FREE = 0, LLMR_SLOT_USED = 1 };
@@ -60,6 +71,17 @@ typedef struct llmr_slot {
     /* Each worker's share of `inflight`, so that the master can take back a
      * dead worker's share: a SIGKILL leaves no request counted forever. */
     _Alignas(LLMR_CACHE_LINE) _Atomic int32_t inflight_by_worker[LLMR_WORKER_SLOTS];
+
+    /* GET /metrics: failed attempts by error class, attempts after a
+     * request's first (retries) and attempts of a fallback group; then the
+     * histograms of successful attempts' latency, streams' time to first
+     * byte and llmroute's own time before a request's first attempt. */
+    _Alignas(LLMR_CACHE_LINE) _Atomic int64_t fail_by_class[LLMR_FAIL_CLASSES];
+    _Atomic int64_t retries;
+    _Atomic int64_t fallbacks;
+    llmr_hist latency;
+    llmr_hist ttft;
+    llmr_hist overhead;
 } __attribute__((aligned(LLMR_CACHE_LINE))) llmr_slot;
 
 typedef struct llmr_shm_header {
@@ -80,6 +102,11 @@ typedef struct llmr_shm_header {
     _Atomic int32_t reload_ok;
     char reload_msg[1024];
     char conf_path[4096];           /* the master's config, absolute */
+
+    /* Process counters for GET /metrics, written by the master. */
+    _Atomic int64_t respawns;       /* workers started again after dying */
+    _Atomic int64_t reloads_ok;
+    _Atomic int64_t reloads_failed;
 } __attribute__((aligned(LLMR_CACHE_LINE))) llmr_shm_header;
 
 /* One per worker share (the index workers call wslot).  The master writes
@@ -114,7 +141,10 @@ _Static_assert(sizeof(llmr_slot) % LLMR_CACHE_LINE == 0,
 _Static_assert(offsetof(llmr_slot, requests) % LLMR_CACHE_LINE == 0
                && offsetof(llmr_slot, fail_window) % LLMR_CACHE_LINE == 0
                && offsetof(llmr_slot, rpm_window) % LLMR_CACHE_LINE == 0
-               && offsetof(llmr_slot, inflight_by_worker) % LLMR_CACHE_LINE == 0,
+               && offsetof(llmr_slot, inflight_by_worker) % LLMR_CACHE_LINE == 0
+               && offsetof(llmr_slot, fail_by_class) % LLMR_CACHE_LINE == 0
+               && offsetof(llmr_slot, latency) % LLMR_CACHE_LINE == 0
+               && sizeof(llmr_hist) % LLMR_CACHE_LINE == 0,
                "each group of counters starts a cache line of its own");
 _Static_assert(sizeof(llmr_shm_header) % LLMR_CACHE_LINE == 0
                && offsetof(llmr_shm_segment, slots) % LLMR_CACHE_LINE == 0,

@@ -248,6 +248,8 @@ void llmr_shm_reload_outcome(llmr_shm *shm, int ok, const char *msg)
     atomic_store(&h->reload_ok, ok);
     snprintf(h->reload_msg, sizeof(h->reload_msg), "%s", msg);
     atomic_fetch_add(&h->reload_seq, 1);           /* even: stable */
+    atomic_fetch_add_explicit(ok ? &h->reloads_ok : &h->reloads_failed, 1,
+                              memory_order_relaxed);
 }
 
 uint32_t llmr_shm_reload_seq(const llmr_shm *shm)

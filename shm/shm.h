@@ -132,4 +132,14 @@ static inline int64_t llmr_cooldown_left_ms(const llmr_slot *s, int64_t now_ms)
     return until > now_ms ? until - now_ms : 0;
 }
 
+/* GET /metrics.  The upper bounds of the finite histogram buckets, in
+ * microseconds (LLMR_HIST_BOUNDS of them, ascending). */
+extern const int64_t llmr_hist_bounds_us[LLMR_HIST_BOUNDS];
+/* Counts one observation of us microseconds (two relaxed adds). */
+void llmr_hist_add(llmr_hist *h, int64_t us);
+/* Counts a failed attempt of error class `cls` (0..LLMR_FAIL_CLASSES-1). */
+void llmr_counters_fail_class(llmr_slot *s, int cls);
+/* Master: a dead worker is started again. */
+void llmr_shm_count_respawn(llmr_shm *shm);
+
 #endif

@@ -57,6 +57,9 @@ static int64_t let_go(llmr_request *r, llmr_admission_end *e)
     e->tokens_est = r->tokens_est;
     e->t_admit_ms = r->at.t_admit_ms;
     e->dur_us = llmr_clock_us() - r->at.t_start_us;
+    e->retry = r->plan.group_attempts > 1;
+    e->fallback = r->plan.pos > 0 && r->plan.group_attempts == 1;
+    e->overhead_us = r->plan.attempts == 1 ? r->at.t_start_us - r->t_start_us : -1;
     return llmr_router_end(r->w, r->at.dep, e);
 }
 

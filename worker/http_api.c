@@ -386,6 +386,13 @@ void llmr_http_handle(struct evhttp_request *req, void *arg)
     if (llmr_conn_request_start(w, req) < 0)
         return;                 /* refused by conn.c, which closes it */
     active_begin(w);
+    if (path != NULL && strcmp(path, "/metrics") == 0) {    /* metrics.c */
+        if (!w->conf->metrics_public && !authorized(w, req))
+            llmr_error_reply(w, req, LLMR_E_INVALID_API_KEY);
+        else
+            llmr_metrics_handle(w, req);
+        return;
+    }
     if (r == NULL && llmr_routes_handle(w, req, path != NULL ? path : "", method))
         return;                 /* routes.c: paths with a name in them */
     if (r == NULL) {

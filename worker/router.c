@@ -331,6 +331,7 @@ int64_t llmr_router_end(llmr_worker *w, int dep, const llmr_admission_end *e)
         return 0;
     }
     llmr_counters_attempt_end(s, w->wslot, e->outcome, e->dur_us);
+    llmr_metrics_attempt_end(s, e);
     if (e->outcome == LLMR_OUTCOME_SUCCESS) {
         if (e->latency)
             llmr_ewma_add(&s->latency_ewma_us, e->dur_us);

@@ -75,6 +75,8 @@ void llmr_stream_commit(llmr_request *r)
     rl->sse.responses = r->op == LLMR_OP_RESPONSES;
     if (!rl->sse.responses)
         llmr_ewma_add(&llmr_attempt_slot(r)->ttft_ewma_us, llmr_clock_us() - r->at.t_start_us);
+    if (!rl->sse.responses)
+        llmr_hist_add(&llmr_attempt_slot(r)->ttft, llmr_clock_us() - r->at.t_start_us);
     llmr_reply_headers(r);
     evhttp_add_header(out, "Content-Type",
                       r->at.content_type[0] ? r->at.content_type : "text/event-stream");
@@ -220,6 +222,7 @@ static void responses_seen(llmr_request *r)
     if (sse->first_token_us != 0 && !sse->ttft_done) {
         sse->ttft_done = 1;
         llmr_ewma_add(&llmr_attempt_slot(r)->ttft_ewma_us, sse->first_token_us - r->at.t_start_us);
+        llmr_hist_add(&llmr_attempt_slot(r)->ttft, sse->first_token_us - r->at.t_start_us);
     }
 }
 

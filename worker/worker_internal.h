@@ -234,11 +234,19 @@ typedef struct llmr_admission_end {
     int64_t tokens_est;         /* admitted against tpm */
     int64_t prompt, completion; /* reported usage (success) */
     int64_t t_admit_ms;
+    int retry;                  /* not the first attempt in its group (GET /metrics) */
+    int fallback;               /* the first attempt in a fallback group */
+    int64_t overhead_us;        /* the request's first attempt: our time before it; else -1 */
 } llmr_admission_end;
 /* Ends an admission on dep: its counters, the tpm window corrected by the
  * usage and, after a retryable failure, the failure window that may cool
  * dep down for every worker.  Returns the cooldown started (ms), or 0. */
 int64_t llmr_router_end(llmr_worker *w, int dep, const llmr_admission_end *e);
+
+/* metrics.c: GET /metrics (README "Metrics") */
+void llmr_metrics_handle(llmr_worker *w, struct evhttp_request *req);
+/* The histograms and per-class counters of an attempt that ended. */
+void llmr_metrics_attempt_end(llmr_slot *s, const llmr_admission_end *e);
 /* plan.c: milliseconds a failure past allowed_fails cools its deployment,
  * given a 429's Retry-After (or -1) and whether it is the group's last
  * usable one; 0 when cooldowns are off. */

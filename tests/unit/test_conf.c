@@ -242,7 +242,7 @@ static void test_unknown_keys(void)
                "unknown key (allowed: listen, workers, master_key, pid_file, shm_name, "
                "max_body_bytes, drain_timeout, worker_rlimit_nofile, upstream_max_connecting, "
                "client_header_timeout, client_body_timeout, stream_idle_timeout, "
-               "max_buffered_bytes)");
+               "max_buffered_bytes, metrics_public)");
     EXPECT_ERR(ML "router_settings = {\n num_retry = 1;\n};\n", 3, "router_settings.num_retry",
                "unknown key (allowed: routing_strategy, num_retries,");
     EXPECT_ERR("model_list = (\n {\n  model_name = \"g\";\n  modelinfo = {};\n"
@@ -327,6 +327,8 @@ static void test_ranges(void)
                "server.stream_idle_timeout", "must be a number > 0");
     EXPECT_ERR("server = {\n max_buffered_bytes = 0;\n};\n" ML, 2,
                "server.max_buffered_bytes", "must be an integer >= 1");
+    EXPECT_ERR("server = {\n metrics_public = 1;\n};\n" ML, 2,
+               "server.metrics_public", "must be true or false");
     EXPECT_ERR(ML "router_settings = {\n\n num_retries = -1;\n};\n", 4,
                "router_settings.num_retries", "must be an integer >= 0");
     EXPECT_ERR(ML "router_settings = {\n num_retries = 101;\n};\n", 3,
