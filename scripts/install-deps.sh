@@ -3,7 +3,7 @@
 #   scripts/install-deps.sh [--list] [run] [test] [bench] [fuzz] [all]
 #   run    build and `make run`: compiler, pkg-config, the libraries, curl, python3
 #   test   run + what `make test` uses: nginx and the openssl CLI (test_tls.py), pgrep,
-#          node and npm, then the client SDKs of test_clients.py (scripts/install-clients.sh)
+#          node and npm, chromium (test_ui.py), then the client SDKs of test_clients.py (scripts/install-clients.sh)
 #   bench  run + the load tools of `make bench`: wrk, h2load, nginx
 #   fuzz   run + clang and its libFuzzer runtime (`make fuzz`)
 #   all    everything above, and valgrind
@@ -13,7 +13,7 @@ set -eu
 
 RUN="build-essential pkg-config libevent-dev libcurl4-openssl-dev libconfig-dev
 libjsmn-dev libssl-dev curl python3"
-TEST="nginx openssl procps nodejs npm"
+TEST="nginx openssl procps nodejs npm chromium"
 BENCH="wrk nghttp2-client nginx procps"
 FUZZ="clang libclang-rt-14-dev"
 DEV="valgrind"
