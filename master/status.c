@@ -33,16 +33,29 @@ static void print_wide(const llmr_slot *s, int64_t now_ms)
            LD(limit_rpm), LD(limit_tpm), LD(limit_parallel));
 }
 
-/* s[0, cap) in `width` terminal columns: cut with an ellipsis when longer,
- * padded with spaces (printf's widths count bytes, the ellipsis is 3). */
+/* The bytes of s[0, cap) that hold its first `chars` UTF-8 characters. */
+static size_t utf8_prefix(const char *s, size_t cap, size_t chars)
+{
+    size_t i = 0;
+
+    for (size_t c = 0; i < cap && s[i] != '\0'; i++)
+        if (((unsigned char)s[i] & 0xc0) != 0x80 && c++ == chars)
+            break;
+    return i;
+}
+
+/* s[0, cap) in `width` terminal columns (a character a column): cut with
+ * an ellipsis when longer, padded with spaces (printf pads bytes). */
 static void put_cell(const char *s, size_t cap, int width)
 {
-    size_t n = strnlen(s, cap);
+    size_t n = strnlen(s, cap), all = 0;
 
-    if (n > (size_t)width)
-        printf("%.*s\u2026", width - 1, s);
+    for (size_t i = 0; i < n; i++)
+        all += ((unsigned char)s[i] & 0xc0) != 0x80;
+    if (all > (size_t)width)
+        printf("%.*s\u2026", (int)utf8_prefix(s, n, (size_t)width - 1), s);
     else
-        printf("%.*s%*s", (int)n, s, width - (int)n, "");
+        printf("%.*s%*s", (int)n, s, width - (int)all, "");
 }
 
 /* The default table fits 80 columns: what tells a sick deployment from a
@@ -87,6 +100,7 @@ static void print_table(const llmr_shm *shm, const char *name, int wide)
 
 int llmr_status_print(const char *conf_path, int flags)
 {
+    int rc = 0;
     char err[1024];
     llmr_conf *conf = NULL;
     llmr_shm shm;
@@ -114,12 +128,15 @@ int llmr_status_print(const char *conf_path, int flags)
     if (flags & LLMR_STATUS_JSON) {
         size_t len;
         char *json = llmr_status_json(&shm, llmr_wall_ms(), &len);
-        if (json != NULL)
+        if (json == NULL)
+            fprintf(stderr, "llmroute: status: out of memory\n");
+        else
             fwrite(json, 1, len, stdout);
+        rc = json == NULL;
         free(json);
     } else
         print_table(&shm, conf->shm_name, flags & LLMR_STATUS_WIDE);
     llmr_shm_detach(&shm);
     llmr_conf_free(conf);
-    return 0;
+    return rc;
 }

@@ -101,7 +101,8 @@ def test_status_json_needs_the_master_key_and_holds_no_secret():
 def test_status_table_fits_80_columns_unless_wide():
     a = Mock("a")
     d = Daemon([deployment("a-rather-long-group-name", a, dep_id=LONG_ID,
-                           params="rpm = 1000;")], workers=2)
+                           params="rpm = 1000;")],
+               workers=2)
     assert chat(d.port, model="a-rather-long-group-name").status == 200
     out = cli(d)
     assert out.returncode == 0, out.stderr
@@ -110,12 +111,13 @@ def test_status_table_fits_80_columns_unless_wide():
     assert table[0].split()[:3] == ["DEPLOYMENT", "GROUP", "REQUESTS"], out.stdout
     for line in table:
         assert len(line) <= 80, (len(line), line)
-    row = table[1]
-    assert row.startswith(LONG_ID[:15] + "\u2026"), row
+    row = [x for x in table if x.startswith(LONG_ID[:15])][0]
+    assert row.startswith(LONG_ID[:15] + "\u2026 "), row
+    assert row[17:28] == "a-rather-\u2026 ", row        # GROUP, cut to 10 columns
     assert row.split()[2] == "1", row           # REQUESTS
     wide = cli(d, "-w")
     assert wide.returncode == 0, wide.stderr
-    head, row = wide.stdout.splitlines()[1:3]
+    head, row = [x for x in wide.stdout.splitlines()[1:] if "DEPLOYMENT" in x or LONG_ID in x]
     cols = dict(zip(head.split(), row.split()))
     assert cols["DEPLOYMENT"] == LONG_ID and cols["GROUP"] == "a-rather-long-group-name", cols
     assert cols["REQUESTS"] == "1" and cols["RPM_LIM"] == "1000" and cols["PAR_LIM"] == "0", cols
