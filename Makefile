@@ -77,7 +77,15 @@ $(BUILD)/%.o: %.c
 # The default config is found under this prefix, like nginx's --prefix.
 $(BUILD)/master/main.o: XCFLAGS += -DLLMR_PREFIX='"$(CURDIR)"' $(INC_main)
 
-$(BUILD)/liblllmr.a: $(LIB_OBJ)
+# The status page (GET /ui) is worker/ui/index.html as one C string.
+$(BUILD)/gen/ui_page.c: worker/ui/index.html scripts/embed.awk
+	@mkdir -p $(dir $@)
+	awk -v name=llmr_ui_page -f scripts/embed.awk $< > $@
+
+$(BUILD)/gen/ui_page.o: $(BUILD)/gen/ui_page.c
+	@$(CC) $(CFLAGS) $(XCFLAGS) -c -o $@ $<
+
+$(BUILD)/liblllmr.a: $(LIB_OBJ) $(BUILD)/gen/ui_page.o
 	$(AR) rcs $@ $^
 
 $(LLMROUTE): $(BUILD)/master/main.o $(BUILD)/liblllmr.a

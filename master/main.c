@@ -29,7 +29,7 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: llmroute [-p PREFIX] [-c FILE] [-t | -s reload|quit|stop | status] [-d] [-v] [-h]\n"
+            "usage: llmroute [-p PREFIX] [-c FILE] [-t | -s reload|quit|stop|status | status [-w|--json]] [-d] [-v] [-h]\n"
             "  -p PREFIX  where the default config and a relative -c FILE are found\n"
             "             (default " LLMR_PREFIX ")\n"
             "  -c FILE    configuration file (default PREFIX/" DEFAULT_CONF ")\n"
@@ -37,6 +37,8 @@ static void usage(FILE *f)
             "  -s SIGNAL  send reload, quit (graceful) or stop (fast) to the running master;\n"
             "             reload waits for its outcome and exits 1 when it failed\n"
             "  status     print each deployment's live state from the shared segment\n"
+            "  -w         with status: every column, the limits too, ids in full\n"
+            "  --json     with status: as JSON, the same as GET /status.json\n"
             "  -d         debug logging\n"
             "  -v         print the version and exit\n"
             "  -h, --help print this help and exit\n"
@@ -210,14 +212,17 @@ int main(int argc, char **argv)
     static const llmr_worker_entry worker = { llmr_worker_main, LLMR_EXIT_FATAL };
     const char *conf = NULL, *prefix = NULL, *sig = NULL;
     char path[PATH_MAX];
-    int opt, test = 0;
+    int opt, test = 0, status_flags = 0;
+    static const struct option longopts[] = {     /* status --json */
+        { "json", no_argument, NULL, 'J' }, { NULL, 0, NULL, 0 }
+    };
 
     /* --help alone among long options, as an operator types it by habit. */
     if (argc > 1 && strcmp(argv[1], "--help") == 0) {
         usage(stdout);
         return 0;
     }
-    while ((opt = getopt(argc, argv, "c:p:ts:dvh")) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:p:ts:dvhw", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c': conf = optarg; break;
         case 'p': prefix = optarg; break;
@@ -226,6 +231,8 @@ int main(int argc, char **argv)
         case 'd': llmr_log_level = LLMR_LOG_DEBUG; break;
         case 'v': printf("llmroute %s\n", LLMR_VERSION); return 0;
         case 'h': usage(stdout); return 0;
+        case 'w': status_flags |= LLMR_STATUS_WIDE; break;
+        case 'J': status_flags |= LLMR_STATUS_JSON; break;
         default: usage(stderr); return 2;
         }
     }
@@ -239,7 +246,7 @@ int main(int argc, char **argv)
     if (test)
         return test_config(conf);
     if (sig != NULL && strcmp(sig, "status") == 0)
-        return llmr_status_print(conf);
+        return llmr_status_print(conf, status_flags);
     if (sig != NULL)
         return send_signal(conf, sig);
     return llmr_master_run(conf, &worker);

@@ -106,8 +106,10 @@ int llmr_listeners_reconcile(const llmr_conf *conf, const llmr_listener *from, i
 void llmr_listeners_close_unused(const llmr_listener *old, int nold,
                                  const llmr_listener *cur, int ncur);
 
-/* status.c */
-int llmr_status_print(const char *conf_path);
+/* status.c: flags are LLMR_STATUS_*. */
+#define LLMR_STATUS_WIDE 1      /* -w: every column, ids in full */
+#define LLMR_STATUS_JSON 2      /* --json: llmr_status_json() */
+int llmr_status_print(const char *conf_path, int flags);
 
 /* pidfile.c: locked for the master's life, so that a second instance
  * sharing it refuses to start instead of taking it over.  Returns the fd,

@@ -3,6 +3,7 @@
  * where the segment is: its secrets need not be in the operator's shell. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -10,7 +11,7 @@
 
 #define LD(f) ((long long)atomic_load_explicit(&s->f, memory_order_relaxed))
 
-static void print_slot(const llmr_slot *s, int64_t now_ms)
+static void print_wide(const llmr_slot *s, int64_t now_ms)
 {
     long long ok = LD(successes);
     double avg = ok > 0 ? (double)LD(latency_us_total) / (double)ok / 1000.0 : 0;
@@ -23,16 +24,83 @@ static void print_slot(const llmr_slot *s, int64_t now_ms)
     snprintf(id, sizeof(id), "%.*s", (int)sizeof(id) - 1, s->id);
     snprintf(group, sizeof(group), "%.*s", (int)sizeof(group) - 1, s->group);
     printf("%-24s %-20s %10lld %10lld %8lld %8lld %12lld %12lld %9.1f %9.1f %9.1f %9u %9lld "
-           "%9.1f %8u %10u\n",
+           "%9.1f %8u %10u %8lld %9lld %7lld\n",
            id, group, LD(requests), ok, LD(failures), LD(inflight), LD(prompt_tokens),
            LD(completion_tokens), avg, (double)LD(latency_ewma_us) / 1000.0,
            (double)LD(ttft_ewma_us) / 1000.0, fails, LD(cooldowns),
            (double)llmr_cooldown_left_ms(s, now_ms) / 1000.0,
-           llmr_window_count(&s->rpm_window, minute), llmr_window_count(&s->tpm_window, minute));
+           llmr_window_count(&s->rpm_window, minute), llmr_window_count(&s->tpm_window, minute),
+           LD(limit_rpm), LD(limit_tpm), LD(limit_parallel));
 }
 
-int llmr_status_print(const char *conf_path)
+/* The bytes of s[0, cap) that hold its first `chars` UTF-8 characters. */
+static size_t utf8_prefix(const char *s, size_t cap, size_t chars)
 {
+    size_t i = 0;
+
+    for (size_t c = 0; i < cap && s[i] != '\0'; i++)
+        if (((unsigned char)s[i] & 0xc0) != 0x80 && c++ == chars)
+            break;
+    return i;
+}
+
+/* s[0, cap) in `width` terminal columns (a character a column): cut with
+ * an ellipsis when longer, padded with spaces (printf pads bytes). */
+static void put_cell(const char *s, size_t cap, int width)
+{
+    size_t n = strnlen(s, cap), all = 0;
+
+    for (size_t i = 0; i < n; i++)
+        all += ((unsigned char)s[i] & 0xc0) != 0x80;
+    if (all > (size_t)width)
+        printf("%.*s\u2026", (int)utf8_prefix(s, n, (size_t)width - 1), s);
+    else
+        printf("%.*s%*s", (int)n, s, width - (int)all, "");
+}
+
+/* The default table fits 80 columns: what tells a sick deployment from a
+ * healthy one; tokens, means and limits are behind -w. */
+static void print_narrow(const llmr_slot *s, int64_t now_ms)
+{
+    uint32_t minute = llmr_minute_of(now_ms);
+
+    put_cell(s->id, sizeof(s->id), 16);
+    putchar(' ');
+    put_cell(s->group, sizeof(s->group), 10);
+    printf(" %8lld %6lld %4lld %7.0f %7.0f %7u %6.1f\n", LD(requests), LD(failures),
+           LD(inflight), (double)LD(latency_ewma_us) / 1000.0, (double)LD(ttft_ewma_us) / 1000.0,
+           llmr_window_count(&s->rpm_window, minute),
+           (double)llmr_cooldown_left_ms(s, now_ms) / 1000.0);
+}
+
+static void print_table(const llmr_shm *shm, const char *name, int wide)
+{
+    printf("master pid %d, config generation %u, up %llds, segment %s\n",
+           (int)atomic_load(&shm->seg->hdr.master_pid),
+           atomic_load(&shm->seg->hdr.generation),
+           (long long)(time(NULL) - shm->seg->hdr.start_time), name);
+    if (wide)
+        printf("%-24s %-20s %10s %10s %8s %8s %12s %12s %9s %9s %9s %9s %9s %9s %8s %10s "
+               "%8s %9s %7s\n",
+               "DEPLOYMENT", "GROUP", "REQUESTS", "SUCCESS", "FAILED", "INFLIGHT", "PROMPT_TOK",
+               "COMPL_TOK", "AVG_MS", "EWMA_MS", "TTFT_MS", "FAILS_MIN", "COOLDOWNS", "COOLING_S",
+               "RPM_MIN", "TPM_MIN", "RPM_LIM", "TPM_LIM", "PAR_LIM");
+    else
+        printf("%-16s %-10s %8s %6s %4s %7s %7s %7s %6s\n", "DEPLOYMENT", "GROUP", "REQUESTS",
+               "FAILED", "INFL", "LAT_MS", "TTFT_MS", "RPM_MIN", "COOL_S");
+    for (int i = 0; i < LLMR_SHM_SLOTS; i++) {
+        if (!llmr_shm_slot_live(shm, i))
+            continue;
+        if (wide)
+            print_wide(&shm->seg->slots[i], llmr_wall_ms());
+        else
+            print_narrow(&shm->seg->slots[i], llmr_wall_ms());
+    }
+}
+
+int llmr_status_print(const char *conf_path, int flags)
+{
+    int rc = 0;
     char err[1024];
     llmr_conf *conf = NULL;
     llmr_shm shm;
@@ -57,18 +125,18 @@ int llmr_status_print(const char *conf_path)
         llmr_conf_free(conf);
         return 1;
     }
-    printf("master pid %d, config generation %u, up %llds, segment %s\n",
-           (int)atomic_load(&shm.seg->hdr.master_pid),
-           atomic_load(&shm.seg->hdr.generation),
-           (long long)(time(NULL) - shm.seg->hdr.start_time), conf->shm_name);
-    printf("%-24s %-20s %10s %10s %8s %8s %12s %12s %9s %9s %9s %9s %9s %9s %8s %10s\n",
-           "DEPLOYMENT", "GROUP", "REQUESTS", "SUCCESS", "FAILED", "INFLIGHT", "PROMPT_TOK",
-           "COMPL_TOK", "AVG_MS", "EWMA_MS", "TTFT_MS", "FAILS_MIN", "COOLDOWNS", "COOLING_S",
-           "RPM_MIN", "TPM_MIN");
-    for (int i = 0; i < LLMR_SHM_SLOTS; i++)
-        if (llmr_shm_slot_live(&shm, i))
-            print_slot(&shm.seg->slots[i], llmr_wall_ms());
+    if (flags & LLMR_STATUS_JSON) {
+        size_t len;
+        char *json = llmr_status_json(&shm, llmr_wall_ms(), &len);
+        if (json == NULL)
+            fprintf(stderr, "llmroute: status: out of memory\n");
+        else
+            fwrite(json, 1, len, stdout);
+        rc = json == NULL;
+        free(json);
+    } else
+        print_table(&shm, conf->shm_name, flags & LLMR_STATUS_WIDE);
     llmr_shm_detach(&shm);
     llmr_conf_free(conf);
-    return 0;
+    return rc;
 }

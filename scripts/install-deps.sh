@@ -4,7 +4,8 @@
 #   run    build and `make run`: compiler, pkg-config, the libraries, curl, python3
 #   test   run + what `make test` uses: nginx and the openssl CLI (test_tls.py), pgrep,
 #          groff and man (test_install.py renders the man page), prometheus (test_metrics.py),
-#          node and npm, then the client SDKs of test_clients.py (scripts/install-clients.sh)
+#          chromium (test_ui.py), node and npm, then the client SDKs of test_clients.py
+#          (scripts/install-clients.sh)
 #   bench  run + the load tools of `make bench`: wrk, h2load, nginx
 #   fuzz   run + clang and its libFuzzer runtime (`make fuzz`)
 #   all    everything above, and valgrind
@@ -14,7 +15,7 @@ set -eu
 
 RUN="build-essential pkg-config libevent-dev libcurl4-openssl-dev libconfig-dev
 libjsmn-dev libssl-dev curl python3"
-TEST="nginx openssl procps nodejs npm
+TEST="nginx openssl procps nodejs npm chromium
 groff-base man-db"
 TEST="$TEST prometheus"   # promtool and a real scrape (test_metrics.py)
 BENCH="wrk nghttp2-client nginx procps"

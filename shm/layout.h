@@ -16,7 +16,7 @@
 #endif
 
 #define LLMR_SHM_MAGIC      0x31524d4c524d4c4cULL   /* "LLMRLMR1" */
-#define LLMR_SHM_VERSION    7
+#define LLMR_SHM_VERSION    8
 #define LLMR_SHM_SLOTS      1024
 #define LLMR_CACHE_LINE     64
 #define LLMR_WORKER_SLOTS   512     /* live worker processes, reloads included */
@@ -82,6 +82,12 @@ typedef struct llmr_slot {
     llmr_hist latency;
     llmr_hist ttft;
     llmr_hist overhead;
+    /* The deployment's limits (0 = none), written by the master with the
+     * slot's identity, so that `status` and /status.json show them without
+     * the config's secrets. */
+    _Alignas(LLMR_CACHE_LINE) _Atomic int64_t limit_rpm;
+    _Atomic int64_t limit_tpm;
+    _Atomic int64_t limit_parallel;
 } __attribute__((aligned(LLMR_CACHE_LINE))) llmr_slot;
 
 typedef struct llmr_shm_header {

@@ -84,6 +84,15 @@ typedef struct llmr_limits {
     int max_parallel;
 } llmr_limits;
 
+/* Master: publishes slot's limits for the status readers. */
+void llmr_shm_slot_limits(llmr_shm *shm, int slot, const llmr_limits *l);
+
+/* status_json.c: the live state of every slot `status` shows, as the JSON
+ * of `llmroute status --json` and GET /status.json (no key is in the
+ * segment, so none can be in it).  A malloc'd NUL-terminated string the
+ * caller frees, *len its length; NULL when out of memory. */
+char *llmr_status_json(const llmr_shm *shm, int64_t now_ms, size_t *len);
+
 enum llmr_limit { LLMR_LIMIT_NONE, LLMR_LIMIT_PARALLEL, LLMR_LIMIT_RPM, LLMR_LIMIT_TPM };
 
 /* Admits one attempt of `tokens` estimated tokens: takes an in-flight place

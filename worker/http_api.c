@@ -16,7 +16,8 @@
 #include "request.h"
 #include "worker_internal.h"
 
-enum route_kind { ROUTE_PROXY, ROUTE_MODELS, ROUTE_LIVE, ROUTE_READY, ROUTE_RESPONSE_ID };
+enum route_kind { ROUTE_PROXY, ROUTE_MODELS, ROUTE_LIVE, ROUTE_READY, ROUTE_RESPONSE_ID,
+                  ROUTE_STATUS, ROUTE_UI };
 
 typedef struct route {
     const char *path;
@@ -38,6 +39,8 @@ static const route routes[] = {
     { "/health/liveliness", ROUTE_LIVE, 0 },
     { "/health/liveness", ROUTE_LIVE, 0 },
     { "/health/readiness", ROUTE_READY, 0 },
+    { "/status.json", ROUTE_STATUS, 0 },
+    { "/ui", ROUTE_UI, 0 },
 };
 
 const char *llmr_http_reason(int status)
@@ -421,12 +424,18 @@ void llmr_http_handle(struct evhttp_request *req, void *arg)
         handle_ready(w, req);
         return;
     }
+    if (r->kind == ROUTE_UI) {      /* no data in it: the page asks for the key */
+        llmr_ui_page_reply(w, req);
+        return;
+    }
     if (!authorized(w, req)) {
         llmr_error_reply(w, req, LLMR_E_INVALID_API_KEY);
         return;
     }
     if (r->kind == ROUTE_MODELS)
         llmr_http_reply_json(w, req, 200, w->models_body, w->models_len);
+    else if (r->kind == ROUTE_STATUS)
+        llmr_ui_status_json(w, req);
     else
         handle_proxy(w, req, r->op);
 }

@@ -105,6 +105,10 @@ int llmr_http_authorized(llmr_worker *w, struct evhttp_request *req);
 void llmr_http_proxy(llmr_worker *w, struct evhttp_request *req, enum llmr_op op,
                      const char *url_model);
 
+/* ui.c: GET /status.json (authorized by the caller) and GET /ui. */
+void llmr_ui_status_json(llmr_worker *w, struct evhttp_request *req);
+void llmr_ui_page_reply(llmr_worker *w, struct evhttp_request *req);
+
 /* routes.c: the paths that carry a name (Azure's deployment routes,
  * /v1/models/{id}); 1 when path was one of them and has been answered. */
 int llmr_routes_handle(llmr_worker *w, struct evhttp_request *req, const char *path,

@@ -281,7 +281,8 @@ model_list = ( %s );
         env = dict(os.environ)
         env.update(self.env)
         return subprocess.run([os.path.join(BUILD, "llmroute"), "-c", self.conf_path,
-                               "status"], capture_output=True, text=True, cwd=ROOT, env=env)
+                               "status", "-w"], capture_output=True, text=True, cwd=ROOT,
+                              env=env)
 
     def stop(self, sig=signal.SIGQUIT, timeout=30.0):
         return super().stop(sig, timeout)
