@@ -16,12 +16,17 @@
 #endif
 
 #define LLMR_SHM_MAGIC      0x31524d4c524d4c4cULL   /* "LLMRLMR1" */
-#define LLMR_SHM_VERSION    6
+#define LLMR_SHM_VERSION    7
 #define LLMR_SHM_SLOTS      1024
 #define LLMR_CACHE_LINE     64
 #define LLMR_WORKER_SLOTS   512     /* live worker processes, reloads included */
 #define LLMR_RESP_IDS       65536   /* Responses ids remembered (a power of two) */
 #define LLMR_RESP_PROBE     16      /* entries one id may sit in */
+
+/* A deployment's health, as the prober last found it. */
+enum llmr_slot_health { LLMR_SLOT_HEALTH_UNKNOWN = 0, LLMR_SLOT_HEALTHY = 1,
+                        LLMR_SLOT_UNHEALTHY = 2 };
+#define LLMR_HEALTH_ERR_WORDS 24    /* 192 bytes of error text, NUL included */
 
 /* Slot states, written by the master only. */
 enum llmr_slot_state { LLMR_SLOT_FREE = 0, LLMR_SLOT_USED = 1 };
@@ -60,6 +65,17 @@ typedef struct llmr_slot {
     /* Each worker's share of `inflight`, so that the master can take back a
      * dead worker's share: a SIGKILL leaves no request counted forever. */
     _Alignas(LLMR_CACHE_LINE) _Atomic int32_t inflight_by_worker[LLMR_WORKER_SLOTS];
+
+    /* Background health checks (shm/health.c), written by the one prober:
+     * the state (llmr_slot_health), the probe's latency, when it ran, and its
+     * error text in atomic words bracketed by a generation counter (odd
+     * while the prober writes), so a reader never takes half of one error
+     * for another and never needs a lock. */
+    _Alignas(LLMR_CACHE_LINE) _Atomic uint32_t health;
+    _Atomic uint32_t health_err_gen;
+    _Atomic int64_t health_latency_us;
+    _Atomic int64_t health_checked_ms;  /* CLOCK_REALTIME ms; 0 = never */
+    _Atomic uint64_t health_err[LLMR_HEALTH_ERR_WORDS];
 } __attribute__((aligned(LLMR_CACHE_LINE))) llmr_slot;
 
 typedef struct llmr_shm_header {
@@ -80,6 +96,7 @@ typedef struct llmr_shm_header {
     _Atomic int32_t reload_ok;
     char reload_msg[1024];
     char conf_path[4096];           /* the master's config, absolute */
+    _Atomic int32_t prober_pid;     /* the health prober; 0 = none */
 } __attribute__((aligned(LLMR_CACHE_LINE))) llmr_shm_header;
 
 /* One per worker share (the index workers call wslot).  The master writes
@@ -114,7 +131,8 @@ _Static_assert(sizeof(llmr_slot) % LLMR_CACHE_LINE == 0,
 _Static_assert(offsetof(llmr_slot, requests) % LLMR_CACHE_LINE == 0
                && offsetof(llmr_slot, fail_window) % LLMR_CACHE_LINE == 0
                && offsetof(llmr_slot, rpm_window) % LLMR_CACHE_LINE == 0
-               && offsetof(llmr_slot, inflight_by_worker) % LLMR_CACHE_LINE == 0,
+               && offsetof(llmr_slot, inflight_by_worker) % LLMR_CACHE_LINE == 0
+               && offsetof(llmr_slot, health) % LLMR_CACHE_LINE == 0,
                "each group of counters starts a cache line of its own");
 _Static_assert(sizeof(llmr_shm_header) % LLMR_CACHE_LINE == 0
                && offsetof(llmr_shm_segment, slots) % LLMR_CACHE_LINE == 0,

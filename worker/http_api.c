@@ -16,7 +16,8 @@
 #include "request.h"
 #include "worker_internal.h"
 
-enum route_kind { ROUTE_PROXY, ROUTE_MODELS, ROUTE_LIVE, ROUTE_READY, ROUTE_RESPONSE_ID };
+enum route_kind { ROUTE_PROXY, ROUTE_MODELS, ROUTE_LIVE, ROUTE_READY, ROUTE_RESPONSE_ID,
+                  ROUTE_HEALTH };
 
 typedef struct route {
     const char *path;
@@ -38,6 +39,7 @@ static const route routes[] = {
     { "/health/liveliness", ROUTE_LIVE, 0 },
     { "/health/liveness", ROUTE_LIVE, 0 },
     { "/health/readiness", ROUTE_READY, 0 },
+    { "/health", ROUTE_HEALTH, 0 },         /* health.c; needs the master key */
 };
 
 const char *llmr_http_reason(int status)
@@ -349,13 +351,21 @@ int llmr_http_models_build(llmr_worker *w)
 
 static void handle_ready(llmr_worker *w, struct evhttp_request *req)
 {
-    char json[256];
-    int n = snprintf(json, sizeof(json),
-                     "{\"status\":\"%s\",\"pid\":%d,\"generation\":%u,\"deployments\":%d}",
-                     w->draining ? "draining" : "ready", (int)getpid(), w->generation,
-                     w->conf->ndeployments);
+    struct evbuffer *b = evbuffer_new();
 
-    llmr_http_reply_json(w, req, w->draining ? 503 : 200, json, (size_t)n);
+    if (b == NULL) {
+        llmr_http_reply_json(w, req, 503, "{}", 2);
+        return;
+    }
+    evbuffer_add_printf(b, "{\"status\":\"%s\",\"pid\":%d,\"generation\":%u,"
+                        "\"deployments\":%d,", w->draining ? "draining" : "ready",
+                        (int)getpid(), w->generation, w->conf->ndeployments);
+    llmr_health_groups_json(w, b);
+    evbuffer_add(b, "}", 1);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "application/json");
+    llmr_http_reply(w, req, w->draining ? 503 : 200, b);
+    evbuffer_free(b);
 }
 
 /* /v1/responses/{id}...: the rest of the path after the prefix, or NULL. */
@@ -418,7 +428,9 @@ void llmr_http_handle(struct evhttp_request *req, void *arg)
         llmr_error_reply(w, req, LLMR_E_INVALID_API_KEY);
         return;
     }
-    if (r->kind == ROUTE_MODELS)
+    if (r->kind == ROUTE_HEALTH)
+        llmr_health_reply(w, req);
+    else if (r->kind == ROUTE_MODELS)
         llmr_http_reply_json(w, req, 200, w->models_body, w->models_len);
     else
         handle_proxy(w, req, r->op);

@@ -105,6 +105,11 @@ int llmr_http_authorized(llmr_worker *w, struct evhttp_request *req);
 void llmr_http_proxy(llmr_worker *w, struct evhttp_request *req, enum llmr_op op,
                      const char *url_model);
 
+/* health.c: GET /health from the segment, and readiness's "groups":{...}
+ * (whether any deployment of each group can take a request). */
+void llmr_health_reply(llmr_worker *w, struct evhttp_request *req);
+void llmr_health_groups_json(llmr_worker *w, struct evbuffer *b);
+
 /* routes.c: the paths that carry a name (Azure's deployment routes,
  * /v1/models/{id}); 1 when path was one of them and has been answered. */
 int llmr_routes_handle(llmr_worker *w, struct evhttp_request *req, const char *path,
