@@ -729,6 +729,7 @@ static int take_segment(llmr_cycle *cy)
     atomic_store(&cy->shm.seg->hdr.master_pid, (int32_t)getpid());
     snprintf(path, sizeof(path), "%s", cy->conf_path);
     snprintf(cy->shm.seg->hdr.conf_path, sizeof(cy->shm.seg->hdr.conf_path), "%s", path);
+    atomic_store(&cy->shm.seg->hdr.prober_pid, 0);  /* a dead master's prober exits itself */
     adopt_segment(cy);
     return 0;
 }
