@@ -44,7 +44,8 @@ static const char *const router_keys[] = {
     "fallbacks",
     "context_window_fallbacks", "content_policy_fallbacks",
     "default_fallbacks", "routing_strategy_args", "model_group_alias", "ssl_verify",
-    "http2", NULL
+    "http2", "background_health_checks", "health_check_interval",
+    "enable_health_check_routing", NULL
 };
 static const char *const strategy_args_keys[] = { "lowest_latency_buffer", NULL };
 
@@ -344,6 +345,12 @@ static int parse_router(conf_cx *cx, const config_setting_t *rs)
         || check_cooldown_cap(cx, rs) != 0
         || conf_parse_ssl_verify(cx, rs, p, &c->ssl_verify, &c->ca_file, &given) != 0
         || conf_opt_bool(cx, rs, p, "http2", &c->http2, &given) != 0
+        || conf_opt_bool(cx, rs, p, "background_health_checks",
+                         &c->background_health_checks, &given) != 0
+        || conf_opt_num(cx, rs, p, "health_check_interval", &c->health_check_interval,
+                        0.1, 0, CONF_MAX_SECONDS) != 0
+        || conf_opt_bool(cx, rs, p, "enable_health_check_routing",
+                         &c->enable_health_check_routing, &given) != 0
         || conf_parse_fallbacks(cx, rs, "fallbacks", &c->fallbacks) != 0
         || conf_parse_fallbacks(cx, rs, "context_window_fallbacks",
                                 &c->context_window_fallbacks) != 0
@@ -395,6 +402,7 @@ static void set_defaults(llmr_conf *c)
     c->lowest_latency_buffer = 0.0;
     c->ssl_verify = 1;
     c->http2 = 1;
+    c->health_check_interval = 300.0;   /* LiteLLM's default */
 }
 
 static int read_file(conf_cx *cx, config_t *cf)

@@ -41,11 +41,20 @@ typedef struct llmr_deployment {
     unsigned own_tls;           /* LLMR_OWN_*: set in litellm_params, not router_settings */
     long max_input_tokens;      /* 0 = unknown */
     int no_responses;           /* model_info.supports_responses = false */
+    int health_check;           /* LLMR_HEALTH_*: what the prober sends */
     char id[LLMR_ID_MAX];       /* model_info.id, else a stable hash of litellm_params */
     int line;                   /* line of the model_list entry, for messages */
     int group;                  /* index into llmr_conf.groups */
     int slot;                   /* shm slot, set by the master; -1 before */
 } llmr_deployment;
+
+/* The request the health prober sends a deployment (model_info.health_check,
+ * model_info.mode = "embedding"). */
+enum llmr_health_check {
+    LLMR_HEALTH_MODELS,         /* GET {api_base}/models (the default) */
+    LLMR_HEALTH_COMPLETION,     /* a 1-token chat completion */
+    LLMR_HEALTH_EMBEDDING       /* an embedding of "ping" */
+};
 
 #define LLMR_OWN_SSL_VERIFY 1u
 #define LLMR_OWN_HTTP2 2u
@@ -113,6 +122,9 @@ typedef struct llmr_conf {
     int ssl_verify;             /* the default of deployments that set none (1) */
     char *ca_file;              /* with it: their CA bundle, or NULL */
     int http2;                  /* the default of deployments that set none (1) */
+    int background_health_checks;   /* run the health prober (LiteLLM's name) */
+    double health_check_interval;   /* seconds between two rounds of probes */
+    int enable_health_check_routing;/* skip deployments the prober found unhealthy */
 
     /* model_list */
     llmr_deployment *deployments;

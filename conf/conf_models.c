@@ -32,7 +32,7 @@ static const char *const params_keys[] = {
     "order", "max_parallel_requests", "timeout", "ssl_verify", "http2", NULL
 };
 static const char *const info_keys[] = { "id", "max_input_tokens", "supports_responses",
-                                         NULL };
+                                         "mode", "health_check", NULL };
 
 
 /* ---- model_list -------------------------------------------------------- */
@@ -193,6 +193,40 @@ static void unique_id(llmr_deployment *ds, int i)
         snprintf(ds[i].id, sizeof(ds[i].id), "%.40s-%d", base, n);
 }
 
+/* model_info.mode (LiteLLM's: "chat", "completion", "embedding") and
+ * model_info.health_check ("models" or "completion"): what the health
+ * prober sends.  An embedding deployment is probed with an embedding. */
+static int parse_health_check(conf_cx *cx, const config_setting_t *mi, const char *p,
+                              llmr_deployment *d)
+{
+    const config_setting_t *s;
+    const char *v;
+    conf_kpath k;
+
+    if ((s = config_setting_get_member(mi, "mode")) != NULL) {
+        if ((v = conf_str_value(cx, s, conf_kp(k, p, "mode"))) == NULL)
+            return -1;
+        if (strcmp(v, "embedding") == 0)
+            d->health_check = LLMR_HEALTH_EMBEDDING;
+        else if (strcmp(v, "chat") != 0 && strcmp(v, "completion") != 0)
+            return conf_fail(cx, s, k, "unknown mode \"%.64s\" (allowed: chat, "
+                             "completion, embedding)", v);
+    }
+    if ((s = config_setting_get_member(mi, "health_check")) == NULL)
+        return 0;
+    if ((v = conf_str_value(cx, s, conf_kp(k, p, "health_check"))) == NULL)
+        return -1;
+    if (strcmp(v, "models") != 0 && strcmp(v, "completion") != 0)
+        return conf_fail(cx, s, k, "unknown check \"%.64s\" (allowed: models, "
+                         "completion)", v);
+    if (d->health_check == LLMR_HEALTH_EMBEDDING)
+        return conf_fail(cx, s, k, "an embedding deployment is checked with an "
+                         "embedding: remove health_check or mode");
+    d->health_check = strcmp(v, "completion") == 0 ? LLMR_HEALTH_COMPLETION
+                                                   : LLMR_HEALTH_MODELS;
+    return 0;
+}
+
 static int parse_model_info(conf_cx *cx, const config_setting_t *entry,
                             const char *path, llmr_deployment *d)
 {
@@ -208,6 +242,8 @@ static int parse_model_info(conf_cx *cx, const config_setting_t *entry,
         || conf_check_keys(cx, mi, p, info_keys) != 0
         || conf_opt_long(cx, mi, p, "max_input_tokens", &d->max_input_tokens, 1,
                          LONG_MAX) != 0)
+        return -1;
+    if (parse_health_check(cx, mi, p, d) != 0)
         return -1;
     if ((s = config_setting_get_member(mi, "supports_responses")) != NULL) {
         if (config_setting_type(s) != CONFIG_TYPE_BOOL)

@@ -192,6 +192,85 @@ static int spawn(llmr_cycle *cy, llmr_proc *p, int pending)
     return 0;
 }
 
+static void schedule_respawn(llmr_proc *p);
+
+/* The health prober: one per host, of the serving generation, when its
+ * config asks for one.  The child never returns. */
+static void prober_spawn(llmr_cycle *cy)
+{
+    llmr_proc *p = &cy->prober;
+    pid_t pid, master = getpid();
+
+    p->respawn_at = 0;
+    if (!cy->conf->background_health_checks || cy->quitting || p->pid > 0)
+        return;
+    if ((pid = fork()) == -1) {
+        llmr_error("fork (health prober): %s", strerror(errno));
+        p->started = llmr_mono_s();
+        p->respawn_at = p->started + 1.0;
+        return;
+    }
+    if (pid == 0) {
+        int code;
+        child_signals();
+        child_close_others(cy, NULL, 0);
+        code = llmr_prober_main(cy->conf, &cy->shm, master);
+        if (cy->pending.conf != NULL)
+            llmr_conf_free(cy->pending.conf);
+        free_cycle_in_child(cy);
+        exit(code);
+    }
+    p->pid = pid;
+    p->gen = cy->generation;
+    p->started = llmr_mono_s();
+    atomic_store(&cy->shm.seg->hdr.prober_pid, (int32_t)pid);
+}
+
+/* A reload's new config replaces the prober: the old one is stopped and
+ * not respawned. */
+static void prober_replace(llmr_cycle *cy)
+{
+    if (cy->prober.pid > 0) {
+        if (kill(cy->prober.pid, SIGTERM) == -1 && errno != ESRCH)
+            llmr_warn("kill(%d): %s", (int)cy->prober.pid, strerror(errno));
+        cy->prober_retired = cy->prober.pid;
+    }
+    memset(&cy->prober, 0, sizeof(cy->prober));
+    atomic_store(&cy->shm.seg->hdr.prober_pid, 0);
+    prober_spawn(cy);
+}
+
+/* Returns 1 when pid was a prober (now reaped). */
+static int prober_reaped(llmr_cycle *cy, pid_t pid, int status)
+{
+    llmr_proc *p = &cy->prober;
+
+    if (pid == cy->prober_retired) {
+        cy->prober_retired = 0;
+        return 1;
+    }
+    if (pid != p->pid)
+        return 0;
+    p->pid = 0;
+    atomic_store(&cy->shm.seg->hdr.prober_pid, 0);
+    if (cy->quitting)
+        return 1;
+    if (WIFSIGNALED(status))
+        llmr_warn("health prober exited on signal %d; respawning", WTERMSIG(status));
+    else
+        llmr_warn("health prober exited with code %d; respawning", WEXITSTATUS(status));
+    schedule_respawn(p);
+    return 1;
+}
+
+static void prober_signal(llmr_cycle *cy, int signo)
+{
+    if (cy->prober.pid > 0)
+        kill(cy->prober.pid, signo);
+    if (cy->prober_retired > 0)
+        kill(cy->prober_retired, signo);
+}
+
 static llmr_proc *free_proc(llmr_cycle *cy)
 {
     for (int i = 0; i < LLMR_MAX_PROCS; i++)
@@ -324,6 +403,8 @@ static void reap(llmr_cycle *cy)
     int status;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (prober_reaped(cy, pid, status))
+            continue;
         for (int i = 0; i < LLMR_MAX_PROCS; i++) {
             if (cy->procs[i].pid == pid) {
                 reaped(cy, &cy->procs[i], status);
@@ -343,6 +424,8 @@ static void respawn_due(llmr_cycle *cy)
             if (spawn(cy, p, 0) < 0)
                 schedule_respawn(p);
     }
+    if (cy->prober.pid == 0 && cy->prober.respawn_at > 0 && cy->prober.respawn_at <= now)
+        prober_spawn(cy);
 }
 
 static int pending_respawns(const llmr_cycle *cy)
@@ -371,6 +454,9 @@ static void arm_timer(const llmr_cycle *cy)
         if (cy->procs[i].pid == 0 && cy->procs[i].respawn_at > 0
             && (next == 0 || cy->procs[i].respawn_at < next))
             next = cy->procs[i].respawn_at;
+    if (cy->prober.pid == 0 && cy->prober.respawn_at > 0
+        && (next == 0 || cy->prober.respawn_at < next))
+        next = cy->prober.respawn_at;
     if (cy->quitting && (next == 0 || cy->stop_deadline < next))
         next = cy->stop_deadline;
     /* Workers report ready through the segment, not by signal: look again
@@ -415,6 +501,7 @@ static void stop(llmr_cycle *cy, int how)
     llmr_info("%s stop: signalling %d worker(s)", how == 1 ? "graceful" : "fast",
               live_procs(cy));
     signal_procs(cy, how == 1 ? SIGQUIT : SIGTERM, 0);
+    prober_signal(cy, SIGTERM);
 }
 
 /* Settings that live in the master's own resources cannot change without a
@@ -526,6 +613,7 @@ static void commit(llmr_cycle *cy)
         if (cy->procs[i].pid == 0)
             memset(&cy->procs[i], 0, sizeof(cy->procs[i]));
     signal_procs(cy, SIGQUIT, 1);
+    prober_replace(cy);
     snprintf(msg, sizeof(msg), "reloaded: generation %u, %d deployment(s), %d worker(s)",
              cy->generation, cy->conf->ndeployments, worker_count(cy->conf));
     llmr_info("%s", msg);
@@ -642,6 +730,7 @@ static int take_segment(llmr_cycle *cy)
     atomic_store(&cy->shm.seg->hdr.master_pid, (int32_t)getpid());
     snprintf(path, sizeof(path), "%s", cy->conf_path);
     snprintf(cy->shm.seg->hdr.conf_path, sizeof(cy->shm.seg->hdr.conf_path), "%s", path);
+    atomic_store(&cy->shm.seg->hdr.prober_pid, 0);  /* a dead master's prober exits itself */
     adopt_segment(cy);
     return 0;
 }
@@ -707,6 +796,7 @@ static void kill_stragglers(llmr_cycle *cy)
         llmr_warn("%d worker(s) still running past the stop deadline; killing them",
                   live_procs(cy));
         signal_procs(cy, SIGKILL, 0);
+        prober_signal(cy, SIGKILL);
         cy->stop_deadline = llmr_mono_s() + 1.0;
     }
 }
@@ -734,7 +824,8 @@ static int handle_events(llmr_cycle *cy)
     sig_alarm = 0;
     check_orphans(cy);
     if (cy->quitting)
-        return live_procs(cy) == 0 ? 1 : (kill_stragglers(cy), 0);
+        return live_procs(cy) == 0 && cy->prober.pid == 0 && cy->prober_retired == 0
+               ? 1 : (kill_stragglers(cy), 0);
     check_pending(cy);
     respawn_due(cy);
     if (live_procs(cy) == 0 && !pending_respawns(cy)) {
@@ -757,6 +848,7 @@ int llmr_master_run(const char *conf_path, const llmr_worker_entry *worker)
         goto failed;
     if (spawn_generation(cy, 0) < 0)
         goto failed;
+    prober_spawn(cy);
     llmr_info("llmroute %s started: %d worker(s), %d deployment(s), listening on %s%s",
               LLMR_VERSION, worker_count(cy->conf), cy->conf->ndeployments,
               cy->listeners[0].addr, cy->nlisteners > 1 ? " and more" : "");
@@ -772,7 +864,8 @@ int llmr_master_run(const char *conf_path, const llmr_worker_entry *worker)
     return rc < 0 ? 1 : 0;
 
 failed:
-    if (live_procs(cy) > 0) {
+    prober_signal(cy, SIGKILL);
+    if (live_procs(cy) > 0 || cy->prober.pid > 0) {
         signal_procs(cy, SIGKILL, 0);
         while (wait(NULL) > 0)
             ;

@@ -72,6 +72,8 @@ typedef struct llmr_cycle {
     int wrote_pid;
     int quitting;               /* 1 graceful, 2 fast */
     double stop_deadline;
+    llmr_proc prober;           /* the health prober (prober.c); pid 0 = none */
+    pid_t prober_retired;       /* an old generation's prober, told to stop */
 } llmr_cycle;
 
 /* Seconds a new generation has to report ready before a reload gives up. */
@@ -105,6 +107,10 @@ int llmr_listeners_reconcile(const llmr_conf *conf, const llmr_listener *from, i
 /* Closes those of `old` not present in `cur`. */
 void llmr_listeners_close_unused(const llmr_listener *old, int nold,
                                  const llmr_listener *cur, int ncur);
+
+/* prober.c: the health prober's process; returns its exit code once the
+ * master is gone (a signal from the master ends it sooner). */
+int llmr_prober_main(const llmr_conf *conf, llmr_shm *shm, pid_t master);
 
 /* status.c: flags are LLMR_STATUS_*. */
 #define LLMR_STATUS_WIDE 1      /* -w: every column, ids in full */

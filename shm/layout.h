@@ -16,7 +16,7 @@
 #endif
 
 #define LLMR_SHM_MAGIC      0x31524d4c524d4c4cULL   /* "LLMRLMR1" */
-#define LLMR_SHM_VERSION    8
+#define LLMR_SHM_VERSION    9
 #define LLMR_SHM_SLOTS      1024
 #define LLMR_CACHE_LINE     64
 #define LLMR_WORKER_SLOTS   512     /* live worker processes, reloads included */
@@ -33,6 +33,11 @@ typedef struct llmr_hist {
     _Atomic int64_t bucket[LLMR_HIST_BOUNDS + 1];   /* the last one is +Inf */
     _Atomic int64_t sum_us;
 } __attribute__((aligned(LLMR_CACHE_LINE))) llmr_hist;
+
+/* A deployment's health, as the prober last found it. */
+enum llmr_slot_health { LLMR_SLOT_HEALTH_UNKNOWN = 0, LLMR_SLOT_HEALTHY = 1,
+                        LLMR_SLOT_UNHEALTHY = 2 };
+#define LLMR_HEALTH_ERR_WORDS 24    /* 192 bytes of error text, NUL included */
 
 /* Slot states, written by the master only. */
 enum llmr_slot_state { LLMR_SLOT_FREE = 0, LLMR_SLOT_USED = 1 };
@@ -88,6 +93,16 @@ typedef struct llmr_slot {
     _Alignas(LLMR_CACHE_LINE) _Atomic int64_t limit_rpm;
     _Atomic int64_t limit_tpm;
     _Atomic int64_t limit_parallel;
+    /* Background health checks (shm/health.c), written by the one prober:
+     * the state (llmr_slot_health), the probe's latency, when it ran, and its
+     * error text in atomic words bracketed by a generation counter (odd
+     * while the prober writes), so a reader never takes half of one error
+     * for another and never needs a lock. */
+    _Alignas(LLMR_CACHE_LINE) _Atomic uint32_t health;
+    _Atomic uint32_t health_err_gen;
+    _Atomic int64_t health_latency_us;
+    _Atomic int64_t health_checked_ms;  /* CLOCK_REALTIME ms; 0 = never */
+    _Atomic uint64_t health_err[LLMR_HEALTH_ERR_WORDS];
 } __attribute__((aligned(LLMR_CACHE_LINE))) llmr_slot;
 
 typedef struct llmr_shm_header {
@@ -113,6 +128,7 @@ typedef struct llmr_shm_header {
     _Atomic int64_t respawns;       /* workers started again after dying */
     _Atomic int64_t reloads_ok;
     _Atomic int64_t reloads_failed;
+    _Atomic int32_t prober_pid;     /* the health prober; 0 = none */
 } __attribute__((aligned(LLMR_CACHE_LINE))) llmr_shm_header;
 
 /* One per worker share (the index workers call wslot).  The master writes
@@ -150,7 +166,8 @@ _Static_assert(offsetof(llmr_slot, requests) % LLMR_CACHE_LINE == 0
                && offsetof(llmr_slot, inflight_by_worker) % LLMR_CACHE_LINE == 0
                && offsetof(llmr_slot, fail_by_class) % LLMR_CACHE_LINE == 0
                && offsetof(llmr_slot, latency) % LLMR_CACHE_LINE == 0
-               && sizeof(llmr_hist) % LLMR_CACHE_LINE == 0,
+               && sizeof(llmr_hist) % LLMR_CACHE_LINE == 0
+               && offsetof(llmr_slot, health) % LLMR_CACHE_LINE == 0,
                "each group of counters starts a cache line of its own");
 _Static_assert(sizeof(llmr_shm_header) % LLMR_CACHE_LINE == 0
                && offsetof(llmr_shm_segment, slots) % LLMR_CACHE_LINE == 0,

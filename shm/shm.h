@@ -135,6 +135,22 @@ void llmr_cooldown_extend(llmr_slot *s, int64_t until_ms);
 /* Lowers the cooldown deadline to until_ms when it is later: a new
  * max_cooldown_time applies to cooldowns already running. */
 void llmr_cooldown_clamp(llmr_slot *s, int64_t until_ms);
+/* health.c: the prober's findings.  One writer (the prober); any number of
+ * lock-free readers. */
+typedef struct llmr_health_view {
+    uint32_t state;             /* enum llmr_slot_health */
+    int64_t latency_us;
+    int64_t checked_ms;         /* 0 = never checked */
+    char error[LLMR_HEALTH_ERR_WORDS * 8];  /* "" when healthy */
+} llmr_health_view;
+void llmr_health_write(llmr_slot *s, int healthy, int64_t latency_us, int64_t now_ms,
+                       const char *error);
+void llmr_health_read(const llmr_slot *s, llmr_health_view *v);
+static inline int llmr_health_bad(const llmr_slot *s)
+{
+    return atomic_load_explicit(&s->health, memory_order_relaxed) == LLMR_SLOT_UNHEALTHY;
+}
+
 static inline int64_t llmr_cooldown_left_ms(const llmr_slot *s, int64_t now_ms)
 {
     int64_t until = atomic_load_explicit(&s->cooldown_until_ms, memory_order_relaxed);

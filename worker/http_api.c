@@ -17,7 +17,7 @@
 #include "worker_internal.h"
 
 enum route_kind { ROUTE_PROXY, ROUTE_MODELS, ROUTE_LIVE, ROUTE_READY, ROUTE_RESPONSE_ID,
-                  ROUTE_STATUS, ROUTE_UI };
+                  ROUTE_STATUS, ROUTE_UI, ROUTE_HEALTH };
 
 typedef struct route {
     const char *path;
@@ -41,6 +41,7 @@ static const route routes[] = {
     { "/health/readiness", ROUTE_READY, 0 },
     { "/status.json", ROUTE_STATUS, 0 },
     { "/ui", ROUTE_UI, 0 },
+    { "/health", ROUTE_HEALTH, 0 },         /* health.c; needs the master key */
 };
 
 const char *llmr_http_reason(int status)
@@ -352,13 +353,21 @@ int llmr_http_models_build(llmr_worker *w)
 
 static void handle_ready(llmr_worker *w, struct evhttp_request *req)
 {
-    char json[256];
-    int n = snprintf(json, sizeof(json),
-                     "{\"status\":\"%s\",\"pid\":%d,\"generation\":%u,\"deployments\":%d}",
-                     w->draining ? "draining" : "ready", (int)getpid(), w->generation,
-                     w->conf->ndeployments);
+    struct evbuffer *b = evbuffer_new();
 
-    llmr_http_reply_json(w, req, w->draining ? 503 : 200, json, (size_t)n);
+    if (b == NULL) {
+        llmr_http_reply_json(w, req, 503, "{}", 2);
+        return;
+    }
+    evbuffer_add_printf(b, "{\"status\":\"%s\",\"pid\":%d,\"generation\":%u,"
+                        "\"deployments\":%d,", w->draining ? "draining" : "ready",
+                        (int)getpid(), w->generation, w->conf->ndeployments);
+    llmr_health_groups_json(w, b);
+    evbuffer_add(b, "}", 1);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "application/json");
+    llmr_http_reply(w, req, w->draining ? 503 : 200, b);
+    evbuffer_free(b);
 }
 
 /* /v1/responses/{id}...: the rest of the path after the prefix, or NULL. */
@@ -432,7 +441,9 @@ void llmr_http_handle(struct evhttp_request *req, void *arg)
         llmr_error_reply(w, req, LLMR_E_INVALID_API_KEY);
         return;
     }
-    if (r->kind == ROUTE_MODELS)
+    if (r->kind == ROUTE_HEALTH)
+        llmr_health_reply(w, req);
+    else if (r->kind == ROUTE_MODELS)
         llmr_http_reply_json(w, req, 200, w->models_body, w->models_len);
     else if (r->kind == ROUTE_STATUS)
         llmr_ui_status_json(w, req);

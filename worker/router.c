@@ -200,6 +200,19 @@ static int strategy_pick(llmr_worker *w, const int *cand, int n, int stream)
     return r;
 }
 
+/* With enable_health_check_routing, deployments the prober found
+ * unhealthy are no candidates, unless every one of the group is: then the
+ * group routes to all, as LiteLLM does. */
+static int skip_unhealthy(llmr_worker *w, const llmr_group *g)
+{
+    if (!w->conf->enable_health_check_routing || !w->conf->background_health_checks)
+        return 0;
+    for (int k = 0; k < g->ndeployments; k++)
+        if (!llmr_health_bad(slot_of(w, g->deployments[k])))
+            return 1;
+    return 0;
+}
+
 /* Fills w->router.cand with the candidates (see the top of this file);
  * returns their number, and on 0 why none in *out. */
 static int candidates(llmr_worker *w, const llmr_group *g, const llmr_pick_req *rq,
@@ -207,6 +220,7 @@ static int candidates(llmr_worker *w, const llmr_group *g, const llmr_pick_req *
 {
     int64_t now = llmr_wall_ms();
     int n = 0, fresh = 0, context = 0, limited = 0, cooling = 0, best_order = INT_MAX;
+    int unhealthy = skip_unhealthy(w, g);
 
     out->wait_ms = 0;
     for (int k = 0; k < g->ndeployments; k++) {
@@ -222,6 +236,8 @@ static int candidates(llmr_worker *w, const llmr_group *g, const llmr_pick_req *
         }
         if (rq->op == LLMR_OP_RESPONSES && d->no_responses)
             continue;               /* model_info.supports_responses = false */
+        if (unhealthy && llmr_health_bad(slot_of(w, i)))
+            continue;
         if (d->max_input_tokens > 0 && rq->tokens > d->max_input_tokens) {
             context++;
             continue;

@@ -108,6 +108,10 @@ void llmr_http_proxy(llmr_worker *w, struct evhttp_request *req, enum llmr_op op
 /* ui.c: GET /status.json (authorized by the caller) and GET /ui. */
 void llmr_ui_status_json(llmr_worker *w, struct evhttp_request *req);
 void llmr_ui_page_reply(llmr_worker *w, struct evhttp_request *req);
+/* health.c: GET /health from the segment, and readiness's "groups":{...}
+ * (whether any deployment of each group can take a request). */
+void llmr_health_reply(llmr_worker *w, struct evhttp_request *req);
+void llmr_health_groups_json(llmr_worker *w, struct evbuffer *b);
 
 /* routes.c: the paths that carry a name (Azure's deployment routes,
  * /v1/models/{id}); 1 when path was one of them and has been answered. */

@@ -324,7 +324,7 @@ def test_wrong_method_405_and_unknown_path_404():
             method, path, r.headers.get("allow"))
     for method, path in (("POST", "/v1/chat/completion"), ("POST", "/v2/chat/completions"),
                          ("POST", "/v1/chat/completions/extra"), ("GET", "/"),
-                         ("GET", "/v1"), ("GET", "/health"), ("POST", "/v1/images/generations"),
+                         ("GET", "/v1"), ("GET", "/health/x"), ("POST", "/v1/images/generations"),
                          ("GET", "/V1/MODELS")):
         body = json.dumps(CHAT_OK) if method == "POST" else None
         r = request(d.port, method, path, body)

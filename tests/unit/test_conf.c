@@ -255,8 +255,9 @@ static void test_unknown_keys(void)
                "(allowed: model, api_key, api_base, api_version, rpm, tpm, weight, order, "
                "max_parallel_requests, timeout, ssl_verify, http2)");
     EXPECT_ERR("model_list = ( { model_name = \"g\";\n litellm_params = { model = \"m\"; };\n"
-               " model_info = { mode = \"chat\"; }; } );\n", 3,
-               "model_list[0].model_info.mode", "(allowed: id, max_input_tokens, supports_responses)");
+               " model_info = { base_model = \"chat\"; }; } );\n", 3,
+               "model_list[0].model_info.base_model",
+               "(allowed: id, max_input_tokens, supports_responses, mode, health_check)");
     EXPECT_ERR(ML "router_settings = {\n routing_strategy_args = {\n  ttl = 1; }; };\n", 4,
                "router_settings.routing_strategy_args.ttl",
                "unknown key (allowed: lowest_latency_buffer)");

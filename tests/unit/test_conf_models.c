@@ -482,6 +482,44 @@ static void test_groups(void)
     llmr_conf_free(c);
 }
 
+/* The health prober's settings (issue 12, item 3). */
+#define MI(body) "model_list = ( { model_name = \"g\"; litellm_params = { model = \"m\"; };\n" \
+                 " model_info = { " body " }; } );\n"
+static void test_health_checks(void)
+{
+    llmr_conf *c = LOAD_OK(ML "router_settings = { background_health_checks = true;\n"
+                           " health_check_interval = 1.5; enable_health_check_routing = true; };\n");
+
+    if (c != NULL) {
+        T_EQ_INT(c->background_health_checks, 1);
+        T_CHECK(c->health_check_interval == 1.5);
+        T_EQ_INT(c->enable_health_check_routing, 1);
+        T_EQ_INT(c->deployments[0].health_check, LLMR_HEALTH_MODELS);
+        llmr_conf_free(c);
+    }
+    if ((c = LOAD_OK(ML)) != NULL) {
+        T_EQ_INT(c->background_health_checks, 0);
+        T_CHECK(c->health_check_interval == 300.0);
+        llmr_conf_free(c);
+    }
+    if ((c = LOAD_OK(MI("health_check = \"completion\";"))) != NULL) {
+        T_EQ_INT(c->deployments[0].health_check, LLMR_HEALTH_COMPLETION);
+        llmr_conf_free(c);
+    }
+    if ((c = LOAD_OK(MI("mode = \"embedding\";"))) != NULL) {
+        T_EQ_INT(c->deployments[0].health_check, LLMR_HEALTH_EMBEDDING);
+        llmr_conf_free(c);
+    }
+    EXPECT_ERR(MI("health_check = \"ping\";"), 2, "model_list[0].model_info.health_check",
+               "unknown check \"ping\" (allowed: models, completion)");
+    EXPECT_ERR(MI("mode = \"image\";"), 2, "model_list[0].model_info.mode",
+               "unknown mode \"image\" (allowed: chat, completion, embedding)");
+    EXPECT_ERR(ML "router_settings = { health_check_interval = 0; };\n", 2,
+               "router_settings.health_check_interval", "");
+    EXPECT_ERR(ML "router_settings = { background_health_checks = 1; };\n", 2,
+               "router_settings.background_health_checks", "");
+}
+
 static void test_find_group(void)
 {
     llmr_conf *c = LOAD_OK("model_list = (\n"
@@ -508,6 +546,7 @@ static void test_find_group(void)
 int main(void)
 {
     T_RUN(test_providers);
+    T_RUN(test_health_checks);
     T_RUN(test_provider_errors);
     T_RUN(test_api_base_version);
     T_RUN(test_ssl_verify);
