@@ -39,6 +39,20 @@ static void put_string(FILE *f, const char *s, size_t cap)
     fputc('"', f);
 }
 
+/* What the health prober last found: "unknown" until it has checked. */
+static void put_health(FILE *f, const llmr_slot *s)
+{
+    static const char *const names[] = { "unknown", "healthy", "unhealthy" };
+    llmr_health_view v;
+
+    llmr_health_read(s, &v);
+    fprintf(f, ",\"health\":{\"state\":\"%s\",\"latency_ms\":%.1f,\"checked_ms\":%lld,"
+            "\"error\":", names[v.state <= LLMR_SLOT_UNHEALTHY ? v.state : 0],
+            (double)v.latency_us / 1000.0, (long long)v.checked_ms);
+    put_string(f, v.error, sizeof(v.error));
+    fputc('}', f);
+}
+
 static void put_slot(FILE *f, const llmr_slot *s, int64_t now_ms)
 {
     long long ok = LD(successes);
@@ -52,7 +66,7 @@ static void put_slot(FILE *f, const llmr_slot *s, int64_t now_ms)
             "\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"avg_ms\":%.1f,"
             "\"latency_ewma_ms\":%.1f,\"ttft_ewma_ms\":%.1f,\"fails_this_minute\":%u,"
             "\"cooldowns\":%lld,\"cooldown_left_s\":%.1f,\"rpm_used\":%u,\"tpm_used\":%u,"
-            "\"limits\":{\"rpm\":%lld,\"tpm\":%lld,\"max_parallel\":%lld}}",
+            "\"limits\":{\"rpm\":%lld,\"tpm\":%lld,\"max_parallel\":%lld}",
             LD(requests), ok, LD(failures), LD(inflight), LD(prompt_tokens),
             LD(completion_tokens),
             ok > 0 ? (double)LD(latency_us_total) / (double)ok / 1000.0 : 0.0,
@@ -61,6 +75,8 @@ static void put_slot(FILE *f, const llmr_slot *s, int64_t now_ms)
             (double)llmr_cooldown_left_ms(s, now_ms) / 1000.0,
             llmr_window_count(&s->rpm_window, minute), llmr_window_count(&s->tpm_window, minute),
             LD(limit_rpm), LD(limit_tpm), LD(limit_parallel));
+    put_health(f, s);
+    fputc('}', f);
 }
 
 char *llmr_status_json(const llmr_shm *shm, int64_t now_ms, size_t *len)

@@ -77,6 +77,11 @@ def test_health_lists_and_routing_skips_unhealthy():
     # asked for a completion.
     assert a.stats()["paths"].get("/v1/models", 0) > 0, a.stats()
     assert chat_count(s) > 0 and s.stats()["paths"].get("/v1/models", 0) == 0, s.stats()
+    # /status.json (and so `status --json` and the /ui page) carries the same.
+    sj = {e["id"]: e["health"] for e in
+          request(d.port, "GET", "/status.json", headers=AUTH).json()["deployments"]}
+    assert sj["a"]["state"] == "healthy" and sj["b"]["state"] == "unhealthy", sj
+    assert sj["b"]["error"].startswith("HTTP 500") and KEY not in str(sj), sj
     ready = request(d.port, "GET", "/health/readiness").json()
     assert ready["groups"]["g"]["usable"] is True, ready
     assert ready["groups"]["gone"]["usable"] is False, ready
