@@ -57,6 +57,9 @@ static int64_t let_go(llmr_request *r, llmr_admission_end *e)
     e->tokens_est = r->tokens_est;
     e->t_admit_ms = r->at.t_admit_ms;
     e->dur_us = llmr_clock_us() - r->at.t_start_us;
+    if (!e->unadmit)
+        llmr_alog_attempt(&r->log, r->at.dep, (int)e->outcome, (int)e->err, e->dur_us,
+                          e->prompt, e->completion);
     return llmr_router_end(r->w, r->at.dep, e);
 }
 
