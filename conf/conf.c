@@ -32,11 +32,12 @@ static const char *const root_keys[] = {
     "server", "router_settings", "model_list", NULL
 };
 static const char *const server_keys[] = {
-    "listen", "workers", "master_key", "pid_file", "shm_name", "access_log",
+    "listen", "workers", "master_key", "pid_file", "shm_name",
     "max_body_bytes", "drain_timeout", "worker_rlimit_nofile",
     "upstream_max_connecting",
     "client_header_timeout", "client_body_timeout", "stream_idle_timeout",
-    "max_buffered_bytes", NULL
+    "max_buffered_bytes",
+    "access_log", NULL
 };
 static const char *const router_keys[] = {
     "routing_strategy", "num_retries", "retry_after", "timeout",
