@@ -6,6 +6,8 @@
 #include "access_log.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -364,6 +366,37 @@ void llmr_alog_reply(llmr_worker *w, struct evhttp_request *req, int status,
     if (l.n >= l.cap)
         l.n = l.cap - 1;            /* never reached: the fields are bounded */
     l.p[l.n++] = '\n';
+    a->used += l.n;
+}
+
+/* Rare (a refused head or body), so getpeername() here costs nothing. */
+void llmr_alog_refusal(llmr_worker *w, int fd, const char *id, int status, int64_t bytes_out)
+{
+    llmr_alog *a = w->alog;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char addr[INET6_ADDRSTRLEN] = "";
+    line l;
+
+    if (a == NULL || a->fd < 0)
+        return;
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, addr, sizeof(addr));
+        else if (ss.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, addr, sizeof(addr));
+    }
+    if (a->used > FLUSH_AT)
+        flush(a);
+    l = (line){ a->buf + a->used, 0, LINE_MAX_LEN };
+    put_time(&l);
+    put_key_str(&l, "request_id", id);
+    put_key_str(&l, "client", addr[0] ? addr : NULL);
+    putf(&l, ",\"method\":null,\"path\":null,\"model_group\":null,\"attempts\":[],"
+         "\"fallback_group\":null,\"status\":%d", status);
+    put_tokens(&l, -1, -1);
+    putf(&l, ",\"total_ms\":null,\"ttfb_ms\":null,\"overhead_ms\":null,\"bytes_in\":null,"
+         "\"bytes_out\":%lld,\"cache\":null}\n", (long long)bytes_out);
     a->used += l.n;
 }
 

@@ -44,5 +44,9 @@ void llmr_alog_attempt(llmr_alog_rec *rec, int dep, int outcome, int err, int64_
  * stream's: counted by the request). */
 void llmr_alog_reply(struct llmr_worker *w, struct evhttp_request *req, int status,
                      int64_t body_len);
+/* conn.c: a framing refusal sent on fd before evhttp made a request of it
+ * (no method or path known); bytes_out: head and body. */
+void llmr_alog_refusal(struct llmr_worker *w, int fd, const char *id, int status,
+                       int64_t bytes_out);
 
 #endif

@@ -180,3 +180,14 @@ def test_access_log_off_and_default_path():
     wait_line(default, lambda x: x["status"] == 200 and x["model_group"] == "g")
     d_off.stop()
     assert not [f for f in os.listdir(os.path.dirname(d_off.conf_path)) if "access" in f]
+
+
+def test_access_log_framing_refusal():
+    m = Mock("a")
+    d, log = daemon([deployment("g", m)], server="max_body_bytes = 1000;")
+    out = raw(d.port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+              b"Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 413"), out[:100]
+    x = wait_line(log, lambda x: x["status"] == 413)
+    assert x["client"] == "127.0.0.1" and x["bytes_out"] > 0, x
+    assert x["request_id"].encode() in out, (x, out)
