@@ -26,9 +26,11 @@
 #include "log.h"
 #include "request.h"
 
-#define BUF_CAP (64 * 1024)
-#define LINE_MAX_LEN 8192           /* no line is longer: every field is bounded */
-#define FLUSH_AT (BUF_CAP - LINE_MAX_LEN)
+#define BUF_CAP (128 * 1024)
+/* No line is longer: each of its at most 14 strings is at most STR_MAX
+ * bytes, 6 per byte escaped, and the rest is a few hundred bytes. */
+#define LINE_MAX_LEN (24 * 1024)
+#define FLUSH_AT (64 * 1024)
 #define FLUSH_MS 1000
 #define STR_MAX 256                 /* bytes of a client-supplied string logged */
 
@@ -188,6 +190,8 @@ static void putf(line *l, const char *fmt, ...)
     va_list ap;
     int n;
 
+    if (l->n + 1 >= l->cap)
+        return;
     va_start(ap, fmt);
     n = vsnprintf(l->p + l->n, l->cap - l->n, fmt, ap);
     va_end(ap);
