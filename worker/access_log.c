@@ -359,7 +359,7 @@ void llmr_alog_reply(llmr_worker *w, struct evhttp_request *req, int status,
     if (r != NULL) {
         put_routed(&l, r);
         total = now - r->t_start_us;
-        overhead = total - r->log.upstream_us;
+        overhead = total - r->log.upstream_us - r->log.backoff_us;
         body_len = body_len >= 0 ? body_len : r->log.bytes_out;
     } else {
         put(&l, ",\"model_group\":null,\"attempts\":[],\"fallback_group\":null", 55);
@@ -372,6 +372,7 @@ void llmr_alog_reply(llmr_worker *w, struct evhttp_request *req, int status,
     put_key_ms(&l, "total_ms", total);
     put_key_ms(&l, "ttfb_ms", ttfb);
     put_key_ms(&l, "overhead_ms", overhead < 0 ? -1 : overhead);
+    put_key_ms(&l, "backoff_ms", r != NULL ? r->log.backoff_us : -1);
     in = evhttp_request_get_input_buffer(req);
     putf(&l, ",\"bytes_in\":%zu,\"bytes_out\":%lld,\"cache\":null}",
          r != NULL ? r->len : in != NULL ? evbuffer_get_length(in) : (size_t)0,
@@ -408,7 +409,8 @@ void llmr_alog_refusal(llmr_worker *w, int fd, const char *id, int status, int64
     putf(&l, ",\"method\":null,\"path\":null,\"model_group\":null,\"attempts\":[],"
          "\"fallback_group\":null,\"status\":%d", status);
     put_tokens(&l, -1, -1);
-    putf(&l, ",\"total_ms\":null,\"ttfb_ms\":null,\"overhead_ms\":null,\"bytes_in\":null,"
+    putf(&l, ",\"total_ms\":null,\"ttfb_ms\":null,\"overhead_ms\":null,\"backoff_ms\":null,"
+         "\"bytes_in\":null,"
          "\"bytes_out\":%lld,\"cache\":null}\n", (long long)bytes_out);
     a->used += l.n;
 }

@@ -21,6 +21,7 @@ typedef struct llmr_alog_rec {
     struct { int dep; signed char outcome, err; } at[LLMR_ALOG_ATTEMPTS];
     int nat, more;                  /* attempts named, attempts past the array */
     int64_t upstream_us;            /* time spent in upstream transfers */
+    int64_t backoff_us, backoff_since_us;   /* waits before retries (request.c) */
     int64_t prompt, completion;     /* the successful attempt's usage, or -1 */
     int64_t ttfb_us;                /* a stream's headers sent, since the start */
     int64_t bytes_out;              /* a stream's body bytes sent */

@@ -177,6 +177,7 @@ static void on_backoff(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     check_live(r);
+    r->log.backoff_us += llmr_clock_us() - r->log.backoff_since_us;
     llmr_request_set_state(r, LLMR_REQ_ADMITTED);
     try_group(r);
 }
@@ -215,6 +216,7 @@ static void after_failure(llmr_request *r, enum llmr_err err, int64_t ra)
         } else if (wait > 0) {
             struct timeval tv = { (time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000 };
             llmr_request_set_state(r, LLMR_REQ_BACKOFF);
+            r->log.backoff_since_us = llmr_clock_us();
             evtimer_add(&r->backoff, &tv);
         } else {
             next_try(r);

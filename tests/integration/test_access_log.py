@@ -65,6 +65,7 @@ def test_access_log_success_fields():
     assert x["completion_tokens"] == usage["completion_tokens"], (x, usage)
     assert x["bytes_out"] == len(r.body) and x["bytes_in"] > len(PROMPT), x
     assert 0 <= x["overhead_ms"] <= x["total_ms"] and x["ttfb_ms"] <= x["total_ms"], x
+    assert x["backoff_ms"] == 0, x
     assert x["cache"] is None and x["time"].endswith("Z") and len(x["time"]) == 24, x
     # Non-routed requests have their lines too, with no model group.
     assert request(d.port, "GET", "/v1/models", headers=auth()).status == 200
@@ -99,8 +100,10 @@ def test_access_log_retry_and_fallback_attempts():
                              {"deployment": "dep-a", "outcome": "server_error"},
                              {"deployment": "dep-b", "outcome": "success"}], x
     assert x["status"] == 200 and x["prompt_tokens"] > 0, x
-    # The overhead leaves out the time spent on the three upstream attempts.
-    assert 0 <= x["overhead_ms"] < x["total_ms"], x
+    # The overhead leaves out the three upstream attempts and the back-off
+    # waits between them.
+    assert x["backoff_ms"] > 0, x
+    assert 0 <= x["overhead_ms"] < x["total_ms"] - x["backoff_ms"], x
 
 
 def test_access_log_stream_ttfb():
