@@ -19,6 +19,7 @@
 
 #define CONF_LISTEN          "127.0.0.1:4000"
 #define CONF_PID_FILE        "llmroute.pid"
+#define CONF_ACCESS_LOG      "llmroute-access.log"
 #define CONF_MAX_WORKERS     256
 #define CONF_MAX_RETRIES     100
 #define CONF_SHM_NAME_MAX    250
@@ -36,7 +37,7 @@ static const char *const server_keys[] = {
     "upstream_max_connecting",
     "client_header_timeout", "client_body_timeout", "stream_idle_timeout",
     "max_buffered_bytes",
-    "metrics_public", NULL
+    "metrics_public", "access_log", NULL
 };
 static const char *const router_keys[] = {
     "routing_strategy", "num_retries", "retry_after", "timeout",
@@ -198,6 +199,13 @@ static int parse_server(conf_cx *cx, const config_setting_t *s)
     if (where != NULL && c->pid_file[0] == '\0')
         return conf_fail(cx, where, "server.pid_file", "must not be empty");
 
+    if (conf_opt_str(cx, s, p, "access_log", &c->access_log, &where) != 0)
+        return -1;
+    if (where != NULL && c->access_log[0] == '\0')
+        return conf_fail(cx, where, "server.access_log", "must not be empty (\"off\" turns "
+                         "it off)");
+    c->access_log_off = c->access_log != NULL && strcmp(c->access_log, "off") == 0;
+
     if (conf_opt_str(cx, s, p, "shm_name", &c->shm_name, &where) != 0)
         return -1;
     if (where != NULL
@@ -252,6 +260,22 @@ static int beside_conf(const char *file, char **path)
     return 0;
 }
 
+/* server.access_log: "off" is NULL, a relative path is beside the config
+ * file like pid_file, and the default is CONF_ACCESS_LOG there. */
+static int access_log_default(conf_cx *cx)
+{
+    llmr_conf *c = cx->conf;
+
+    if (c->access_log_off) {
+        free(c->access_log);
+        c->access_log = NULL;
+        return 0;
+    }
+    if (c->access_log == NULL && (c->access_log = strdup(CONF_ACCESS_LOG)) == NULL)
+        return -1;
+    return beside_conf(cx->file, &c->access_log);
+}
+
 /* Defaults that depend on other values: the first listen address names the
  * shared memory object so two instances on one host do not collide. */
 static int server_defaults(conf_cx *cx)
@@ -269,6 +293,8 @@ static int server_defaults(conf_cx *cx)
         return conf_fail_oom(cx, NULL, "server.pid_file");
     if (beside_conf(cx->file, &c->pid_file) != 0)
         return conf_fail_oom(cx, NULL, "server.pid_file");
+    if (access_log_default(cx) != 0)
+        return conf_fail_oom(cx, NULL, "server.access_log");
     if (c->shm_name == NULL) {
         snprintf(name, sizeof(name), "/llmroute-%s", strrchr(c->listen[0], ':') + 1);
         if ((c->shm_name = strdup(name)) == NULL)
@@ -543,6 +569,7 @@ void llmr_conf_free(llmr_conf *c)
     free_strings(c->listen, c->nlisten);
     free_secret(c->master_key);
     free(c->pid_file);
+    free(c->access_log);
     free(c->shm_name);
     free_fallbacks(&c->fallbacks);
     free_fallbacks(&c->context_window_fallbacks);

@@ -91,6 +91,8 @@ typedef struct llmr_conf {
     int workers;                /* 0 = one per CPU core */
     char *master_key;           /* resolved; NULL = no auth */
     char *pid_file;
+    char *access_log;           /* resolved; NULL = "off" */
+    int access_log_off;
     char *shm_name;
     long max_body_bytes;
     double drain_timeout;

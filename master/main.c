@@ -29,20 +29,21 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: llmroute [-p PREFIX] [-c FILE] [-t | -s reload|quit|stop|status | status [-w|--json]] [-d] [-v] [-h]\n"
+            "usage: llmroute [-p PREFIX] [-c FILE] [-t | -s reload|quit|stop|reopen|status | status [-w|--json]] [-d] [-v] [-h]\n"
             "  -p PREFIX  where the default config and a relative -c FILE are found\n"
             "             (default " LLMR_PREFIX ")\n"
             "  -c FILE    configuration file (default PREFIX/" DEFAULT_CONF ")\n"
             "  -t         test the configuration and exit\n"
             "  -s SIGNAL  send reload, quit (graceful) or stop (fast) to the running master;\n"
-            "             reload waits for its outcome and exits 1 when it failed\n"
+            "             reload waits for its outcome and exits 1 when it failed;\n"
+            "             reopen reopens the access log (after logrotate)\n"
             "  status     print each deployment's live state from the shared segment\n"
             "  -w         with status: every column, the limits too, ids in full\n"
             "  --json     with status: as JSON, the same as GET /status.json\n"
             "  -d         debug logging\n"
             "  -v         print the version and exit\n"
             "  -h, --help print this help and exit\n"
-            "Signals to the master: HUP reload, QUIT graceful stop, TERM/INT fast stop.\n"
+            "Signals to the master: HUP reload, QUIT graceful stop, TERM/INT fast stop, USR1 reopen logs.\n"
             "A bad flag or argument prints this help on stderr and exits 2.\n");
 }
 
@@ -159,6 +160,7 @@ static int send_signal(const char *path, const char *name)
 {
     static const struct { const char *name; int signo; } sigs[] = {
         { "reload", SIGHUP }, { "quit", SIGQUIT }, { "stop", SIGTERM },
+        { "reopen", SIGUSR1 },
     };
     llmr_conf *conf = NULL;
     int pid, signo = 0, rc = 0;
@@ -167,7 +169,7 @@ static int send_signal(const char *path, const char *name)
         if (strcmp(name, sigs[i].name) == 0)
             signo = sigs[i].signo;
     if (signo == 0) {
-        fprintf(stderr, "llmroute: unknown signal \"%s\" (reload, quit, stop, status)\n", name);
+        fprintf(stderr, "llmroute: unknown signal \"%s\" (reload, quit, stop, reopen, status)\n", name);
         return 1;
     }
     pid = read_master(path, &conf);

@@ -23,6 +23,7 @@
 #define READY_POLL 0.02         /* seconds between looks at a pending reload */
 
 static volatile sig_atomic_t sig_reload, sig_quit, sig_terminate, sig_child, sig_alarm;
+static volatile sig_atomic_t sig_reopen;
 
 static void on_signal(int signo)
 {
@@ -32,10 +33,12 @@ static void on_signal(int signo)
     case SIGTERM: case SIGINT: sig_terminate = 1; break;
     case SIGCHLD: sig_child = 1; break;
     case SIGALRM: sig_alarm = 1; break;
+    case SIGUSR1: sig_reopen = 1; break;
     }
 }
 
-static const int master_signals[] = { SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGCHLD, SIGALRM };
+static const int master_signals[] = { SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGCHLD, SIGALRM,
+                                      SIGUSR1 };
 #define NSIGNALS (int)(sizeof(master_signals) / sizeof(master_signals[0]))
 
 static int install_signals(sigset_t *blocked)
@@ -816,6 +819,10 @@ static int handle_events(llmr_cycle *cy)
         sig_quit = 0;
         stop(cy, 1);
     }
+    if (sig_reopen) {              /* logrotate: the workers reopen their logs */
+        sig_reopen = 0;
+        signal_procs(cy, SIGUSR1, 0);
+    }
     if (sig_reload) {
         sig_reload = 0;
         if (!cy->quitting)
@@ -855,7 +862,8 @@ int llmr_master_run(const char *conf_path, const llmr_worker_entry *worker)
     sigemptyset(&none);
     while (rc == 0) {
         arm_timer(cy);
-        while (!sig_reload && !sig_quit && !sig_terminate && !sig_child && !sig_alarm)
+        while (!sig_reload && !sig_quit && !sig_terminate && !sig_child && !sig_alarm
+               && !sig_reopen)
             sigsuspend(&none);
         rc = handle_events(cy);
     }

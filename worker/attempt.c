@@ -60,6 +60,9 @@ static int64_t let_go(llmr_request *r, llmr_admission_end *e)
     e->retry = r->plan.group_attempts > 1;
     e->fallback = r->plan.pos > 0 && r->plan.group_attempts == 1;
     e->overhead_us = r->plan.attempts == 1 ? r->at.t_start_us - r->t_start_us : -1;
+    if (!e->unadmit)
+        llmr_alog_attempt(&r->log, r->at.dep, (int)e->outcome, (int)e->err, e->dur_us,
+                          e->prompt, e->completion);
     return llmr_router_end(r->w, r->at.dep, e);
 }
 

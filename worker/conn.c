@@ -26,6 +26,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
+#include "access_log.h"
 #include "conn.h"
 #include "log.h"
 #include "clock.h"
@@ -107,6 +108,7 @@ static void send_refusal(conn *k)
     /* A few hundred bytes into a socket that took nothing yet: they fit. */
     if (sendmsg(k->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
         llmr_debug("refusal to fd %d not sent: %s", k->fd, strerror(errno));
+    llmr_alog_refusal(k->w, k->fd, id, k->status, h + n);
 }
 
 /* Runs from the loop, never inside evhttp's reading: answers, closes the

@@ -125,6 +125,7 @@ void llmr_http_reply(llmr_worker *w, struct evhttp_request *req, int status,
     if (w->draining)
         evhttp_add_header(out, "Connection", "close");
     llmr_reply_ensure_id(out);
+    llmr_alog_reply(w, req, status, body != NULL ? (int64_t)evbuffer_get_length(body) : 0);
     evhttp_request_set_on_complete_cb(req, on_reply_sent, w);
     evhttp_send_reply(req, status, llmr_http_reason(status), body);
     flush_now(evcon);
@@ -140,6 +141,7 @@ void llmr_http_stream_start(llmr_worker *w, struct evhttp_request *req, int stat
 
 void llmr_http_stream_end(llmr_worker *w, struct evhttp_request *req)
 {
+    llmr_alog_reply(w, req, evhttp_request_get_response_code(req), -1);
     evhttp_request_set_on_complete_cb(req, on_reply_sent, w);
     evhttp_send_reply_end(req);
 }
@@ -388,7 +390,17 @@ static const route *find_route(const char *path)
     return response_id_path(path) != NULL ? &response_id : NULL;
 }
 
+static void handle(struct evhttp_request *req, void *arg);
+
+/* The access log times what is answered synchronously from here. */
 void llmr_http_handle(struct evhttp_request *req, void *arg)
+{
+    llmr_alog_handle_begin(arg);
+    handle(req, arg);
+    llmr_alog_handle_end(arg);
+}
+
+static void handle(struct evhttp_request *req, void *arg)
 {
     llmr_worker *w = arg;
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));

@@ -115,7 +115,11 @@ void llmr_request_finish(llmr_request *r, const llmr_reply *rep)
     if (r->at.admitted)             /* the client left, the worker stops, ... */
         llmr_attempt_end(r, LLMR_OUTCOME_CANCELLED);
     detach(r, rep->how == LLMR_REPLY_GONE);
+    llmr_alog_bind(r->w, rep->how == LLMR_REPLY_NONE ? NULL : r);
+    if (rep->how == LLMR_REPLY_GONE)    /* logged before the request may be freed */
+        llmr_alog_reply(r->w, r->req, 499, -1);
     llmr_reply_send(r, rep);
+    llmr_alog_bind(r->w, NULL);
     llmr_request_set_state(r, LLMR_REQ_DONE);
     request_free(r);
 }
@@ -173,6 +177,7 @@ static void on_backoff(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     check_live(r);
+    r->log.backoff_us += llmr_clock_us() - r->log.backoff_since_us;
     llmr_request_set_state(r, LLMR_REQ_ADMITTED);
     try_group(r);
 }
@@ -211,6 +216,7 @@ static void after_failure(llmr_request *r, enum llmr_err err, int64_t ra)
         } else if (wait > 0) {
             struct timeval tv = { (time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000 };
             llmr_request_set_state(r, LLMR_REQ_BACKOFF);
+            r->log.backoff_since_us = llmr_clock_us();
             evtimer_add(&r->backoff, &tv);
         } else {
             next_try(r);
@@ -371,6 +377,8 @@ void llmr_request_start_ctl(llmr_worker *w, struct evhttp_request *req, enum llm
 {
     llmr_request *r = calloc(1, sizeof(*r));
 
+    if (r != NULL)
+        r->log.prompt = r->log.completion = -1;     /* until an attempt succeeds */
     if (r == NULL || (r->at.resp = evbuffer_new()) == NULL) {
         free(r);
         llmr_error_reply(w, req, LLMR_E_OUT_OF_MEMORY);

@@ -20,6 +20,7 @@
 
 #include <event2/event_struct.h>
 
+#include "access_log.h"
 #include "errors.h"
 #include "worker_internal.h"
 
@@ -167,6 +168,7 @@ typedef struct llmr_request {
     llmr_plan plan;
     llmr_attempt at;
     llmr_relay relay;
+    llmr_alog_rec log;                  /* what its access log line says */
 } llmr_request;
 
 /* How a request is answered: the one argument of finish(). */

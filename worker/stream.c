@@ -83,6 +83,7 @@ void llmr_stream_commit(llmr_request *r)
     evhttp_add_header(out, "Cache-Control", "no-cache");
     rl->chunk = evbuffer_new();
     llmr_http_stream_start(r->w, r->req, (int)r->at.status);
+    r->log.ttfb_us = llmr_clock_us() - r->t_start_us;
     /* evhttp frames the body in chunks for HTTP/1.1 clients and says so in
      * a header; HTTP/1.0 clients get it raw until the connection closes. */
     const char *te = evhttp_find_header(out, "Transfer-Encoding");
@@ -237,6 +238,7 @@ size_t llmr_stream_write(llmr_request *r, const char *data, size_t len)
         return CURL_WRITEFUNC_PAUSE;
     }
     sse_scan(&rl->sse, data, len);
+    r->log.bytes_out += (int64_t)len;
     if (rl->sse.responses)
         responses_seen(r);
     if (write_direct(rl, bev, data, len) == 0)

@@ -159,7 +159,8 @@ static struct event_base *new_base(void)
 static int worker_init(llmr_worker *w, const int *fds, int nfds)
 {
     w->base = new_base();
-    if (w->base == NULL || setup_signals(w) < 0 || llmr_guard_init(w) < 0
+    if (w->base == NULL || llmr_alog_open(w) < 0 || setup_signals(w) < 0
+        || llmr_guard_init(w) < 0
         || llmr_conn_init(w) < 0 || setup_http(w) < 0
         || llmr_upstream_init(w) < 0 || llmr_targets_build(w) < 0
         || llmr_router_init(w) < 0 || llmr_http_models_build(w) < 0)
@@ -186,6 +187,7 @@ static void worker_free(llmr_worker *w)
     llmr_attempt_free_all();
     llmr_stream_free_all();
     free(w->models_body);
+    llmr_alog_close(w);
     if (w->sig_quit != NULL)
         event_free(w->sig_quit);
     if (w->sig_term != NULL)

@@ -72,6 +72,7 @@ typedef struct llmr_worker {
     struct llmr_conns *conns;   /* per-connection state (conn.c) */
     int drain_final;            /* drain_timeout passed: streams were ended */
     unsigned drain_final_ticks;
+    struct llmr_alog *alog;     /* access_log.c */
 } llmr_worker;
 
 /* http_api.c */

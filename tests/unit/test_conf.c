@@ -16,6 +16,8 @@ static void check_default_settings(const llmr_conf *c)
         size_t dlen = slash != NULL ? (size_t)(slash - c->file) + 1 : 0;
         T_CHECK(strncmp(c->pid_file, c->file, dlen) == 0);
         T_EQ_STR(c->pid_file + dlen, "llmroute.pid");
+        T_CHECK(strncmp(c->access_log, c->file, dlen) == 0);
+        T_EQ_STR(c->access_log + dlen, "llmroute-access.log");
     }
     T_EQ_STR(c->shm_name, "/llmroute-4000");
     T_EQ_INT(c->max_body_bytes, 10485760);
@@ -242,7 +244,7 @@ static void test_unknown_keys(void)
                "unknown key (allowed: listen, workers, master_key, pid_file, shm_name, "
                "max_body_bytes, drain_timeout, worker_rlimit_nofile, upstream_max_connecting, "
                "client_header_timeout, client_body_timeout, stream_idle_timeout, "
-               "max_buffered_bytes, metrics_public)");
+               "max_buffered_bytes, metrics_public, access_log)");
     EXPECT_ERR(ML "router_settings = {\n num_retry = 1;\n};\n", 3, "router_settings.num_retry",
                "unknown key (allowed: routing_strategy, num_retries,");
     EXPECT_ERR("model_list = (\n {\n  model_name = \"g\";\n  modelinfo = {};\n"
@@ -506,6 +508,9 @@ static void test_server_strings(void)
     EXPECT_ERR("server = {\n shm_name = \"/a/b\";\n};\n" ML, 2, "server.shm_name", "without '/'");
     EXPECT_ERR("server = {\n shm_name = \"/\";\n};\n" ML, 2, "server.shm_name", "without '/'");
     EXPECT_ERR("server = {\n pid_file = \"\";\n};\n" ML, 2, "server.pid_file", "must not be empty");
+    EXPECT_ERR("server = {\n access_log = \"\";\n};\n" ML, 2, "server.access_log",
+               "must not be empty (\"off\" turns it off)");
+    EXPECT_ERR("server = {\n access_log = 1;\n};\n" ML, 2, "server.access_log", "");
     EXPECT_ERR("server = {\n master_key = \"\";\n};\n" ML, 2, "server.master_key",
                "must not be empty");
 
@@ -535,6 +540,16 @@ static void test_relative_paths(void)
     if (c != NULL) {
         snprintf(want, sizeof(want), "/tmp/run/x.pid");
         T_EQ_STR(c->pid_file, want);
+        llmr_conf_free(c);
+    }
+    c = LOAD_OK("server = { access_log = \"off\"; };\n" ML);
+    if (c != NULL) {
+        T_CHECK(c->access_log == NULL);
+        llmr_conf_free(c);
+    }
+    c = LOAD_OK("server = { access_log = \"log/a.log\"; };\n" ML);
+    if (c != NULL) {
+        T_EQ_STR(c->access_log, "/tmp/log/a.log");
         llmr_conf_free(c);
     }
     c = LOAD_OK("server = { pid_file = \"/var/run/x.pid\"; };\n" ML);

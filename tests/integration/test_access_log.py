@@ -1,0 +1,196 @@
+"""The access log (server.access_log): one JSON line per request, written by
+2 workers into one file, with the fields of a routed request, a stream's
+time to first byte, attempts of a retry and a fallback, hostile paths kept
+valid JSON, never a key or a prompt, reopened on SIGUSR1."""
+import json
+import os
+import signal
+import socket
+import subprocess
+
+from harness import (BUILD, ROOT, Daemon, Mock, chat, deployment, request, tmpdir,
+                     wait_for)
+
+KEY = "sk-master-SECRET-4242"
+PROMPT = "PROMPT-TEXT-never-logged-7731"
+
+
+def read_lines(path):
+    if not os.path.exists(path):
+        return []
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data == b"" or data.endswith(b"\n"), "a partial line: %r" % data[-200:]
+    # Every line is whole, valid UTF-8 JSON.
+    return [json.loads(line.decode("utf-8")) for line in data.splitlines()]
+
+
+def wait_line(path, pred, what="an access log line"):
+    """The first line that pred accepts, once a worker's timer flushed it."""
+    got = []
+
+    def seen():
+        got[:] = [x for x in read_lines(path) if pred(x)]
+        return bool(got)
+    wait_for(seen, 10, what)
+    return got[0]
+
+
+def daemon(deps, server="", router="", log=None):
+    d_dir = tmpdir()
+    log = log or os.path.join(d_dir, "access.log")
+    d = Daemon(deps, workers=2, server='access_log = "%s"; master_key = "%s"; %s'
+               % (log, KEY, server), router=router)
+    return d, log
+
+
+def auth():
+    return {"Authorization": "Bearer " + KEY}
+
+
+def test_access_log_success_fields():
+    m = Mock("a")
+    d, log = daemon([deployment("g", m, dep_id="dep-a")])
+    r = chat(d.port, model="g", content=PROMPT, headers=auth(),
+             path="/v1/chat/completions?api-key=" + KEY)
+    assert r.status == 200, r
+    rid = r.headers["x-request-id"]
+    x = wait_line(log, lambda x: x["request_id"] == rid)
+    usage = r.json()["usage"]
+    assert x["method"] == "POST" and x["path"] == "/v1/chat/completions", x
+    assert x["client"] == "127.0.0.1" and x["status"] == 200, x
+    assert x["model_group"] == "g" and x["fallback_group"] is None, x
+    assert x["attempts"] == [{"deployment": "dep-a", "outcome": "success"}], x
+    assert x["prompt_tokens"] == usage["prompt_tokens"], (x, usage)
+    assert x["completion_tokens"] == usage["completion_tokens"], (x, usage)
+    assert x["bytes_out"] == len(r.body) and x["bytes_in"] > len(PROMPT), x
+    assert 0 <= x["overhead_ms"] <= x["total_ms"] and x["ttfb_ms"] <= x["total_ms"], x
+    assert x["backoff_ms"] == 0, x
+    assert x["cache"] is None and x["time"].endswith("Z") and len(x["time"]) == 24, x
+    # Non-routed requests have their lines too, with no model group.
+    assert request(d.port, "GET", "/v1/models", headers=auth()).status == 200
+    assert request(d.port, "GET", "/health/liveliness").status == 200
+    wait_line(log, lambda x: x["path"] == "/v1/models" and x["status"] == 200
+              and x["model_group"] is None and x["attempts"] == [])
+    wait_line(log, lambda x: x["path"] == "/health/liveliness")
+    # A 401 (wrong key) is logged, and neither key nor prompt is ever written.
+    assert chat(d.port, model="g", content=PROMPT,
+                headers={"Authorization": "Bearer sk-wrong-OTHERKEY"}).status == 401
+    wait_line(log, lambda x: x["status"] == 401)
+    d.stop()
+    with open(log, "rb") as f:
+        text = f.read()
+    for secret in (KEY, PROMPT, "OTHERKEY", "mock reply"):
+        assert secret.encode() not in text, secret
+    # Both workers write to the same file: lines stay whole (read_lines).
+    assert len(read_lines(log)) >= 5
+
+
+def test_access_log_retry_and_fallback_attempts():
+    a, b = Mock("a"), Mock("b")
+    a.config(status=500)
+    d, log = daemon([deployment("g", a, dep_id="dep-a"), deployment("h", b, dep_id="dep-b")],
+                    router='num_retries = 1; retry_after = 0; cooldown_time = 0; '
+                    'fallbacks = ( { model = "g"; fallbacks = ["h"]; } );')
+    r = chat(d.port, model="g", headers=auth())
+    assert r.status == 200 and r.headers["x-llmroute-deployment"] == "dep-b", r
+    x = wait_line(log, lambda x: x["request_id"] == r.headers["x-request-id"])
+    assert x["model_group"] == "g" and x["fallback_group"] == "h", x
+    assert x["attempts"] == [{"deployment": "dep-a", "outcome": "server_error"},
+                             {"deployment": "dep-a", "outcome": "server_error"},
+                             {"deployment": "dep-b", "outcome": "success"}], x
+    assert x["status"] == 200 and x["prompt_tokens"] > 0, x
+    # The overhead leaves out the three upstream attempts and the back-off
+    # waits between them.
+    assert x["backoff_ms"] > 0, x
+    assert 0 <= x["overhead_ms"] < x["total_ms"] - x["backoff_ms"], x
+
+
+def test_access_log_stream_ttfb():
+    m = Mock("a")
+    d, log = daemon([deployment("g", m, dep_id="dep-a")])
+    r = chat(d.port, model="g", headers=auth(), extra={
+        "stream": True, "stream_options": {"include_usage": True},
+        "x_mock": {"chunks": 3, "chunk_delay_ms": 150}})
+    assert r.status == 200 and b"[DONE]" in r.body, r
+    x = wait_line(log, lambda x: x["request_id"] == r.headers["x-request-id"])
+    assert x["attempts"] == [{"deployment": "dep-a", "outcome": "success"}], x
+    # The headers went out before the chunks that followed 3 pauses.
+    assert 0 < x["ttfb_ms"] < x["total_ms"], x
+    assert x["completion_tokens"] == 3 and x["bytes_out"] > 0, x
+
+
+def raw(port, data):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        s.sendall(data)
+        out = b""
+        while b"\r\n\r\n" not in out:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            out += chunk
+        return out
+    finally:
+        s.close()
+
+
+def test_access_log_hostile_path_is_valid_json():
+    m = Mock("a")
+    d, log = daemon([deployment("g", m)])
+    hostile = b'/v1/"},{"evil":1}\\x\x01\x7f\xff\xfe\xc3(<script>' + b"A" * 5000
+    out = raw(d.port, b"GET " + hostile + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 4"), out[:100]
+    x = wait_line(log, lambda x: x["path"].startswith("/v1/"))
+    assert x["status"] in (400, 404), x
+    assert "evil" in x["path"] and len(x["path"]) <= 256 * 6, x
+    assert "evil" not in x, x
+
+
+def test_access_log_reopen_on_sigusr1():
+    m = Mock("a")
+    d, log = daemon([deployment("g", m)])
+    r = chat(d.port, model="g", headers=auth())
+    wait_line(log, lambda x: x["request_id"] == r.headers["x-request-id"])
+    os.rename(log, log + ".1")
+    # Lines before the signal may still land in the renamed file; after the
+    # reopen every worker writes to a new file at the configured path.
+    d.p.send_signal(signal.SIGUSR1)
+
+    def new_file_used():
+        if chat(d.port, model="g", headers=auth()).status != 200:
+            return False
+        return len(read_lines(log)) > 0
+    wait_for(new_file_used, 15, "a line in the reopened file")
+    assert len(read_lines(log + ".1")) >= 1
+    # `llmroute -s reopen` does the same.
+    os.rename(log, log + ".2")
+    out = subprocess.run([os.path.join(BUILD, "llmroute"), "-c", d.conf_path, "-s", "reopen"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    wait_for(new_file_used, 15, "a line in the file reopened by -s reopen")
+    assert d.p.poll() is None and len(d.workers()) == 2
+
+
+def test_access_log_off_and_default_path():
+    m = Mock("a")
+    d_off = Daemon([deployment("g", m)], server='access_log = "off";')
+    assert chat(d_off.port, model="g").status == 200
+    d_def = Daemon([deployment("g", m)])
+    assert chat(d_def.port, model="g").status == 200
+    # The default: llmroute-access.log beside the config file.
+    default = os.path.join(os.path.dirname(d_def.conf_path), "llmroute-access.log")
+    wait_line(default, lambda x: x["status"] == 200 and x["model_group"] == "g")
+    d_off.stop()
+    assert not [f for f in os.listdir(os.path.dirname(d_off.conf_path)) if "access" in f]
+
+
+def test_access_log_framing_refusal():
+    m = Mock("a")
+    d, log = daemon([deployment("g", m)], server="max_body_bytes = 1000;")
+    out = raw(d.port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+              b"Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 413"), out[:100]
+    x = wait_line(log, lambda x: x["status"] == 413)
+    assert x["client"] == "127.0.0.1" and x["bytes_out"] > 0, x
+    assert x["request_id"].encode() in out, (x, out)
