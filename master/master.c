@@ -59,13 +59,6 @@ static int install_signals(sigset_t *blocked)
     return sigprocmask(SIG_BLOCK, blocked, NULL);
 }
 
-static void child_signals(void)
-{
-    signal(SIGHUP, SIG_IGN);
-    signal(SIGCHLD, SIG_DFL);
-    signal(SIGALRM, SIG_DFL);
-}
-
 static int live_procs(const llmr_cycle *cy)
 {
     int n = 0;
@@ -85,14 +78,6 @@ static uint32_t oldest_live_gen(const llmr_cycle *cy)
     return g;
 }
 
-static void free_cycle_in_child(llmr_cycle *cy)
-{
-    llmr_conf_free(cy->conf);
-    llmr_shm_detach(&cy->shm);
-    curl_global_cleanup();
-    free(cy);
-}
-
 /* A worker-share index no live worker uses, ours or a dead master's. */
 static int free_wslot(const llmr_cycle *cy)
 {
@@ -104,30 +89,6 @@ static int free_wslot(const llmr_cycle *cy)
             return k;
     }
     return -1;
-}
-
-/* The child holds only its own generation's sockets: a listener it kept
- * open after the master closed it would queue connections nobody serves.
- * Nor does it hold the pid file's lock past its master. */
-static void child_close_others(llmr_cycle *cy, const int *keep, int nkeep)
-{
-    const llmr_pending *pd = &cy->pending;
-
-    for (int set = 0; set < 2; set++) {
-        const llmr_listener *l = set == 0 ? cy->listeners : pd->listeners;
-        int n = set == 0 ? cy->nlisteners : (pd->conf != NULL ? pd->nlisteners : 0);
-        for (int i = 0; i < n; i++) {
-            int kept = 0;
-            for (int j = 0; j < nkeep && !kept; j++)
-                kept = keep[j] == l[i].fd;
-            for (int j = 0; set == 1 && j < cy->nlisteners && !kept; j++)
-                kept = cy->listeners[j].fd == l[i].fd;   /* closed in pass 0 */
-            if (!kept)
-                close(l[i].fd);
-        }
-    }
-    if (cy->pid_fd >= 0)
-        close(cy->pid_fd);
 }
 
 /* Test hook: LLMR_TEST_WORKER_START="fail:GEN" or "hang:GEN[:INDEX]" makes
@@ -177,13 +138,13 @@ static int spawn(llmr_cycle *cy, llmr_proc *p, int pending)
     }
     if (pid == 0) {
         int code;
-        child_signals();
-        child_close_others(cy, fds, n);
+        llmr_child_signals();
+        llmr_child_close_others(cy, fds, n);
         child_test_hook(gen, p->index, master, cy->worker.fatal_code);
         code = cy->worker.run(conf, &cy->shm, fds, n, p->index, p->wslot, gen);
         if (cy->pending.conf != NULL)
             llmr_conf_free(cy->pending.conf);
-        free_cycle_in_child(cy);
+        llmr_child_free_cycle(cy);
         exit(code);
     }
     llmr_shm_worker_pid(&cy->shm, p->wslot, (int32_t)pid);
@@ -196,83 +157,6 @@ static int spawn(llmr_cycle *cy, llmr_proc *p, int pending)
 }
 
 static void schedule_respawn(llmr_proc *p);
-
-/* The health prober: one per host, of the serving generation, when its
- * config asks for one.  The child never returns. */
-static void prober_spawn(llmr_cycle *cy)
-{
-    llmr_proc *p = &cy->prober;
-    pid_t pid, master = getpid();
-
-    p->respawn_at = 0;
-    if (!cy->conf->background_health_checks || cy->quitting || p->pid > 0)
-        return;
-    if ((pid = fork()) == -1) {
-        llmr_error("fork (health prober): %s", strerror(errno));
-        p->started = llmr_mono_s();
-        p->respawn_at = p->started + 1.0;
-        return;
-    }
-    if (pid == 0) {
-        int code;
-        child_signals();
-        child_close_others(cy, NULL, 0);
-        code = llmr_prober_main(cy->conf, &cy->shm, master);
-        if (cy->pending.conf != NULL)
-            llmr_conf_free(cy->pending.conf);
-        free_cycle_in_child(cy);
-        exit(code);
-    }
-    p->pid = pid;
-    p->gen = cy->generation;
-    p->started = llmr_mono_s();
-    atomic_store(&cy->shm.seg->hdr.prober_pid, (int32_t)pid);
-}
-
-/* A reload's new config replaces the prober: the old one is stopped and
- * not respawned. */
-static void prober_replace(llmr_cycle *cy)
-{
-    if (cy->prober.pid > 0) {
-        if (kill(cy->prober.pid, SIGTERM) == -1 && errno != ESRCH)
-            llmr_warn("kill(%d): %s", (int)cy->prober.pid, strerror(errno));
-        cy->prober_retired = cy->prober.pid;
-    }
-    memset(&cy->prober, 0, sizeof(cy->prober));
-    atomic_store(&cy->shm.seg->hdr.prober_pid, 0);
-    prober_spawn(cy);
-}
-
-/* Returns 1 when pid was a prober (now reaped). */
-static int prober_reaped(llmr_cycle *cy, pid_t pid, int status)
-{
-    llmr_proc *p = &cy->prober;
-
-    if (pid == cy->prober_retired) {
-        cy->prober_retired = 0;
-        return 1;
-    }
-    if (pid != p->pid)
-        return 0;
-    p->pid = 0;
-    atomic_store(&cy->shm.seg->hdr.prober_pid, 0);
-    if (cy->quitting)
-        return 1;
-    if (WIFSIGNALED(status))
-        llmr_warn("health prober exited on signal %d; respawning", WTERMSIG(status));
-    else
-        llmr_warn("health prober exited with code %d; respawning", WEXITSTATUS(status));
-    schedule_respawn(p);
-    return 1;
-}
-
-static void prober_signal(llmr_cycle *cy, int signo)
-{
-    if (cy->prober.pid > 0)
-        kill(cy->prober.pid, signo);
-    if (cy->prober_retired > 0)
-        kill(cy->prober_retired, signo);
-}
 
 static llmr_proc *free_proc(llmr_cycle *cy)
 {
@@ -406,7 +290,10 @@ static void reap(llmr_cycle *cy)
     int status;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        if (prober_reaped(cy, pid, status))
+        int prober = llmr_prober_reaped(cy, pid, status);
+        if (prober == 2)
+            schedule_respawn(&cy->prober);
+        if (prober)
             continue;
         for (int i = 0; i < LLMR_MAX_PROCS; i++) {
             if (cy->procs[i].pid == pid) {
@@ -428,7 +315,7 @@ static void respawn_due(llmr_cycle *cy)
                 schedule_respawn(p);
     }
     if (cy->prober.pid == 0 && cy->prober.respawn_at > 0 && cy->prober.respawn_at <= now)
-        prober_spawn(cy);
+        llmr_prober_spawn(cy);
 }
 
 static int pending_respawns(const llmr_cycle *cy)
@@ -504,7 +391,7 @@ static void stop(llmr_cycle *cy, int how)
     llmr_info("%s stop: signalling %d worker(s)", how == 1 ? "graceful" : "fast",
               live_procs(cy));
     signal_procs(cy, how == 1 ? SIGQUIT : SIGTERM, 0);
-    prober_signal(cy, SIGTERM);
+    llmr_prober_signal(cy, SIGTERM);
 }
 
 /* Settings that live in the master's own resources cannot change without a
@@ -616,7 +503,7 @@ static void commit(llmr_cycle *cy)
         if (cy->procs[i].pid == 0)
             memset(&cy->procs[i], 0, sizeof(cy->procs[i]));
     signal_procs(cy, SIGQUIT, 1);
-    prober_replace(cy);
+    llmr_prober_replace(cy);
     snprintf(msg, sizeof(msg), "reloaded: generation %u, %d deployment(s), %d worker(s)",
              cy->generation, cy->conf->ndeployments, worker_count(cy->conf));
     llmr_info("%s", msg);
@@ -799,7 +686,7 @@ static void kill_stragglers(llmr_cycle *cy)
         llmr_warn("%d worker(s) still running past the stop deadline; killing them",
                   live_procs(cy));
         signal_procs(cy, SIGKILL, 0);
-        prober_signal(cy, SIGKILL);
+        llmr_prober_signal(cy, SIGKILL);
         cy->stop_deadline = llmr_mono_s() + 1.0;
     }
 }
@@ -855,7 +742,7 @@ int llmr_master_run(const char *conf_path, const llmr_worker_entry *worker)
         goto failed;
     if (spawn_generation(cy, 0) < 0)
         goto failed;
-    prober_spawn(cy);
+    llmr_prober_spawn(cy);
     llmr_info("llmroute %s started: %d worker(s), %d deployment(s), listening on %s%s",
               LLMR_VERSION, worker_count(cy->conf), cy->conf->ndeployments,
               cy->listeners[0].addr, cy->nlisteners > 1 ? " and more" : "");
@@ -872,7 +759,7 @@ int llmr_master_run(const char *conf_path, const llmr_worker_entry *worker)
     return rc < 0 ? 1 : 0;
 
 failed:
-    prober_signal(cy, SIGKILL);
+    llmr_prober_signal(cy, SIGKILL);
     if (live_procs(cy) > 0 || cy->prober.pid > 0) {
         signal_procs(cy, SIGKILL, 0);
         while (wait(NULL) > 0)

@@ -108,6 +108,15 @@ int llmr_listeners_reconcile(const llmr_conf *conf, const llmr_listener *from, i
 void llmr_listeners_close_unused(const llmr_listener *old, int nold,
                                  const llmr_listener *cur, int ncur);
 
+/* children.c: a forked child's first steps, and the prober's supervision. */
+void llmr_child_signals(void);
+void llmr_child_free_cycle(llmr_cycle *cy);
+void llmr_child_close_others(llmr_cycle *cy, const int *keep, int nkeep);
+void llmr_prober_spawn(llmr_cycle *cy);
+void llmr_prober_replace(llmr_cycle *cy);
+int llmr_prober_reaped(llmr_cycle *cy, pid_t pid, int status);
+void llmr_prober_signal(llmr_cycle *cy, int signo);
+
 /* prober.c: the health prober's process; returns its exit code once the
  * master is gone (a signal from the master ends it sooner). */
 int llmr_prober_main(const llmr_conf *conf, llmr_shm *shm, pid_t master);
