@@ -93,6 +93,18 @@ def wait_for(cond, timeout=10.0, what="condition", interval=0.01):
                       (timeout, what, " (last error: %r)" % last_exc if last_exc else ""))
 
 
+def minute_room(need=10.0):
+    """Failures and rpm/tpm are counted per calendar minute (fixed windows,
+    like LiteLLM), so a test whose counts must add up may not straddle a
+    minute boundary: makes sure at least `need` seconds are left in the
+    current minute, waiting for the next one to start if not.  Returns the
+    wall time it starts at."""
+    if 60 - time.time() % 60 < need:
+        wait_for(lambda: time.time() % 60 < 1.0, need + 1, "the next minute to start",
+                 interval=0.005)
+    return time.time()
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 
-from harness import ROOT, SLOW, Daemon, Mock, TestFailure, deployment, timeout
+from harness import ROOT, SLOW, Daemon, Mock, TestFailure, deployment, minute_room, timeout
 
 CLIENTS = os.path.join(ROOT, "tests", "clients")
 MASTER = "sk-llmroute-client-test"
@@ -157,9 +157,11 @@ def test_openai_node_sdk_default_retries_stack_with_llmroutes():
     an upstream that fails with 500 gets 3 calls for the SDK's first try and
     a 4th for its second, which cools the group's only deployment; the SDK's
     third try is answered 429 no_deployment_available without an upstream
-    call, and that is what the caller gets."""
+    call, and that is what the caller gets.  The four failures must fall in
+    one calendar minute to add up (a boundary between them made CI red)."""
     m, d = setup(router="")
     m.config(status=500)
+    minute_room(8 * SLOW)
     t = node("openai", "error_default_retries", d)["thrown"]
     assert (t["name"], t["status"], t["code"]) == \
         ("RateLimitError", 429, "no_deployment_available"), t

@@ -13,7 +13,7 @@ import os
 import signal
 import time
 
-from harness import connection_owners, slack, status_rows, worker_conns
+from harness import connection_owners, minute_room, slack, status_rows, worker_conns
 from harness import Daemon, Mock, TestFailure, chat, deployment, request, wait_for
 
 
@@ -41,11 +41,6 @@ def row(d, dep):
     return status_rows(d)[dep]
 
 
-def avoid_minute_edge(margin):
-    """Failures are counted per calendar minute, so failures meant to add up
-    must not straddle a minute boundary: waits (at most `margin` seconds)
-    until the minute has that much left."""
-    wait_for(lambda: time.time() % 60 < 60 - margin, margin + 1, "a minute boundary to pass")
 
 
 def reload(d, deps, router):
@@ -276,7 +271,7 @@ def test_default_settings_429_burst_blocks_briefly():
     m = Mock("m")
     d = Daemon([deployment("g", m, dep_id="m")], workers=2)
     m.config(status=429, retry_after="1")
-    avoid_minute_edge(10)
+    minute_room(10)
     codes = []
     for _ in range(3):              # the SDK's first try and its 2 retries
         r = chat(d.port, model="g", timeout=20)

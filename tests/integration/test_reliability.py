@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 
-from harness import slack, status_rows, worker_conns
+from harness import minute_room, slack, status_rows, worker_conns
 from harness import BAD_LOG, Daemon, Mock, TestFailure, chat, deployment, request, wait_for
 
 
@@ -55,11 +55,6 @@ def fallbacks(key, entries):
 
 
 
-def avoid_minute_edge(margin=0.5):
-    """Failures are counted per calendar minute (fixed windows, like LiteLLM),
-    so failures meant to add up must not straddle a minute boundary.  Waits
-    (at most `margin` seconds) until the minute has that much left."""
-    wait_for(lambda: time.time() % 60 < 60 - margin, margin + 1, "a minute boundary to pass")
 
 
 class Bg:
@@ -124,7 +119,7 @@ def cool_down(d, conn, bad, fails):
     """Sends requests on `conn` (one worker) until `bad` has received `fails`
     requests; every request must still be served.  Returns the monotonic time
     just before the request that made the last failure."""
-    avoid_minute_edge()
+    minute_room(2)
     deadline = time.monotonic() + slack(3)
     while time.monotonic() < deadline:
         t = time.monotonic()
@@ -505,7 +500,7 @@ def test_all_cooling_gives_429_with_retry_after():
                router="num_retries = 2; allowed_fails = 0; cooldown_time = %d; " % cooldown
                + fallbacks("fallbacks", [("f", ["h"])]))
     conns = worker_conns(d)
-    avoid_minute_edge()
+    minute_room(2)
     # the first failure cools g1 (allowed_fails = 0): the retry finds nothing,
     # and the upstream's own error is the answer
     r = chat(d.port, model="g", timeout=5)

@@ -25,7 +25,7 @@ import threading
 import time
 
 from harness import BAD_LOG, Daemon, Mock, TestFailure, chat, deployment, wait_for
-from harness import connection_owners, status_rows as harness_status_rows
+from harness import connection_owners, minute_room, status_rows as harness_status_rows
 
 WORKERS = 4
 UPSTREAM_MODEL = "gpt-3.5-turbo"        # what harness.deployment() routes to
@@ -46,13 +46,6 @@ def col(d, dep, name):
     return float(status_rows(d)[dep][name])
 
 
-def minute_room(need=10.0):
-    """Makes sure at least `need` seconds are left in the current calendar
-    minute, waiting for the next minute to start if not."""
-    if 60 - time.time() % 60 < need:
-        wait_for(lambda: time.time() % 60 < 1.0, need + 1, "the next minute to start",
-                 interval=0.005)
-    return time.time()
 
 
 def check_retry_after(r, t0, t1):
