@@ -207,11 +207,7 @@ def test_langchain_chat_openai_invoke_and_stream():
     assert m.stats()["requests"] == 2
 
 
-# ---------------------------------------------------------------- after the merge
-# These need what other branches of issue 11 bring; each passes only once
-# they are merged, so none is named test_* here yet.  The lead renames each
-# to test_<rest> when merging the branch it names (and adds "Tested" for it in
-# the README's Clients section).
+# ---------------------------------------------------------------- more of each SDK
 
 def test_openai_node_sdk_embeddings_base64_default():
     """The SDK's default embeddings call asks for base64 and decodes the
