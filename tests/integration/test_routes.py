@@ -270,17 +270,26 @@ def test_per_request_fallbacks_replace_the_configs():
     bad, good, cfg = Mock("bad", ["--status", "500"]), Mock("good"), Mock("cfg")
     d = Daemon([deployment("a", bad, dep_id="a1"), deployment("b", good, dep_id="b1"),
                 deployment("c", cfg, dep_id="c1")],
-               router='num_retries = 0; fallbacks = ( { model = "a"; fallbacks = ["c"]; } );')
+               router='num_retries = 0; fallbacks = ( { model = "a"; fallbacks = ["c"]; } ); '
+                      'model_group_alias = { bee = "b"; };')
     r = chat(d.port, model="a")
     assert r.status == 200 and dep_of(r) == "c1", (r, r.headers)
     r = chat(d.port, model="a", extra={"fallbacks": ["b"]})
     assert r.status == 200 and dep_of(r) == "b1", (r, r.headers)
     assert r.headers.get("x-llmroute-fallback") == "b", r.headers
     assert cfg.stats()["requests"] == 1
+    # an alias in the list stands for its group: the fallback header names
+    # the real group, the upstream gets that group's model
+    r = chat(d.port, model="a", extra={"fallbacks": ["bee"]})
+    assert r.status == 200 and dep_of(r) == "b1", (r, r.headers)
+    assert r.headers.get("x-llmroute-fallback") == "b", r.headers
+    assert r.headers.get("x-llmroute-model-group") == "a", r.headers
+    assert "fallbacks" not in json.loads(upstream_body(good)), upstream_body(good)
+    assert cfg.stats()["requests"] == 1 and good.stats()["requests"] == 2
     # an empty list: no fallback at all for this request
     r = chat(d.port, model="a", extra={"fallbacks": []})
     assert r.status == 500, r
-    assert cfg.stats()["requests"] == 1 and good.stats()["requests"] == 1
+    assert cfg.stats()["requests"] == 1 and good.stats()["requests"] == 2
     d.stop()
     d.check_log()
 
