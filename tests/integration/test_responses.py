@@ -323,7 +323,7 @@ def test_responses_admission_counts_instructions():
     assert small.stats()["requests"] == 2, small.stats()
 
     # rpm = 2: two creates in the minute go upstream, the third is refused
-    minute_room(10)
+    minute_room(5)
     for _ in range(2):
         r = create(d, model="lim")
         assert r.status == 200 and r.headers["x-llmroute-deployment"] == "lim", r
