@@ -10,8 +10,8 @@ import signal
 import socket
 import time
 
-from harness import (Daemon, Mock, connection_owner, deployment, request, slack, status_rows,
-                     wait_for)
+from harness import (Daemon, Mock, connection_owner, deployment, minute_room, request, slack,
+                     status_rows, wait_for)
 
 WORKERS = 2
 
@@ -290,3 +290,46 @@ def test_responses_stream_ttft_runs_to_the_first_delta():
     wait_for(lambda: status_rows(d)["slow"]["INFLIGHT"] == "0", 5, "the stream to end")
     ttft = float(status_rows(d)["slow"]["TTFT_MS"])
     assert ttft >= 380, "ttft measured to response.created, not the first delta: %s" % ttft
+
+
+def test_responses_admission_counts_instructions():
+    """The prompt estimate of a Responses create counts its instructions, not
+    only its input: "hi" with ~600 characters of instructions (about 150
+    tokens) does not fit a max_input_tokens of 100 and is refused before any
+    upstream call, while "hi" alone fits.  And a deployment's rpm limits
+    Responses creates as it does chat."""
+    small, lim = Mock("small"), Mock("lim")
+    d = Daemon([deployment("small", small, dep_id="small", info="max_input_tokens = 100;"),
+                deployment("lim", lim, dep_id="lim", params="rpm = 2;")],
+               workers=WORKERS)
+    long_instructions = "Answer in one short sentence. " * 20          # 600 characters
+    assert len(long_instructions) == 600
+    for stream in (False, True):
+        body = {"model": "small", "input": "hi", "instructions": long_instructions}
+        if stream:
+            body["stream"] = True
+        r = request(d.port, "POST", "/v1/responses", body)
+        assert r.status == 400, (stream, r)
+        err = r.json()["error"]
+        assert err["code"] == "context_length_exceeded", err
+        assert "maximum context length is 100 tokens" in err["message"], err
+        assert "model group small" in err["message"], err
+    assert small.stats()["requests"] == 0, small.stats()
+    r = request(d.port, "POST", "/v1/responses", {"model": "small", "input": "hi"})
+    assert r.status == 200 and r.headers["x-llmroute-deployment"] == "small", r
+    r = request(d.port, "POST", "/v1/responses",
+                {"model": "small", "input": "hi", "instructions": "be brief"})
+    assert r.status == 200, r
+    assert small.stats()["requests"] == 2, small.stats()
+
+    # rpm = 2: two creates in the minute go upstream, the third is refused
+    minute_room(5)
+    for _ in range(2):
+        r = create(d, model="lim")
+        assert r.status == 200 and r.headers["x-llmroute-deployment"] == "lim", r
+    r = create(d, model="lim")
+    assert r.status == 429, r
+    err = r.json()["error"]
+    assert err["code"] == "rate_limit_exceeded" and "rpm" in err["message"], err
+    assert r.headers.get("retry-after", "").isdigit(), r.headers
+    assert lim.stats()["requests"] == 2, lim.stats()

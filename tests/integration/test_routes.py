@@ -34,7 +34,8 @@ def upstream_body(m):
 def test_azure_routes_chat_stream_embeddings_with_api_key():
     m = Mock("up")
     d = Daemon([deployment("gpt-4o", m, model="gpt-4o-2024", key="upstream-secret"),
-                deployment("other", m, model="other-real")],
+                deployment("other", m, model="other-real"),
+                deployment("az", m, model="az-dep", azure=True, key="az-secret")],
                server='master_key = "%s";' % KEY)
     # AzureOpenAI sends no model: the URL names the group, the deployment's
     # model is inserted for the upstream, every other byte is the client's.
@@ -45,6 +46,8 @@ def test_azure_routes_chat_stream_embeddings_with_api_key():
     assert r.headers.get("x-llmroute-model-group") == "gpt-4o", r.headers
     last = m.stats()["last"]
     assert last["path"] == "/v1/chat/completions", last
+    # the client's ?api-version= is llmroute's to ignore: never forwarded
+    assert last["query"] == "", last
     assert last["body"] == '{"model":"gpt-4o-2024",' + raw[1:], last["body"]
     # the client's key never goes upstream; the deployment's does
     h = last["headers"]
@@ -64,13 +67,29 @@ def test_azure_routes_chat_stream_embeddings_with_api_key():
     assert r.headers.get("content-type", "").startswith("text/event-stream"), r.headers
     assert r.body.rstrip().endswith(b"data: [DONE]"), r.body[-200:]
     assert b"tok0" in r.body, r.body[:300]
+    assert m.stats()["last"]["query"] == "", m.stats()["last"]
 
     # embeddings and completions
     r = request(d.port, "POST", AZ_PATH % ("gpt-4o", "embeddings"), {"input": ["a"]}, AZ)
     assert r.status == 200 and r.json()["object"] == "list", r
-    assert m.stats()["last"]["path"] == "/v1/embeddings"
+    last = m.stats()["last"]
+    assert last["path"] == "/v1/embeddings" and last["query"] == "", last
     r = request(d.port, "POST", AZ_PATH % ("gpt-4o", "completions"), {"prompt": "x"}, AZ)
     assert r.status == 200 and r.json()["object"] == "text_completion", r
+    last = m.stats()["last"]
+    assert last["path"] == "/v1/completions" and last["query"] == "", last
+
+    # an Azure upstream gets its own deployment's api-version, only that one
+    # (the client asked for 2024-10-21, the deployment says 2024-02-01)
+    for op in ("chat/completions", "embeddings", "completions"):
+        body = {"input": "a"} if op == "embeddings" else (
+            {"prompt": "x"} if op == "completions" else {"messages": MSGS})
+        r = request(d.port, "POST", AZ_PATH % ("az", op) + "&extra=1", body, AZ)
+        assert r.status == 200, (op, r)
+        last = m.stats()["last"]
+        assert last["path"] == "/openai/deployments/az-dep/" + op, last
+        assert last["query"] == "api-version=2024-02-01", last
+        assert last["headers"].get("api-key") == "az-secret", last["headers"]
 
     # Bearer works on these routes too; a wrong api-key does not, on any route
     r = request(d.port, "POST", AZ_PATH % ("gpt-4o", "embeddings"), {"input": "a"}, BEARER)
@@ -251,17 +270,26 @@ def test_per_request_fallbacks_replace_the_configs():
     bad, good, cfg = Mock("bad", ["--status", "500"]), Mock("good"), Mock("cfg")
     d = Daemon([deployment("a", bad, dep_id="a1"), deployment("b", good, dep_id="b1"),
                 deployment("c", cfg, dep_id="c1")],
-               router='num_retries = 0; fallbacks = ( { model = "a"; fallbacks = ["c"]; } );')
+               router='num_retries = 0; fallbacks = ( { model = "a"; fallbacks = ["c"]; } ); '
+                      'model_group_alias = { bee = "b"; };')
     r = chat(d.port, model="a")
     assert r.status == 200 and dep_of(r) == "c1", (r, r.headers)
     r = chat(d.port, model="a", extra={"fallbacks": ["b"]})
     assert r.status == 200 and dep_of(r) == "b1", (r, r.headers)
     assert r.headers.get("x-llmroute-fallback") == "b", r.headers
     assert cfg.stats()["requests"] == 1
+    # an alias in the list stands for its group: the fallback header names
+    # the real group, the upstream gets that group's model
+    r = chat(d.port, model="a", extra={"fallbacks": ["bee"]})
+    assert r.status == 200 and dep_of(r) == "b1", (r, r.headers)
+    assert r.headers.get("x-llmroute-fallback") == "b", r.headers
+    assert r.headers.get("x-llmroute-model-group") == "a", r.headers
+    assert "fallbacks" not in json.loads(upstream_body(good)), upstream_body(good)
+    assert cfg.stats()["requests"] == 1 and good.stats()["requests"] == 2
     # an empty list: no fallback at all for this request
     r = chat(d.port, model="a", extra={"fallbacks": []})
     assert r.status == 500, r
-    assert cfg.stats()["requests"] == 1 and good.stats()["requests"] == 1
+    assert cfg.stats()["requests"] == 1 and good.stats()["requests"] == 2
     d.stop()
     d.check_log()
 
