@@ -282,7 +282,7 @@ def test_metrics_cooldown_gauges():
 def test_metrics_rpm_tpm_gauges():
     m = Mock("a")
     d = Daemon([deployment("g", m, dep_id="a", params="rpm = 600; tpm = 9000;")], workers=2)
-    minute_room(15)
+    minute_room(10)
     for i in range(5):
         assert chat(d.port, model="g", content="x" * i).status == 200
     s = parse(scrape(d))
