@@ -343,6 +343,7 @@ void llmr_alog_reply(llmr_worker *w, struct evhttp_request *req, int status,
     llmr_alog *a = w->alog;
     llmr_request *r;
     struct evbuffer *in;
+    const char *id;
     int64_t now = llmr_clock_us(), total = -1, ttfb, overhead = -1;
     line l;
 
@@ -353,8 +354,12 @@ void llmr_alog_reply(llmr_worker *w, struct evhttp_request *req, int status,
         flush(a);
     l = (line){ a->buf + a->used, 0, LINE_MAX_LEN };
     put_time(&l);
-    put_key_str(&l, "request_id",
-                evhttp_find_header(evhttp_request_get_output_headers(req), "x-request-id"));
+    id = evhttp_find_header(evhttp_request_get_output_headers(req), "x-request-id");
+    /* A client that left (499) got no header: the line still carries the
+     * request's own id, the one its warn lines in the error log start with. */
+    if (id == NULL && r != NULL)
+        id = llmr_request_id(r);
+    put_key_str(&l, "request_id", id);
     put_client(&l, req);
     if (r != NULL) {
         put_routed(&l, r);

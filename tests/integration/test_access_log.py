@@ -2,8 +2,10 @@
 2 workers into one file, with the fields of a routed request, a stream's
 time to first byte, attempts of a retry and a fallback, hostile paths kept
 valid JSON, never a key or a prompt, reopened on SIGUSR1."""
+import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -194,3 +196,46 @@ def test_access_log_framing_refusal():
     x = wait_line(log, lambda x: x["status"] == 413)
     assert x["client"] == "127.0.0.1" and x["bytes_out"] > 0, x
     assert x["request_id"].encode() in out, (x, out)
+
+
+def test_access_log_flushed_at_graceful_stop():
+    # A line still in a worker's buffer (the timer flushes once a second)
+    # is written when the worker exits: a request answered just before a
+    # graceful stop (SIGQUIT) has its line in the file once the daemon is
+    # gone.
+    m = Mock("a")
+    d, log = daemon([deployment("g", m, dep_id="dep-a")])
+    r = chat(d.port, model="g", headers=auth())
+    assert r.status == 200, r
+    rid = r.headers["x-request-id"]
+    assert d.stop() == 0
+    lines = [x for x in read_lines(log) if x["request_id"] == rid]
+    assert len(lines) == 1 and lines[0]["status"] == 200, read_lines(log)
+
+
+def test_access_log_client_gone_is_499():
+    # The upstream holds its answer 2 s; the client gives up after 0.2 s:
+    # the request's line says 499 (the README's "the client left").
+    m = Mock("a")
+    d, log = daemon([deployment("g", m, dep_id="dep-a")])
+    c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=0.2)
+    hdrs = {"Content-Type": "application/json"}
+    hdrs.update(auth())
+    c.request("POST", "/v1/chat/completions", body=json.dumps(
+        {"model": "g", "messages": [{"role": "user", "content": "hi"}],
+         "x_mock": {"latency_ms": 2000}}), headers=hdrs)
+    try:
+        r = c.getresponse()
+        raise AssertionError("answered before the client left: %d" % r.status)
+    except socket.timeout:
+        pass
+    finally:
+        c.close()
+    x = wait_line(log, lambda x: x["status"] == 499, "the 499 line")
+    assert x["path"] == "/v1/chat/completions" and x["model_group"] == "g", x
+    # The client never got its x-request-id; the line still has the id.
+    assert x["method"] == "POST", x
+    assert re.fullmatch(r"req_[0-9a-f]{24}", x["request_id"] or ""), x
+    assert x["attempts"] == [{"deployment": "dep-a", "outcome": "cancelled"}], x
+    # It was logged when the client left, not when the upstream answered.
+    assert x["total_ms"] < 2000, x

@@ -140,3 +140,35 @@ def test_no_prober_without_background_checks():
     assert h["healthy_count"] == 0 and h["unhealthy_count"] == 0, h
     assert len(d.workers()) == 2
     assert a.stats()["paths"].get("/v1/models", 0) == 0
+
+
+def test_probe_requests_by_mode_and_provider():
+    # An embedding deployment is probed with an embedding, never GET
+    # /models; an Azure one at its Azure URL with its api-version and its
+    # key in api-key. Each mock here sees nothing but probes.
+    e, az, aze = Mock("e"), Mock("az"), Mock("aze")
+    d = Daemon([deployment("emb", e, dep_id="e", key=KEY, info='mode = "embedding";'),
+                deployment("azchat", az, dep_id="az", azure=True, model="az-dep", key=KEY),
+                deployment("azemb", aze, dep_id="aze", azure=True, model="aze-dep", key=KEY,
+                           info='mode = "embedding";')],
+               workers=2, server='master_key = "%s";' % MASTER, router=ROUTER)
+    wait_for(lambda: settled(d, ["az", "aze", "e"], []), 15, "every probe answered",
+             interval=0.1)
+    st = e.stats()
+    assert st["paths"].get("/v1/embeddings", 0) >= 1, st
+    assert set(st["paths"]) == {"/v1/embeddings"}, st
+    last = st["last"]
+    assert last["method"] == "POST" and last["query"] == "", last
+    assert json.loads(last["body"])["input"] == "ping", last
+    assert last["headers"].get("authorization") == "Bearer " + KEY, last
+    st = az.stats()
+    assert set(st["paths"]) == {"/openai/models"}, st
+    last = st["last"]
+    assert last["method"] == "GET" and last["query"] == "api-version=2024-02-01", last
+    assert last["headers"].get("api-key") == KEY and "authorization" not in last["headers"], last
+    st = aze.stats()
+    assert set(st["paths"]) == {"/openai/deployments/aze-dep/embeddings"}, st
+    last = st["last"]
+    assert last["method"] == "POST" and last["query"] == "api-version=2024-02-01", last
+    assert json.loads(last["body"]) == {"model": "aze-dep", "input": "ping"}, last
+    assert last["headers"].get("api-key") == KEY, last

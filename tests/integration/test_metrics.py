@@ -1,6 +1,7 @@
 """GET /metrics: Prometheus text from the shared segment, summed across
 workers; checked against what the mocks counted, by promtool, and by a real
 Prometheus server scraping it."""
+import http.client
 import json
 import os
 import re
@@ -10,8 +11,8 @@ import subprocess
 import urllib.parse
 import urllib.request
 
-from harness import (Daemon, Mock, Proc, TestFailure, chat, deployment, free_port, request,
-                     tmpdir, wait_for)
+from harness import (Daemon, Mock, Proc, TestFailure, chat, deployment, free_port, minute_room,
+                     request, tmpdir, wait_for)
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -218,3 +219,91 @@ def test_metrics_process_counters():
     wait_for(reloaded, 20, "the reload counted")
     wait_for(lambda: val(parse(scrape(d)), "llmroute_workers_alive") == 2, 30,
              "the old generation drained")
+
+
+def total(s, name):
+    """The sum of a family's samples."""
+    return sum(v for (n, _), v in s.items() if n == name)
+
+
+def test_metrics_in_flight_while_held():
+    # 5 requests held by a slow upstream, spread over 2 deployments and 2
+    # workers: the gauge sums to 5 while they wait, and to 0 once their
+    # clients left.
+    a, b = Mock("a"), Mock("b")
+    for m in (a, b):
+        m.config(latency_ms=30000)
+    d = Daemon([deployment("g", a, dep_id="a"), deployment("g", b, dep_id="b")], workers=2)
+    n, conns = 5, []
+    body = json.dumps({"model": "g", "messages": [{"role": "user", "content": "hi"}]})
+    try:
+        for _ in range(n):
+            c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
+            c.request("POST", "/v1/chat/completions", body=body,
+                      headers={"Content-Type": "application/json"})
+            conns.append(c)
+        wait_for(lambda: a.stats()["inflight"] + b.stats()["inflight"] == n, 10,
+                 "the mocks holding %d requests" % n)
+        s = parse(scrape(d))
+        assert total(s, "llmroute_in_flight") == n, [
+            (k, v) for k, v in s.items() if k[0] == "llmroute_in_flight"]
+        for m, dep in ((a, "a"), (b, "b")):
+            assert val(s, "llmroute_in_flight", deployment=dep,
+                       model_group="g") == m.stats()["inflight"], (dep, m.stats())
+    finally:
+        for c in conns:
+            c.close()
+    wait_for(lambda: total(parse(scrape(d)), "llmroute_in_flight") == 0, 10,
+             "in_flight back to 0 after the clients left")
+
+
+def test_metrics_cooldown_gauges():
+    # allowed_fails = 0: one 500 cools the deployment for 30 s.
+    bad, good = Mock("bad"), Mock("good")
+    bad.config(status=500)
+    d = Daemon([deployment("g", bad, dep_id="bad"), deployment("g", good, dep_id="good")],
+               workers=2, router="allowed_fails = 0; cooldown_time = 30; num_retries = 0;")
+    s = parse(scrape(d))
+    assert val(s, "llmroute_cooling_down", deployment="bad", model_group="g") == 0
+    wait_for(lambda: chat(d.port, model="g").status and bad.stats()["requests"] >= 1, 10,
+             "a request on the failing deployment")
+    s = parse(scrape(d))
+    assert bad.stats()["requests"] == 1, bad.stats()
+    assert val(s, "llmroute_cooldowns_total", deployment="bad", model_group="g") == 1
+    assert val(s, "llmroute_cooling_down", deployment="bad", model_group="g") == 1
+    assert val(s, "llmroute_cooldowns_total", deployment="good", model_group="g") == 0
+    assert val(s, "llmroute_cooling_down", deployment="good", model_group="g") == 0
+    # Cooling, it gets nothing more.
+    for _ in range(5):
+        assert chat(d.port, model="g").status == 200
+    assert bad.stats()["requests"] == 1, bad.stats()
+
+
+def test_metrics_rpm_tpm_gauges():
+    m = Mock("a")
+    d = Daemon([deployment("g", m, dep_id="a", params="rpm = 600; tpm = 9000;")], workers=2)
+    minute_room(10)
+    for i in range(5):
+        assert chat(d.port, model="g", content="x" * i).status == 200
+    s = parse(scrape(d))
+    st = m.stats()
+    assert val(s, "llmroute_rpm_used", deployment="a", model_group="g") == 5
+    assert val(s, "llmroute_rpm_limit", deployment="a", model_group="g") == 600
+    assert val(s, "llmroute_tpm_limit", deployment="a", model_group="g") == 9000
+    assert val(s, "llmroute_tpm_used", deployment="a", model_group="g") == \
+        st["prompt_tokens"] + st["completion_tokens"], st
+
+
+def test_metrics_labels_come_from_the_config_only():
+    m = Mock("a")
+    d = Daemon([deployment("g", m, dep_id="a")], workers=2)
+    r = chat(d.port, model='evil"x')
+    assert r.status == 404, r
+    r = chat(d.port, model="evil-2", path="/openai/deployments/evil-3/chat/completions")
+    assert r.status == 404, r
+    text = scrape(d)
+    s = parse(text)
+    assert "evil" not in text, [x for x in text.splitlines() if "evil" in x]
+    groups = {dict(k[1]).get("model_group") for k in s} - {None}
+    deps = {dict(k[1]).get("deployment") for k in s} - {None}
+    assert groups == {"g"} and deps == {"a"}, (groups, deps)

@@ -5,7 +5,8 @@ import json
 import os
 import subprocess
 
-from harness import (BUILD, ROOT, Daemon, Mock, chat, deployment, request, wait_for)
+from harness import (BUILD, ROOT, Daemon, Mock, chat, deployment, minute_room, request,
+                     wait_for)
 
 LONG_ID = "a-deployment-id-much-longer-than-sixteen-columns"
 
@@ -26,6 +27,7 @@ def test_status_json_cli_and_http_agree():
     d = Daemon([deployment("g", a, dep_id="a", params="rpm = 600; tpm = 90000;"),
                 deployment("h", b, dep_id=LONG_ID, params="max_parallel_requests = 7;")],
                workers=2)
+    minute_room(10)             # this minute's windows hold all 5 requests
     for i in range(5):
         assert chat(d.port, model="g").status == 200
     for i in range(3):
@@ -46,9 +48,11 @@ def test_status_json_cli_and_http_agree():
         assert deps[LONG_ID]["requests"] == b.stats()["requests"] == 3, st
         assert deps["a"]["limits"] == {"rpm": 600, "tpm": 90000, "max_parallel": 0}, st
         assert deps[LONG_ID]["limits"] == {"rpm": 0, "tpm": 0, "max_parallel": 7}, st
-        # This minute's windows (both 0 once the minute rolled over).
-        assert (deps["a"]["rpm_used"] == 5 and deps["a"]["tpm_used"] > 0) or \
-            deps["a"]["rpm_used"] == deps["a"]["tpm_used"] == 0, st
+        # This minute's windows: every request and its tokens.
+        assert deps["a"]["rpm_used"] == 5, st
+        assert deps["a"]["tpm_used"] == a.stats()["prompt_tokens"] + \
+            a.stats()["completion_tokens"], (st, a.stats())
+        assert deps[LONG_ID]["rpm_used"] == 3, st
         assert deps["a"]["inflight"] == 0 and deps["a"]["cooldown_left_s"] == 0, st
     # The same renderer: apart from the clock, byte for byte the same fields.
     for st in (st_cli, st_http):

@@ -11,7 +11,8 @@ import struct
 import subprocess
 import zlib
 
-from harness import (Daemon, Mock, TestFailure, chat, deployment, request, timeout, tmpdir)
+from harness import (Daemon, Mock, TestFailure, chat, deployment, request, timeout, tmpdir,
+                     wait_for)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -142,3 +143,75 @@ def test_status_page_asks_for_the_master_key():
     assert "needs its master key" in dom, dom[:2000]
     assert re.search(r'<form id="keyform">', dom), dom[:2000]
     assert cards(dom) == ({}, []) and "secret-dep" not in dom, dom[:3000]
+
+
+CARD = re.compile(r'<div class="(card[^"]*)" data-id="([^"]*)" data-requests="(\d+)" '
+                  r'data-health="([^"]*)">(.*?)(?=<div class="card|</section>)', re.S)
+
+
+def card_map(dom):
+    """{deployment id: (classes, health, inner HTML)} of the rendered cards."""
+    return {html.unescape(i): (cls.split(), h, inner)
+            for cls, i, _, h, inner in CARD.findall(dom)}
+
+
+def sparkline_points(inner):
+    """The number of points of each sparkline of a card."""
+    return [len(p.split()) for p in re.findall(r'<polyline points="([^"]*)"', inner)]
+
+
+@timeout(150)
+def test_status_page_shows_cooldown_health_and_history():
+    # "bad" answers 500 (allowed_fails = 0: one failure cools it for 30 s);
+    # "sick" answers 500 to the health prober's probes too.
+    bad, good, sick = Mock("bad"), Mock("good"), Mock("sick", ["--status", "500"])
+    bad.config(status=500)
+    d = Daemon([deployment("g", bad, dep_id="bad"), deployment("g", good, dep_id="good"),
+                deployment("s", sick, dep_id="sick")], workers=2,
+               router="allowed_fails = 0; cooldown_time = 30; num_retries = 0; "
+                      "background_health_checks = true; health_check_interval = 1.0;")
+
+    def state():
+        return {x["id"]: x for x in request(d.port, "GET", "/status.json").json()["deployments"]}
+    wait_for(lambda: chat(d.port, model="g").status and
+             bad.stats()["paths"].get("/v1/chat/completions", 0) >= 1, 10,
+             "a request on the failing deployment")
+    wait_for(lambda: state()["sick"]["health"]["state"] == "unhealthy"
+             and state()["good"]["health"]["state"] == "healthy", 15, "the probes' verdicts")
+    assert state()["bad"]["cooldown_left_s"] > 20, state()["bad"]
+    url = "http://127.0.0.1:%d/ui" % d.port
+    got = {}
+
+    def rendered_twice():
+        # The page keeps each poll's rates and latencies for its sparklines:
+        # after two polls or more every line has 2 points or more.
+        got.update(card_map(finish(browse(url, "--dump-dom"), "the DOM dump")))
+        return set(got) == {"bad", "good", "sick"} and all(
+            len(sparkline_points(inner)) == 3 and min(sparkline_points(inner)) >= 2
+            for _, _, inner in got.values())
+    wait_for(rendered_twice, 60, "sparklines of 2 points or more", interval=0.5)
+    cls, h, inner = got["bad"]
+    assert "cool" in cls, got["bad"]
+    m = re.search(r'<div class="cooling">cooling down: ([\d.]+) s left</div>', inner)
+    assert m and 0 < float(m.group(1)) <= 30, inner
+    for dep in ("good", "sick"):
+        assert "cool" not in got[dep][0] and "cooling down" not in got[dep][2], got[dep]
+    cls, h, inner = got["sick"]
+    assert h == "unhealthy" and "unhealthy" in cls, got["sick"]
+    assert '<span class="badge unhealthy">unhealthy</span>' in inner, inner
+    assert got["good"][1] == "healthy" and "unhealthy" not in got["good"][0], got["good"]
+
+
+def test_status_page_loads_nothing_from_elsewhere():
+    # The page is self-contained: no script, style, font or image from
+    # another host (it must work on a host with no way out).
+    m = Mock("m")
+    d = Daemon([deployment("g", m, dep_id="a")], workers=2)
+    body = request(d.port, "GET", "/ui").body.decode()
+    assert "<script>" in body and "<style>" in body, body[:500]
+    ext = re.findall(r'''(?:\b(?:src|href|action)\s*=\s*["']?\s*(?:[a-z][a-z0-9+.-]*:)?//'''
+                     r'''|url\(\s*["']?\s*(?:[a-z][a-z0-9+.-]*:)?//|@import'''
+                     r'''|fetch\(\s*["'`](?:[a-z][a-z0-9+.-]*:)?//)''', body, re.I)
+    assert not ext, ext
+    # The one thing it fetches is this server's /status.json.
+    assert re.findall(r'fetch\(\s*"([^"]*)"', body) == ["/status.json"], body
