@@ -6,7 +6,9 @@
 # a runner that prints none, exits non-zero with no failure counted (a crash
 # or a sanitizer report after its summary), runs no test, or runs past
 # UNIT_TIMEOUT seconds (a unit binary) adds a failure.  So does a unit test
-# source without its binary.
+# source without its binary, and a unit binary that passes but prints an
+# "[error]" line: an error a unit test expects is captured with
+# llmr_log_hook and checked, so one in the output is a defect unseen.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -53,7 +55,13 @@ if [ "$what" != integration ]; then
         rc=$?
         [ "$rc" -ne 124 ] || echo "ran past UNIT_TIMEOUT=${UNIT_TIMEOUT}s" >>"$out"
         sed 's/^/   /' "$out" | tail -n 40
+        before=$failed
         tally "$out" "$rc" "unit $(basename "$t")"
+        if [ "$failed" -eq "$before" ] && grep -q '\[error\]' "$out"; then
+            fail "unit $(basename "$t"): passed but printed an [error] line (capture the" \
+                 "errors a test expects with llmr_log_hook and check them):"
+            grep -m 3 '\[error\]' "$out" | sed 's/^/   /'
+        fi
     done
 fi
 if [ "$what" != unit ]; then

@@ -134,6 +134,28 @@ def test_t_refuses_what_a_worker_cannot_send():
     dm = Daemon([deployment("g", a, dep_id="a", key=key)], workers=2)
     assert chat(dm.port, model="g").status == 200
     assert a.stats()["last"]["headers"]["authorization"] == "Bearer " + key
+    # So does the longest api_base accepted (2048 characters; the mock routes on
+    # the path's suffix), and one character more is refused by -t.
+    prefix = a.base + "/"
+    room = 2048 - len(prefix) - len("/v1")
+    long_path = "".join("p%04d/" % i for i in range(400))[:room].rstrip("/")
+    base = prefix + long_path + "q" * (room - len(long_path)) + "/v1"
+    assert len(base) == 2048 and base.startswith(prefix), len(base)
+    for extra, ok in (("", True), ("z", False)):
+        with open(path, "w") as f:
+            f.write('model_list = ( { model_name = "g";\n litellm_params = { model = "m";\n'
+                    ' api_base = "%s%s"; }; } );\n' % (base, extra))
+        r = cli(path, "-t")
+        assert (r.returncode == 0) == ok, (len(base + extra), r)
+    dm.write_conf([deployment("g", a, dep_id="a", key=key).replace(
+        'api_base = "%s/v1"' % a.base, 'api_base = "%s"' % base)], workers=2)
+    assert base in open(dm.conf_path).read()
+    r = cli(dm.conf_path, "-s", "reload")
+    assert r.returncode == 0, r
+    assert chat(dm.port, model="g").status == 200
+    last = a.stats()["last"]
+    assert last["path"] == base[len(a.base):] + "/chat/completions", last["path"][:200]
+    assert last["headers"]["authorization"] == "Bearer " + key
 
 
 # ------------------------------------------------------------ item 5: crash and restart
@@ -297,7 +319,7 @@ def test_relative_pid_file_is_beside_the_config():
     conf = os.path.join(conf_dir, "llmroute.conf")
     with open(conf, "w") as f:
         f.write('server: { listen = "127.0.0.1:%d"; workers = 2; pid_file = "run.pid"; '
-                'shm_name = "/llmr-test-rel-%d"; };\n'
+                'access_log = "rel-access.log"; shm_name = "/llmr-test-rel-%d"; };\n'
                 'model_list = ( %s );\n' % (port, os.getpid(), deployment("g", a, dep_id="a")))
     p = Proc([LLMROUTE, "-c", conf], "llmroute-rel")       # cwd is the repository
     wait_for(lambda: p.p.poll() is not None
@@ -305,10 +327,44 @@ def test_relative_pid_file_is_beside_the_config():
     assert p.p.poll() is None, p.log_text()
     assert os.path.exists(os.path.join(conf_dir, "run.pid"))
     assert not os.path.exists(os.path.join(ROOT, "run.pid"))
+    # A relative access_log lands beside the config too, not in the cwd.
+    assert chat(port, model="g").status == 200
+    access = os.path.join(conf_dir, "rel-access.log")
+    wait_for(lambda: os.path.exists(access) and '"model_group":"g"' in open(access).read(), 10,
+             "the request's line in " + access)
+    assert not os.path.exists(os.path.join(ROOT, "rel-access.log"))
     r = cli(conf, "-s", "quit", cwd="/")
     assert r.returncode == 0, r
     p.p.wait(20)
     assert p.p.returncode == 0 and not os.path.exists(os.path.join(conf_dir, "run.pid"))
+
+
+def test_prefix_without_c_finds_prefix_conf():
+    """-p PREFIX and no -c: the config is PREFIX/conf/llmroute.conf (not the
+    compiled-in prefix's, the source tree's conf/llmroute.conf), and the
+    relative paths inside it are beside it, for -s from any directory."""
+    a = Mock("a")
+    prefix = tmpdir()
+    os.makedirs(os.path.join(prefix, "conf"))
+    port = free_port()
+    with open(os.path.join(prefix, "conf", "llmroute.conf"), "w") as f:
+        f.write('server: { listen = "127.0.0.1:%d"; workers = 2; pid_file = "p.pid"; '
+                'access_log = "off"; shm_name = "/llmr-test-prefix-%d"; };\n'
+                'model_list = ( %s );\n' % (port, os.getpid(), deployment("pg", a, dep_id="pa")))
+    p = Proc([LLMROUTE, "-p", prefix], "llmroute-prefix")   # cwd is the repository
+    wait_for(lambda: p.p.poll() is not None
+             or request(port, "GET", "/health/readiness", timeout=2).status == 200, 20, "ready")
+    assert p.p.poll() is None, p.log_text()
+    r = chat(port, model="pg")
+    assert r.status == 200 and r.headers["x-llmroute-deployment"] == "pa", r
+    assert a.stats()["requests"] == 1
+    assert os.path.exists(os.path.join(prefix, "conf", "p.pid"))
+    q = subprocess.run([LLMROUTE, "-p", prefix, "-s", "quit"], capture_output=True, text=True,
+                       cwd="/", timeout=60)
+    assert q.returncode == 0, q
+    p.p.wait(20)
+    assert p.p.returncode == 0, p.log_text()[-2000:]
+    assert not os.path.exists(os.path.join(prefix, "conf", "p.pid"))
 
 
 def test_deployment_id_does_not_come_from_the_key():
