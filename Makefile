@@ -163,8 +163,8 @@ FUZZ_LOOP = $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) -max_len=1048576 -print
 fuzz:
 	@scripts/install-deps.sh fuzz
 	@mkdir -p build/fuzz/corpus-json build/fuzz/corpus-conf build/fuzz/seeds-conf
-	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_json tests/fuzz/fuzz_json.c worker/estimate.c $(FUZZ_SRC) -lconfig
-	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_conf tests/fuzz/fuzz_conf.c $(FUZZ_SRC) -lconfig
+	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_json tests/fuzz/fuzz_json.c worker/estimate.c $(FUZZ_SRC) -lconfig -levent
+	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_conf tests/fuzz/fuzz_conf.c $(FUZZ_SRC) -lconfig -levent
 	python3 tests/fuzz/big_seeds.py build/fuzz/seeds-big
 	cp conf/llmroute.conf build/fuzz/seeds-conf/llmroute.conf
 	$(FUZZ_RUN) build/fuzz/fuzz_json $(FUZZ_ARGS) build/fuzz/seeds-big/*
