@@ -243,6 +243,8 @@ static void probe_round(const llmr_conf *c, llmr_shm *shm, CURLM *multi, probe *
             continue;
         curl_multi_remove_handle(multi, ps[i].easy);
         curl_easy_cleanup(ps[i].easy);
+        for (struct curl_slist *h = ps[i].headers; h != NULL; h = h->next)
+            explicit_bzero(h->data, strlen(h->data));   /* the key's copy */
         curl_slist_free_all(ps[i].headers);
         free(ps[i].url);
         ps[i].url = NULL;
