@@ -163,8 +163,8 @@ FUZZ_LOOP = $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) -max_len=1048576 -print
 fuzz:
 	@scripts/install-deps.sh fuzz
 	@mkdir -p build/fuzz/corpus-json build/fuzz/corpus-conf build/fuzz/seeds-conf
-	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_json tests/fuzz/fuzz_json.c worker/estimate.c $(FUZZ_SRC) -lconfig
-	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_conf tests/fuzz/fuzz_conf.c $(FUZZ_SRC) -lconfig
+	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_json tests/fuzz/fuzz_json.c worker/estimate.c $(FUZZ_SRC) -lconfig -levent
+	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_conf tests/fuzz/fuzz_conf.c $(FUZZ_SRC) -lconfig -levent
 	python3 tests/fuzz/big_seeds.py build/fuzz/seeds-big
 	cp conf/llmroute.conf build/fuzz/seeds-conf/llmroute.conf
 	$(FUZZ_RUN) build/fuzz/fuzz_json $(FUZZ_ARGS) build/fuzz/seeds-big/*
@@ -182,7 +182,10 @@ clean:
 # the config under SYSCONFDIR (PREFIX/etc, or /etc when PREFIX is /usr as
 # Debian packages do), the systemd unit under PREFIX/lib/systemd/system (a
 # path systemd searches for both /usr and /usr/local) and the logrotate
-# snippet in /etc/logrotate.d, the one place logrotate reads.  DESTDIR
+# snippet in /etc/logrotate.d, the one place logrotate reads.  The example
+# config's pid_file goes under RUNDIR and its access_log under LOGDIR (the
+# unit's RuntimeDirectory and LogsDirectory, writable under ProtectSystem=strict;
+# the logrotate snippet rotates LOGDIR/*.log).  DESTDIR
 # stages the whole tree elsewhere.  The binary keeps its compiled-in -p
 # (the source tree): the unit and the man page always pass -c.
 PREFIX       ?= /usr/local
@@ -192,10 +195,12 @@ MAN8DIR      ?= $(PREFIX)/share/man/man8
 UNITDIR      ?= $(PREFIX)/lib/systemd/system
 LOGROTATEDIR ?= /etc/logrotate.d
 RUNDIR       ?= /run/llmroute
+LOGDIR       ?= /var/log/llmroute
 INSTALL      ?= install
 # The shipped files name the default layout; these rewrite them for this one.
 INSTALL_SED := -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/etc/llmroute|$(SYSCONFDIR)/llmroute|g' \
-               -e 's|/usr/local/lib/systemd/system|$(UNITDIR)|g' -e 's|/run/llmroute|$(RUNDIR)|g'
+               -e 's|/usr/local/lib/systemd/system|$(UNITDIR)|g' -e 's|/run/llmroute|$(RUNDIR)|g' \
+               -e 's|/var/log/llmroute|$(LOGDIR)|g'
 
 .PHONY: install uninstall
 install: $(LLMROUTE)
@@ -203,6 +208,7 @@ install: $(LLMROUTE)
 	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(LOGROTATEDIR)
 	$(INSTALL) -m 755 $(LLMROUTE) $(DESTDIR)$(BINDIR)/llmroute
 	sed -e 's|^\(  pid_file = \)"llmroute.pid";|\1"$(RUNDIR)/llmroute.pid";|' \
+	    -e 's|^\(  access_log = \)"llmroute-access.log";|\1"$(LOGDIR)/access.log";|' \
 	    conf/llmroute.conf >$(DESTDIR)$(SYSCONFDIR)/llmroute/llmroute.conf.example
 	test -e $(DESTDIR)$(SYSCONFDIR)/llmroute/llmroute.conf || \
 	    $(INSTALL) -m 644 $(DESTDIR)$(SYSCONFDIR)/llmroute/llmroute.conf.example \

@@ -171,7 +171,6 @@ static int parse_server(conf_cx *cx, const config_setting_t *s)
     llmr_conf *c = cx->conf;
     const config_setting_t *where;
     const char *p = "server";
-    int given = 0;
 
     if (conf_need_group(cx, s, p,
                         "server = { listen = \"127.0.0.1:4000\"; };") != 0
@@ -233,7 +232,7 @@ static int parse_server(conf_cx *cx, const config_setting_t *s)
                         CONF_MAX_SECONDS) != 0
         || conf_opt_long(cx, s, p, "max_buffered_bytes", &c->max_buffered_bytes, 1,
                          LONG_MAX) != 0
-        || conf_opt_bool(cx, s, p, "metrics_public", &c->metrics_public, &given) != 0)
+        || conf_opt_bool(cx, s, p, "metrics_public", &c->metrics_public, NULL) != 0)
         return -1;
     return check_nofile(cx, s);
 }
@@ -370,13 +369,13 @@ static int parse_router(conf_cx *cx, const config_setting_t *rs)
                         CONF_MAX_SECONDS) != 0
         || check_cooldown_cap(cx, rs) != 0
         || conf_parse_ssl_verify(cx, rs, p, &c->ssl_verify, &c->ca_file, &given) != 0
-        || conf_opt_bool(cx, rs, p, "http2", &c->http2, &given) != 0
+        || conf_opt_bool(cx, rs, p, "http2", &c->http2, NULL) != 0
         || conf_opt_bool(cx, rs, p, "background_health_checks",
-                         &c->background_health_checks, &given) != 0
+                         &c->background_health_checks, NULL) != 0
         || conf_opt_num(cx, rs, p, "health_check_interval", &c->health_check_interval,
                         0.1, 0, CONF_MAX_SECONDS) != 0
         || conf_opt_bool(cx, rs, p, "enable_health_check_routing",
-                         &c->enable_health_check_routing, &given) != 0
+                         &c->enable_health_check_routing, NULL) != 0
         || conf_parse_fallbacks(cx, rs, "fallbacks", &c->fallbacks) != 0
         || conf_parse_fallbacks(cx, rs, "context_window_fallbacks",
                                 &c->context_window_fallbacks) != 0

@@ -9,17 +9,6 @@
 
 #include "conf_internal.h"
 
-/* Like a model_name: it is echoed in /v1/models and in headers. */
-static int alias_name_ok(const char *s)
-{
-    if (*s == '\0')
-        return 0;
-    for (; *s; s++)
-        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f || *s == '"' || *s == '\\')
-            return 0;
-    return 1;
-}
-
 static const char *const alias_keys[] = { "alias", "model", "hidden", NULL };
 
 /* Checks and stores one alias; `e` is where a message points. */
@@ -30,7 +19,8 @@ static int add_alias(conf_cx *cx, const config_setting_t *e, const char *k,
     llmr_alias *a;
     int g = llmr_conf_find_group(c, target, strlen(target));
 
-    if (!alias_name_ok(name) || strlen(name) >= LLMR_ID_MAX)
+    /* Like a model_name: it is echoed in /v1/models and in headers. */
+    if (!conf_safe_name(name) || strlen(name) >= LLMR_ID_MAX)
         return conf_fail(cx, e, k, "an alias must be 1 to %d printable characters without "
                          "spaces, '\"' or '\\'", LLMR_ID_MAX - 1);
     if (llmr_conf_find_group(c, name, strlen(name)) >= 0)
@@ -57,9 +47,9 @@ static int parse_entry_group(conf_cx *cx, const config_setting_t *e, const char 
                              const char *name)
 {
     const config_setting_t *m = config_setting_get_member(e, "model");
-    const config_setting_t *h = config_setting_get_member(e, "hidden");
     const config_setting_t *al = config_setting_get_member(e, "alias");
     const char *target, *n = name;
+    int hidden = 0;
     conf_kpath kk;
 
     if (conf_check_keys(cx, e, k, alias_keys) != 0)
@@ -68,8 +58,8 @@ static int parse_entry_group(conf_cx *cx, const config_setting_t *e, const char 
         return conf_fail(cx, e, k, "missing model: the group the alias stands for");
     if ((target = conf_str_value(cx, m, conf_kp(kk, k, "model"))) == NULL)
         return -1;
-    if (h != NULL && config_setting_type(h) != CONFIG_TYPE_BOOL)
-        return conf_fail(cx, h, conf_kp(kk, k, "hidden"), "must be true or false");
+    if (conf_opt_bool(cx, e, k, "hidden", &hidden, NULL) != 0)
+        return -1;
     if (name == NULL) {
         if (al == NULL)
             return conf_fail(cx, e, k, "missing alias: the name clients ask for");
@@ -79,7 +69,7 @@ static int parse_entry_group(conf_cx *cx, const config_setting_t *e, const char 
         return conf_fail(cx, al, conf_kp(kk, k, "alias"), "not allowed here: the "
                          "setting's name is the alias");
     }
-    return add_alias(cx, e, k, n, target, h != NULL && config_setting_get_bool(h));
+    return add_alias(cx, e, k, n, target, hidden);
 }
 
 int conf_parse_aliases(conf_cx *cx, const config_setting_t *rs)

@@ -53,6 +53,11 @@ int conf_opt_int(conf_cx *cx, const config_setting_t *grp, const char *parent,
 int conf_opt_num(conf_cx *cx, const config_setting_t *grp, const char *parent,
                  const char *name, double *out, double min, int exclusive,
                  double max);
+/* A boolean member; *given (when not NULL) set to 1 when present. */
+int conf_opt_bool(conf_cx *cx, const config_setting_t *grp, const char *parent,
+                  const char *name, int *out, int *given);
+/* 1 for a non-empty name of printable ASCII without spaces, '"' or '\\'. */
+int conf_safe_name(const char *s);
 int conf_need_group(conf_cx *cx, const config_setting_t *s, const char *path,
                     const char *example);
 int conf_is_string_list(const config_setting_t *s);
@@ -67,9 +72,6 @@ int conf_parse_fallbacks(conf_cx *cx, const config_setting_t *rs,
  * when present. */
 int conf_parse_ssl_verify(conf_cx *cx, const config_setting_t *grp, const char *p,
                           int *verify, char **ca_file, int *given);
-/* A boolean member; *given set to 1 when present. */
-int conf_opt_bool(conf_cx *cx, const config_setting_t *grp, const char *p,
-                  const char *name, int *out, int *given);
 /* router_settings' TLS defaults onto the deployments that set none. */
 int conf_tls_defaults(conf_cx *cx);
 int conf_parse_group_names(conf_cx *cx, const config_setting_t *s,

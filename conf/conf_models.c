@@ -37,18 +37,6 @@ static const char *const info_keys[] = { "id", "max_input_tokens", "supports_res
 
 /* ---- model_list -------------------------------------------------------- */
 
-/* Model names travel in JSON bodies, URLs and response headers. */
-static int safe_name(const char *s)
-{
-    if (*s == '\0')
-        return 0;
-    for (; *s; s++)
-        if ((unsigned char) *s <= 0x20 || (unsigned char) *s >= 0x7f
-            || *s == '"' || *s == '\\')
-            return 0;
-    return 1;
-}
-
 static int id_char(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
@@ -71,7 +59,7 @@ static int parse_model(conf_cx *cx, const config_setting_t *s, const char *path,
     const char *slash = strchr(d->model, '/'), *up = d->model;
     size_t plen;
 
-    if (!safe_name(d->model))
+    if (!conf_safe_name(d->model))
         return conf_fail(cx, s, path, "must be a non-empty model name of "
                          "printable characters without spaces, '\"' or '\\'");
     if (strlen(d->model) > CONF_MAX_MODEL)
@@ -233,6 +221,7 @@ static int parse_model_info(conf_cx *cx, const config_setting_t *entry,
     const config_setting_t *mi = config_setting_get_member(entry, "model_info");
     const config_setting_t *s;
     const char *v;
+    int responses = !d->no_responses;
     conf_kpath p, k;
 
     if (mi == NULL)
@@ -245,12 +234,9 @@ static int parse_model_info(conf_cx *cx, const config_setting_t *entry,
         return -1;
     if (parse_health_check(cx, mi, p, d) != 0)
         return -1;
-    if ((s = config_setting_get_member(mi, "supports_responses")) != NULL) {
-        if (config_setting_type(s) != CONFIG_TYPE_BOOL)
-            return conf_fail(cx, s, conf_kp(k, p, "supports_responses"),
-                             "must be true or false");
-        d->no_responses = !config_setting_get_bool(s);
-    }
+    if (conf_opt_bool(cx, mi, p, "supports_responses", &responses, NULL) != 0)
+        return -1;
+    d->no_responses = !responses;
     if ((s = config_setting_get_member(mi, "id")) == NULL)
         return 0;
     if ((v = conf_str_value(cx, s, conf_kp(k, p, "id"))) == NULL)
@@ -308,21 +294,6 @@ int conf_parse_ssl_verify(conf_cx *cx, const config_setting_t *grp, const char *
     if (conf_opt_str(cx, grp, p, "ssl_verify", ca_file, NULL) != 0)
         return -1;
     return check_ca_file(cx, s, k, *ca_file);
-}
-
-int conf_opt_bool(conf_cx *cx, const config_setting_t *grp, const char *p,
-                  const char *name, int *out, int *given)
-{
-    const config_setting_t *s = config_setting_get_member(grp, name);
-    conf_kpath k;
-
-    if (s == NULL)
-        return 0;
-    if (config_setting_type(s) != CONFIG_TYPE_BOOL)
-        return conf_fail(cx, s, conf_kp(k, p, name), "must be true or false");
-    *out = config_setting_get_bool(s);
-    *given = 1;
-    return 0;
 }
 
 /* Deployments without an ssl_verify or http2 of their own take
@@ -495,7 +466,7 @@ static int parse_deployment(conf_cx *cx, const config_setting_t *list, int i)
     if (s == NULL)
         return conf_fail(cx, e, path, "missing model_name (the model group "
                          "clients ask for)");
-    if (!safe_name(d->model_name) || strlen(d->model_name) >= LLMR_ID_MAX)
+    if (!conf_safe_name(d->model_name) || strlen(d->model_name) >= LLMR_ID_MAX)
         return conf_fail(cx, s, conf_kp(k, path, "model_name"), "must be 1 to "
                          "%d printable characters without spaces, '\"' or "
                          "'\\'", LLMR_ID_MAX - 1);

@@ -371,6 +371,34 @@ int conf_opt_num(conf_cx *cx, const config_setting_t *grp, const char *parent,
     return num_value(cx, s, conf_kp(k, parent, name), out, min, exclusive, max);
 }
 
+int conf_opt_bool(conf_cx *cx, const config_setting_t *grp, const char *parent,
+                  const char *name, int *out, int *given)
+{
+    const config_setting_t *s = config_setting_get_member(grp, name);
+    conf_kpath k;
+
+    if (s == NULL)
+        return 0;
+    if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+        return conf_fail(cx, s, conf_kp(k, parent, name), "must be true or false");
+    *out = config_setting_get_bool(s);
+    if (given != NULL)
+        *given = 1;
+    return 0;
+}
+
+/* Model names and aliases travel in JSON bodies, URLs and response headers:
+ * printable ASCII without spaces, '"' or '\\'. */
+int conf_safe_name(const char *s)
+{
+    if (*s == '\0')
+        return 0;
+    for (; *s; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f || *s == '"' || *s == '\\')
+            return 0;
+    return 1;
+}
+
 int conf_need_group(conf_cx *cx, const config_setting_t *s, const char *path,
                     const char *example)
 {

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -79,6 +80,14 @@ static int read_master(const char *path, llmr_conf **conf)
     if (f == NULL || fscanf(f, "%d", &pid) != 1 || pid <= 0) {
         fprintf(stderr, "llmroute: cannot read pid file %s: %s\n", (*conf)->pid_file,
                 f == NULL ? strerror(errno) : "no pid in it");
+        pid = -1;
+    }
+    /* The master holds the pid file's flock for its whole life: a lock we
+     * can take means no master, and the pid is stale (maybe another
+     * program's by now), so it is never signalled. */
+    if (pid > 0 && flock(fileno(f), LOCK_SH | LOCK_NB) == 0) {
+        fprintf(stderr, "llmroute: not running: no master holds the lock of %s (its pid %d "
+                "is stale)\n", (*conf)->pid_file, pid);
         pid = -1;
     }
     if (f != NULL)

@@ -606,7 +606,6 @@ static void check_orphans(llmr_cycle *cy)
 static int take_segment(llmr_cycle *cy)
 {
     pid_t other;
-    char path[4096];
 
     if (llmr_shm_create(&cy->shm, cy->conf->shm_name) < 0)
         return -1;
@@ -618,8 +617,10 @@ static int take_segment(llmr_cycle *cy)
     }
     cy->owns_shm = 1;
     atomic_store(&cy->shm.seg->hdr.master_pid, (int32_t)getpid());
-    snprintf(path, sizeof(path), "%s", cy->conf_path);
-    snprintf(cy->shm.seg->hdr.conf_path, sizeof(cy->shm.seg->hdr.conf_path), "%s", path);
+    snprintf(cy->shm.seg->hdr.conf_path, sizeof(cy->shm.seg->hdr.conf_path), "%s",
+             cy->conf_path);
+    /* A crashed master's segment taken over: uptime counts from this master. */
+    cy->shm.seg->hdr.start_time = (int64_t)time(NULL);
     atomic_store(&cy->shm.seg->hdr.prober_pid, 0);  /* a dead master's prober exits itself */
     adopt_segment(cy);
     return 0;

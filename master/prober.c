@@ -21,7 +21,7 @@
 typedef struct probe {
     CURL *easy;
     struct curl_slist *headers;
-    char url[2048];
+    char *url;                  /* sized to the deployment: api_base + model */
     char body[256];             /* the start of the answer, for the error */
     size_t nbody;
     char curl_err[CURL_ERROR_SIZE];
@@ -39,27 +39,33 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
-/* The URL and body of d's probe.  Returns the body, or NULL for a GET. */
-static const char *probe_request(const llmr_deployment *d, char *url, size_t cap,
+/* The URL (malloc'd, sized to what -t accepts, never cut) and body of d's
+ * probe.  Returns the body, or NULL for a GET; *url NULL when out of memory. */
+static const char *probe_request(const llmr_deployment *d, char **url,
                                  char *body, size_t bcap)
 {
     int azure = d->provider == LLMR_PROVIDER_AZURE;
     const char *op = d->health_check == LLMR_HEALTH_EMBEDDING ? "embeddings"
                    : "chat/completions";
+    int n;
 
     if (d->health_check == LLMR_HEALTH_MODELS) {
         if (azure)
-            snprintf(url, cap, "%s/openai/models?api-version=%s", d->api_base,
-                     d->api_version);
+            n = asprintf(url, "%s/openai/models?api-version=%s", d->api_base,
+                         d->api_version);
         else
-            snprintf(url, cap, "%s/models", d->api_base);
+            n = asprintf(url, "%s/models", d->api_base);
+        if (n < 0)
+            *url = NULL;
         return NULL;
     }
     if (azure)
-        snprintf(url, cap, "%s/openai/deployments/%s/%s?api-version=%s", d->api_base,
-                 d->upstream_model, op, d->api_version);
+        n = asprintf(url, "%s/openai/deployments/%s/%s?api-version=%s", d->api_base,
+                     d->upstream_model, op, d->api_version);
     else
-        snprintf(url, cap, "%s/%s", d->api_base, op);
+        n = asprintf(url, "%s/%s", d->api_base, op);
+    if (n < 0)
+        *url = NULL;
     if (d->health_check == LLMR_HEALTH_EMBEDDING)
         snprintf(body, bcap, "{\"model\":\"%.100s\",\"input\":\"ping\"}", d->upstream_model);
     else
@@ -81,19 +87,30 @@ static double probe_timeout(const llmr_conf *c, const llmr_deployment *d)
 
 static int probe_setup(const llmr_conf *c, const llmr_deployment *d, probe *p)
 {
-    char hdr[1024], body[256];
+    char *hdr, body[256];
     const char *post;
     int azure = d->provider == LLMR_PROVIDER_AZURE;
 
     memset(p, 0, sizeof(*p));
-    if ((p->easy = curl_easy_init()) == NULL)
+    post = probe_request(d, &p->url, body, sizeof(body));
+    if (p->url == NULL || (p->easy = curl_easy_init()) == NULL) {
+        free(p->url);
+        p->url = NULL;
         return -1;
-    post = probe_request(d, p->url, sizeof(p->url), body, sizeof(body));
+    }
     if (d->api_key != NULL) {
-        snprintf(hdr, sizeof(hdr), azure ? "api-key: %s" : "Authorization: Bearer %s",
-                 d->api_key);
+        /* Sized to the key (up to what -t accepts): a cut key fails forever. */
+        if (asprintf(&hdr, azure ? "api-key: %s" : "Authorization: Bearer %s",
+                     d->api_key) < 0) {
+            curl_easy_cleanup(p->easy);
+            p->easy = NULL;
+            free(p->url);
+            p->url = NULL;
+            return -1;
+        }
         p->headers = curl_slist_append(p->headers, hdr);
-        explicit_bzero(hdr, sizeof(hdr));
+        explicit_bzero(hdr, strlen(hdr));
+        free(hdr);
     }
     if (post != NULL) {
         p->headers = curl_slist_append(p->headers, "Content-Type: application/json");
@@ -117,18 +134,37 @@ static int probe_setup(const llmr_conf *c, const llmr_deployment *d, probe *p)
     return 0;
 }
 
-/* Keeps printable ASCII of s and blanks every occurrence of the key, so an
- * upstream that echoes the key back never puts it in /health. */
-static void sanitise(char *s, const char *key)
+#define KEY_PART_MIN 4           /* a cut key's start this long is blanked too */
+
+/* Blanks every occurrence of the key in s[0..n), and a start of the key
+ * (>= KEY_PART_MIN bytes) that s ends with: text kept from an answer may
+ * have cut an echoed key anywhere. */
+static void blank_key(char *s, size_t n, const char *key)
 {
     size_t klen = key != NULL ? strlen(key) : 0;
-    char *hit;
+    char *hit, *from = s;
 
+    if (klen < KEY_PART_MIN)
+        return;
+    while ((hit = memmem(from, n - (size_t)(from - s), key, klen)) != NULL) {
+        memset(hit, '*', klen);
+        from = hit + klen;
+    }
+    for (size_t l = klen - 1 < n ? klen - 1 : n; l >= KEY_PART_MIN; l--)
+        if (memcmp(s + n - l, key, l) == 0) {
+            memset(s + n - l, '*', l);
+            break;
+        }
+}
+
+/* Keeps printable ASCII of s and blanks the key once more, so an upstream
+ * that echoes the key back never puts it in /health or the log. */
+static void sanitise(char *s, const char *key)
+{
     for (char *c = s; *c; c++)
         if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
             *c = ' ';
-    while (klen >= 4 && (hit = strstr(s, key)) != NULL)
-        memset(hit, '*', klen);
+    blank_key(s, strlen(s), key);
 }
 
 static void probe_record(llmr_shm *shm, const llmr_deployment *d, probe *p, CURLcode rc)
@@ -139,6 +175,9 @@ static void probe_record(llmr_shm *shm, const llmr_deployment *d, probe *p, CURL
 
     curl_easy_getinfo(p->easy, CURLINFO_RESPONSE_CODE, &status);
     err[0] = '\0';
+    /* The key goes before anything is cut: a cut key no longer matches. */
+    blank_key(p->body, p->nbody, d->api_key);
+    blank_key(p->curl_err, strlen(p->curl_err), d->api_key);
     if (rc != CURLE_OK)
         snprintf(err, sizeof(err), "%s%s%.150s", curl_easy_strerror(rc),
                  p->curl_err[0] ? ": " : "", p->curl_err);
@@ -152,15 +191,39 @@ static void probe_record(llmr_shm *shm, const llmr_deployment *d, probe *p, CURL
         llmr_debug("health check of %s failed: %s", d->id, err);
 }
 
-/* Probes every deployment at once and waits for all of them. */
+/* Whether d was found healthy recently enough to skip it this round: a
+ * reload or a respawned prober starts a round at once, and probing every
+ * deployment then would pay a completion per deployment on each SIGHUP.
+ * The window leaves room for the probe's own time, so the regular rounds,
+ * an interval apart, still probe it each time.  Unknown and unhealthy ones
+ * are always probed. */
+static int probe_fresh(const llmr_conf *c, llmr_shm *shm, const llmr_deployment *d,
+                       int64_t now_ms)
+{
+    llmr_health_view v;
+    double window = c->health_check_interval - probe_timeout(c, d) - 0.25;
+
+    if (d->slot < 0 || window <= 0)
+        return 0;
+    llmr_health_read(llmr_shm_slot(shm, d->slot), &v);
+    return v.state == LLMR_SLOT_HEALTHY && v.checked_ms > 0
+           && now_ms - v.checked_ms >= 0 && now_ms - v.checked_ms < (int64_t)(window * 1000);
+}
+
+/* Probes every deployment due at once and waits for all of them. */
 static void probe_round(const llmr_conf *c, llmr_shm *shm, CURLM *multi, probe *ps)
 {
     int running = 0, left;
     CURLMsg *m;
+    int64_t now_ms = llmr_wall_ms();
 
-    for (int i = 0; i < c->ndeployments; i++)
+    for (int i = 0; i < c->ndeployments; i++) {
+        ps[i].easy = NULL;
+        if (probe_fresh(c, shm, &c->deployments[i], now_ms))
+            continue;
         if (probe_setup(c, &c->deployments[i], &ps[i]) == 0)
             curl_multi_add_handle(multi, ps[i].easy);
+    }
     do {
         curl_multi_perform(multi, &running);
         while ((m = curl_multi_info_read(multi, &left)) != NULL) {
@@ -180,7 +243,11 @@ static void probe_round(const llmr_conf *c, llmr_shm *shm, CURLM *multi, probe *
             continue;
         curl_multi_remove_handle(multi, ps[i].easy);
         curl_easy_cleanup(ps[i].easy);
+        for (struct curl_slist *h = ps[i].headers; h != NULL; h = h->next)
+            explicit_bzero(h->data, strlen(h->data));   /* the key's copy */
         curl_slist_free_all(ps[i].headers);
+        free(ps[i].url);
+        ps[i].url = NULL;
     }
 }
 

@@ -15,14 +15,8 @@
 /* Adds "key":"s" (escaped) to b. */
 static void add_str(struct evbuffer *b, const char *key, const char *s)
 {
-    size_t len = s != NULL ? strlen(s) : 0, cap = 6 * len + 1;
-    char *esc = malloc(cap);
-
-    if (esc == NULL)
-        return;
-    llmr_json_escape(esc, cap, s != NULL ? s : "", len);
-    evbuffer_add_printf(b, "\"%s\":\"%s\"", key, esc);
-    free(esc);
+    evbuffer_add_printf(b, "\"%s\":", key);
+    llmr_json_add_str(b, s);
 }
 
 static void add_endpoint(struct evbuffer *b, const llmr_conf *c, const llmr_deployment *d,
@@ -119,9 +113,10 @@ void llmr_health_groups_json(llmr_worker *w, struct evbuffer *b)
 
     evbuffer_add(b, "\"groups\":{", 10);
     for (int g = 0; g < c->ngroups; g++) {
-        char esc[6 * LLMR_ID_MAX];
-        llmr_json_escape(esc, sizeof(esc), c->groups[g].name, strlen(c->groups[g].name));
-        evbuffer_add_printf(b, "%s\"%s\":{\"usable\":%s}", g > 0 ? "," : "", esc,
+        if (g > 0)
+            evbuffer_add(b, ",", 1);
+        llmr_json_add_str(b, c->groups[g].name);
+        evbuffer_add_printf(b, ":{\"usable\":%s}",
                             group_usable(w, &c->groups[g], now) ? "true" : "false");
     }
     evbuffer_add(b, "}", 1);

@@ -327,22 +327,21 @@ int llmr_http_models_build(llmr_worker *w)
 {
     struct evbuffer *b = evbuffer_new();
     const llmr_conf *c = w->conf;
-    char esc[2 * LLMR_ID_MAX];
 
     if (b == NULL)
         return -1;
     evbuffer_add_printf(b, "{\"object\":\"list\",\"data\":[");
     for (int g = 0; g < c->ngroups; g++) {
-        llmr_json_escape(esc, sizeof(esc), c->groups[g].name, strlen(c->groups[g].name));
-        evbuffer_add_printf(b, "%s{\"id\":\"%s\",\"object\":\"model\",\"created\":0,"
-                            "\"owned_by\":\"llmroute\"}", g ? "," : "", esc);
+        evbuffer_add_printf(b, "%s{\"id\":", g ? "," : "");
+        llmr_json_add_str(b, c->groups[g].name);
+        evbuffer_add_printf(b, ",\"object\":\"model\",\"created\":0,\"owned_by\":\"llmroute\"}");
     }
     for (int a = 0; a < c->naliases; a++) {    /* aliases, unless hidden */
         if (c->aliases[a].hidden)
             continue;
-        llmr_json_escape(esc, sizeof(esc), c->aliases[a].name, strlen(c->aliases[a].name));
-        evbuffer_add_printf(b, "%s{\"id\":\"%s\",\"object\":\"model\",\"created\":0,"
-                            "\"owned_by\":\"llmroute\"}", c->ngroups ? "," : "", esc);
+        evbuffer_add_printf(b, "%s{\"id\":", c->ngroups ? "," : "");
+        llmr_json_add_str(b, c->aliases[a].name);
+        evbuffer_add_printf(b, ",\"object\":\"model\",\"created\":0,\"owned_by\":\"llmroute\"}");
     }
     evbuffer_add_printf(b, "]}");
     w->models_len = evbuffer_get_length(b);

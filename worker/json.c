@@ -1,6 +1,8 @@
 /* A strict, single-pass JSON tokenizer (see json.h for why not jsmn's). */
 #include "json.h"
 
+#include <event2/buffer.h>
+
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -642,6 +644,27 @@ size_t llmr_json_escape(char *out, size_t cap, const char *s, size_t len)
     }
     out[o] = '\0';
     return o;
+}
+
+void llmr_json_add_str(struct evbuffer *b, const char *s)
+{
+    const unsigned char *u = (const unsigned char *)(s != NULL ? s : "");
+    size_t len = strlen((const char *)u), i = 0, from = 0;
+
+    evbuffer_add(b, "\"", 1);
+    while (i < len) {
+        char esc[6];
+        size_t n, used = escape_one(u, i, len, esc, &n);
+
+        if (n != used || memcmp(esc, u + i, n) != 0) {
+            evbuffer_add(b, u + from, i - from);
+            evbuffer_add(b, esc, n);
+            from = i + used;
+        }
+        i += used;
+    }
+    evbuffer_add(b, u + from, len - from);
+    evbuffer_add(b, "\"", 1);
 }
 
 int llmr_json_unescape(char *out, size_t cap, const char *s, size_t len)

@@ -69,6 +69,11 @@ int llmr_json_member(const char *js, size_t len, const char *key, size_t *off, s
  * s holds.  Returns the bytes written, at most cap-1; never splits an
  * escape or a character, and always NUL-terminates. */
 size_t llmr_json_escape(char *out, size_t cap, const char *s, size_t len);
+/* Appends s (NULL reads as "") to b as a whole JSON string, quotes
+ * included, escaped as llmr_json_escape does; runs of bytes that need no
+ * escape go in one evbuffer_add, and nothing is allocated or cut. */
+struct evbuffer;
+void llmr_json_add_str(struct evbuffer *b, const char *s);
 
 /* Decodes the inside of a JSON string (escapes, \\uXXXX with surrogate
  * pairs, into UTF-8).  Returns the length, or -1 when it does not fit in

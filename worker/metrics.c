@@ -20,18 +20,10 @@ static int64_t load(const _Atomic int64_t *v)
     return atomic_load_explicit(v, memory_order_relaxed);
 }
 
-/* A label value as the exposition format wants it: \ " and newline escaped. */
-static void esc(struct evbuffer *b, const char *s)
-{
-    for (; *s != '\0'; s++) {
-        if (*s == '\\' || *s == '"')
-            evbuffer_add_printf(b, "\\%c", *s);
-        else if (*s == '\n')
-            evbuffer_add(b, "\\n", 2);
-        else
-            evbuffer_add(b, s, 1);
-    }
-}
+/* Label values are deployment ids and group names, which the config
+ * already limits to printable ASCII without '"', '\\' or spaces
+ * (conf_safe_name, id_char): none of the characters the exposition format
+ * escapes (\\, " and newline) can occur, so they go out as they are. */
 
 static void head(struct evbuffer *b, const char *name, const char *type, const char *help)
 {
@@ -43,11 +35,8 @@ static void series(struct evbuffer *b, const llmr_conf *c, int i, const char *na
 {
     const llmr_deployment *d = &c->deployments[i];
 
-    evbuffer_add_printf(b, "%s{deployment=\"", name);
-    esc(b, d->id);
-    evbuffer_add(b, "\",model_group=\"", 15);
-    esc(b, c->groups[d->group].name);
-    evbuffer_add(b, "\"", 1);
+    evbuffer_add_printf(b, "%s{deployment=\"%s\",model_group=\"%s\"", name, d->id,
+                        c->groups[d->group].name);
 }
 
 /* One family with one sample per deployment: the slot word at `off`. */
@@ -63,6 +52,9 @@ static void per_dep(struct evbuffer *b, llmr_worker *w, const char *name, const 
         evbuffer_add_printf(b, "} %lld\n", (long long)load((const _Atomic int64_t *)(s + off)));
     }
 }
+
+_Static_assert(LLMR_ERR_OTHER < LLMR_FAIL_CLASSES,
+               "every error class needs a word in the slot's fail_by_class");
 
 static void failures(struct evbuffer *b, llmr_worker *w)
 {
@@ -154,9 +146,8 @@ static void fallbacks(struct evbuffer *b, llmr_worker *w)
         for (int k = 0; k < c->groups[g].ndeployments; k++)
             n += load(&llmr_shm_slot(w->shm, c->deployments[c->groups[g].deployments[k]].slot)
                            ->fallbacks);
-        evbuffer_add(b, "llmroute_fallbacks_total{model_group=\"", 38);
-        esc(b, c->groups[g].name);
-        evbuffer_add_printf(b, "\"} %lld\n", (long long)n);
+        evbuffer_add_printf(b, "llmroute_fallbacks_total{model_group=\"%s\"} %lld\n",
+                            c->groups[g].name, (long long)n);
     }
 }
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
 #include <event2/http.h>
 
 #include "errors.h"
@@ -68,19 +69,24 @@ static int match(const char *path, enum llmr_op *op, char **name)
 
 static void model_by_id(llmr_worker *w, struct evhttp_request *req, const char *id)
 {
-    char esc[2 * LLMR_ID_MAX], json[3 * LLMR_ID_MAX];
     size_t len = strlen(id);
-    int n;
+    struct evbuffer *b;
 
     /* Hidden aliases too: they are routable, only not listed. */
     if (llmr_conf_route_group(w->conf, id, len) < 0) {
         llmr_error_reply(w, req, LLMR_E_MODEL_NOT_FOUND, (int)len, id, "");
         return;
     }
-    llmr_json_escape(esc, sizeof(esc), id, len);
-    n = snprintf(json, sizeof(json), "{\"id\":\"%s\",\"object\":\"model\",\"created\":0,"
-                 "\"owned_by\":\"llmroute\"}", esc);
-    llmr_http_reply_json(w, req, 200, json, (size_t)n);
+    if ((b = evbuffer_new()) == NULL) {
+        llmr_http_reply_json(w, req, 500, "{}", 2);
+        return;
+    }
+    evbuffer_add(b, "{\"id\":", 6);
+    llmr_json_add_str(b, id);
+    evbuffer_add_printf(b, ",\"object\":\"model\",\"created\":0,\"owned_by\":\"llmroute\"}");
+    llmr_http_reply_json(w, req, 200, (const char *)evbuffer_pullup(b, -1),
+                         evbuffer_get_length(b));
+    evbuffer_free(b);
 }
 
 int llmr_routes_handle(llmr_worker *w, struct evhttp_request *req, const char *path,

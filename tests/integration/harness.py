@@ -242,7 +242,8 @@ def deployment(group, mock, model=None, dep_id=None, azure=False, key=None, para
 class Daemon(Proc):
     """The llmroute master with its workers, on a free port."""
 
-    def __init__(self, deployments, workers=2, server="", router="", env=None, port=None):
+    def __init__(self, deployments, workers=2, server="", router="", env=None, port=None,
+                 args=()):
         _counter[0] += 1
         self.port = port or free_port()
         d = tmpdir()
@@ -251,8 +252,8 @@ class Daemon(Proc):
         self.shm_name = "/llmr-test-%d-%d" % (os.getpid(), _counter[0])
         self.write_conf(deployments, workers, server, router)
         self.env = env or {}
-        super().__init__([os.path.join(BUILD, "llmroute"), "-c", self.conf_path], "llmroute",
-                         env=env)
+        super().__init__([os.path.join(BUILD, "llmroute"), "-c", self.conf_path] + list(args),
+                         "llmroute", env=env)
         self.wait_ready()
 
     def write_conf(self, deployments, workers=2, server="", router=""):

@@ -3,6 +3,7 @@ copies the built binary (never a rebuild with other flags), an example
 config that passes -t, the man page, the systemd unit and the logrotate
 snippet; the INSTALLED binary serves; `make uninstall` removes it all.
 And `llmroute -h` lists exactly the flags the command line accepts."""
+import fnmatch
 import os
 import re
 import shutil
@@ -79,6 +80,7 @@ def serve_installed(binary, example, mocks):
     for fixed, m in zip((4101, 4102), mocks):
         text = text.replace("127.0.0.1:%d" % fixed, "127.0.0.1:%d" % m.port)
     text = re.sub(r'pid_file = "[^"]*";', 'pid_file = "%s/llmroute.pid";' % d, text)
+    text = re.sub(r'access_log = "[^"]*";', 'access_log = "%s/access.log";' % d, text)
     text = re.sub(r'shm_name = "[^"]*";', 'shm_name = "/llmr-install-%d";' % os.getpid(), text)
     conf = os.path.join(d, "llmroute.conf")
     with open(conf, "w") as f:
@@ -121,6 +123,10 @@ def check_unit(dest, unit, conf_text):
     assert stop > drain, (stop, drain)
     # The pid file the unit's directory holds is the config's.
     assert re.search(r'^\s*pid_file = "/run/llmroute/llmroute.pid";', conf_text, re.M)
+    # The access log goes where the unit may write (ProtectSystem=strict makes
+    # the config's directory read-only) and logrotate rotates.
+    assert re.search(r'^\s*access_log = "/var/log/llmroute/access.log";', conf_text, re.M)
+    assert re.search(r"^LogsDirectory=llmroute$", text, re.M), text
     if shutil.which("systemd-analyze"):
         # verify needs the binary where the unit names it: point it at DESTDIR.
         copy = os.path.join(tmpdir(), "llmroute.service")
@@ -159,6 +165,8 @@ def test_make_install_runs_and_uninstalls():
         check_unit(dest, unit, conf_text)
         text = open(rotate).read()
         assert "/var/log/llmroute/*.log" in text, text
+        log = re.search(r'^\s*access_log = "([^"]*)";', conf_text, re.M).group(1)
+        assert fnmatch.fnmatch(log, "/var/log/llmroute/*.log"), log
         assert 'kill -USR1 "$(cat /run/llmroute/llmroute.pid)"' in text, text
 
         make("uninstall", "DESTDIR=" + dest, "PREFIX=/usr/local")

@@ -22,6 +22,7 @@ static const char *const knob_header[MK_COUNT] = {
     [MK_EMBEDDINGS] = "embeddings",
     [MK_USAGE_TOKENS] = "usage-tokens",
     [MK_UPSTREAM_HEADERS] = "upstream-headers",
+    [MK_REQUIRE_KEY] = "require-key",
 };
 
 static const char *const knob_json[MK_COUNT] = {
@@ -40,6 +41,7 @@ static const char *const knob_json[MK_COUNT] = {
     [MK_USAGE_TOKENS] = "usage_tokens",
     [MK_PAD_BYTES] = "pad_bytes",
     [MK_UPSTREAM_HEADERS] = "upstream_headers",
+    [MK_REQUIRE_KEY] = "require_key",
 };
 
 /* Inclusive bounds; -1 on stall/drop_after means "never". An hour caps the
@@ -71,6 +73,7 @@ void mock_knobs_defaults(struct mock_knobs *k)
     k->v[MK_EMBEDDINGS] = 1;
     k->set &= ~(1u << MK_RETRY_AFTER);
     k->set &= ~(1u << MK_USAGE_TOKENS);
+    k->set &= ~(1u << MK_REQUIRE_KEY);
     k->set &= ~(1u << MK_EMBEDDINGS);   /* unset: one embedding per input */
 }
 
@@ -158,6 +161,19 @@ static int set_usage_tokens(struct mock_knobs *k, const char *s, size_t n)
     return 0;
 }
 
+/* A key as a client sends it: printable ASCII, no spaces. */
+static int set_require_key(struct mock_knobs *k, const char *s, size_t n)
+{
+    if (n == 0 || n >= sizeof(k->require_key))
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
+            return -1;
+    memcpy(k->require_key, s, n);
+    k->require_key[n] = '\0';
+    return 0;
+}
+
 int mock_knob_set(struct mock_knobs *k, int id, const char *val, size_t len)
 {
     long v;
@@ -169,6 +185,9 @@ int mock_knob_set(struct mock_knobs *k, int id, const char *val, size_t len)
             return -1;
     } else if (id == MK_USAGE_TOKENS) {
         if (set_usage_tokens(k, val, len) < 0)
+            return -1;
+    } else if (id == MK_REQUIRE_KEY) {
+        if (set_require_key(k, val, len) < 0)
             return -1;
     } else if (id == MK_ERROR) {
         if (parse_error_kind(val, len, &v) < 0)
@@ -194,5 +213,7 @@ void mock_knobs_merge(struct mock_knobs *dst, const struct mock_knobs *src)
         memcpy(dst->retry_after, src->retry_after, sizeof(dst->retry_after));
     if (src->set & (1u << MK_USAGE_TOKENS))
         memcpy(dst->usage_tokens, src->usage_tokens, sizeof(dst->usage_tokens));
+    if (src->set & (1u << MK_REQUIRE_KEY))
+        memcpy(dst->require_key, src->require_key, sizeof(dst->require_key));
     dst->set |= src->set;
 }

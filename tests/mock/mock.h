@@ -33,6 +33,7 @@ enum mock_knob {
     MK_USAGE_TOKENS,
     MK_PAD_BYTES,
     MK_UPSTREAM_HEADERS,
+    MK_REQUIRE_KEY,
     MK_COUNT
 };
 
@@ -43,6 +44,7 @@ struct mock_knobs {
     long v[MK_COUNT];              /* MK_ERROR holds an enum mock_error */
     char retry_after[32];          /* MK_RETRY_AFTER is text, sent as is */
     char usage_tokens[32];         /* MK_USAGE_TOKENS: an integer's text, as is */
+    char require_key[8192];        /* MK_REQUIRE_KEY: the only key answered */
 };
 
 enum mock_src { MS_CLI, MS_CONFIG, MS_BODY, MS_HEADER };

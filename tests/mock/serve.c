@@ -410,6 +410,21 @@ static void call_reply(struct mock_call *c, int status)
     mock_call_finish(c);
 }
 
+/* require_key: the key the request carries (Authorization: Bearer, or
+ * Azure's api-key), "" when none. */
+static const char *request_key(struct evhttp_request *req)
+{
+    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+    const char *v = evhttp_find_header(h, "authorization");
+
+    if (v != NULL && strncasecmp(v, "Bearer ", 7) == 0)
+        return v + 7;
+    if (v != NULL)
+        return v;
+    v = evhttp_find_header(h, "api-key");
+    return v != NULL ? v : "";
+}
+
 static void call_respond(struct mock_call *c)
 {
     struct mock_ctx *ctx = c->ctx;
@@ -420,6 +435,18 @@ static void call_respond(struct mock_call *c)
     if (c->k.v[MK_DROP]) {
         ctx->stats.dropped++;
         mock_call_drop(c);
+    } else if ((c->k.set & (1u << MK_REQUIRE_KEY))
+               && strcmp(request_key(c->req), c->k.require_key) != 0) {
+        /* Echoes the key it got, as some OpenAI-compatible servers do. */
+        struct evbuffer *m = evbuffer_new();
+        if (m != NULL) {
+            evbuffer_add_printf(m, "Incorrect API key provided: %s. You can find your API "
+                                "key in your account settings.", request_key(c->req));
+            evbuffer_add(m, "", 1);
+            error_body(ctx->out, 401, (const char *)evbuffer_pullup(m, -1));
+            evbuffer_free(m);
+        }
+        call_reply(c, 401);
     } else if (err != ME_NONE) {
         evbuffer_add(ctx->out, err == ME_CONTEXT_LENGTH ? context_length_body : content_policy_body,
                      err == ME_CONTEXT_LENGTH ? sizeof(context_length_body) - 1
