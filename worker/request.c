@@ -246,6 +246,7 @@ static void try_group(llmr_request *r)
     llmr_pick pick;
     llmr_reply rep;
     int64_t fb;
+    int dep;
 
     for (;;) {
         if (llmr_clock_us() >= r->deadline_us) {
@@ -256,9 +257,14 @@ static void try_group(llmr_request *r)
         }
         rq.avoid = r->plan.failed;
         rq.navoid = r->plan.nfailed;
-        r->at.dep = llmr_router_pick(r->w, r->plan.group[r->plan.pos], &rq, &pick);
-        if (r->at.dep >= 0)
+        /* A failed pick leaves r->at alone: it still describes the last
+         * attempt, whose answer may be the one the client gets. */
+        dep = llmr_router_pick(r->w, r->plan.group[r->plan.pos], &rq, &pick);
+        if (dep >= 0) {
+            r->at.dep = dep;
+            r->at.pos = r->plan.pos;
             break;
+        }
         llmr_plan_note_unavailable(&r->plan, &pick);
         if (pick.why == LLMR_UNAVAIL_CONTEXT
             && llmr_plan_switch(r, &r->w->conf->context_window_fallbacks))
@@ -281,6 +287,20 @@ static void try_group(llmr_request *r)
     }
 }
 
+/* The attempt's time ran out while its transfer still waited in our own
+ * new-connection queue (upstream_max_connecting): it never reached the
+ * deployment, which is charged with nothing; the client gets a timeout. */
+static void timeout_in_queue(llmr_request *r)
+{
+    llmr_warn("%s: %s: timed out waiting for a new connection to deployment %s "
+              "(upstream_max_connecting)", llmr_request_id(r),
+              llmr_request_group_name(r, r->plan.pos), llmr_attempt_dep(r)->id);
+    llmr_attempt_unadmit(r);
+    r->plan.final_err = LLMR_ERR_TIMEOUT;
+    r->plan.final_status = 0;
+    finish_final(r);
+}
+
 /* A stream's first byte must come within stream_timeout (else timeout). */
 static void on_first_byte(evutil_socket_t fd, short what, void *arg)
 {
@@ -291,6 +311,10 @@ static void on_first_byte(evutil_socket_t fd, short what, void *arg)
     check_live(r);
     if (r->state != LLMR_REQ_ATTEMPT)
         return;
+    if (llmr_upstream_never_sent(r->w, r->at.easy)) {
+        timeout_in_queue(r);
+        return;
+    }
     llmr_warn("%s: %s: deployment %s sent no first byte within stream_timeout",
               llmr_request_id(r), llmr_request_group_name(r, r->plan.pos), llmr_attempt_dep(r)->id);
     llmr_attempt_failed(r, LLMR_ERR_TIMEOUT, -1);
@@ -347,6 +371,10 @@ static void on_attempt_done(void *arg, CURLcode result)
 
     check_live(r);
     evtimer_del(&r->first_byte);
+    if (llmr_upstream_never_sent(r->w, r->at.easy)) {
+        timeout_in_queue(r);
+        return;
+    }
     llmr_upstream_facts(r->w, r->at.easy, &r->at.sock_errno, &r->at.sends);
     local = llmr_attempt_local_failure(r, result);
     if (local != NULL && r->state != LLMR_REQ_STREAMING) {
