@@ -61,6 +61,7 @@ typedef struct llmr_worker {
     struct llmr_request *requests;  /* live routed requests (request.c) */
     int64_t local_fail_log_ms;  /* last log line of a 503 local_resource_exhausted */
     unsigned long local_fails;  /* such 503s since that line */
+    size_t resp_bytes;          /* answers being buffered from upstreams, all requests */
     int draining;
     long active;                /* requests whose reply is not yet sent: written
                                  * only by http_api.c (llmr_http_active_*) */
