@@ -70,7 +70,8 @@ def test_attempt_timed_out_in_our_connection_queue_charges_no_failure():
     base = "https://127.0.0.1:%d/v1" % pit.port
     deps = ['{ model_name = "%s"; litellm_params = { model = "openai/m"; api_base = "%s"; '
             'timeout = %s; }; model_info = { id = "%s"; }; }' % (g, base, t, g)
-            for g, t in (("slow", "2.5"), ("fast", "1.0"))]
+            # A's handshake must outlast the two waits below (1 s + 0.5 s)
+            for g, t in (("slow", "%.1f" % (1.5 + harness.slack(1.5))), ("fast", "1.0"))]
     try:
         d = Daemon(deps, workers=WORKERS, server="upstream_max_connecting = 1;",
                    router="num_retries = 0; allowed_fails = 0; cooldown_time = 30; "
