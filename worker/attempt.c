@@ -135,6 +135,13 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
         copy_header_value(a->content_type, sizeof(a->content_type), data + 13, len - 13);
     } else if (len > 12 && strncasecmp(data, "retry-after:", 12) == 0) {
         copy_header_value(a->retry_after, sizeof(a->retry_after), data + 12, len - 12);
+    } else if (len > 15 && strncasecmp(data, "content-length:", 15) == 0
+               && !((llmr_request *)arg)->stream) {
+        /* A buffered answer of known size lands in one block, which
+         * reading its usage then needs no copy of. */
+        long long cl = strtoll(data + 15, NULL, 10);
+        if (cl > 0 && evbuffer_get_length(a->resp) == 0)
+            evbuffer_expand(a->resp, (size_t)(cl < LLMR_RESPONSE_MAX ? cl : LLMR_RESPONSE_MAX));
     }
     return len;
 }

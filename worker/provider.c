@@ -131,14 +131,6 @@ char *llmr_body_rewrite(const char *body, size_t len, const llmr_body_edit *e,
     return b;
 }
 
-char *llmr_body_with_model(const char *body, size_t len, size_t model_start, size_t model_end,
-                           const char *model, size_t *out_len)
-{
-    llmr_body_edit e = { .model_start = model_start, .model_end = model_end };
-
-    return llmr_body_rewrite(body, len, &e, model, out_len);
-}
-
 static size_t member_end(const llmr_json *j, int val)
 {
     return (size_t)j->toks[val].end + (j->toks[val].type == JSMN_STRING);

@@ -27,21 +27,23 @@ const char *llmr_request_group_name(const llmr_request *r, int pos)
 
 /* Request ids come from a per-worker xorshift generator seeded from
  * getrandom(): unpredictable enough to tell requests apart, derived from
- * nothing secret.  Seeded in the worker (after fork), so no two workers
- * share a sequence. */
+ * nothing secret.  Seeded once by each worker as it starts (after fork),
+ * so no two workers share a sequence and no id costs a system call. */
 static uint64_t id_state;
-static pid_t id_pid;
+
+void llmr_request_ids_seed(void)
+{
+    if (getrandom(&id_state, sizeof(id_state), GRND_NONBLOCK) != sizeof(id_state))
+        id_state = (uint64_t)llmr_clock_us() ^ ((uint64_t)getpid() << 40);
+    id_state |= 1;
+}
 
 static uint64_t id_next(void)
 {
     uint64_t x;
 
-    if (id_state == 0 || id_pid != getpid()) {
-        if (getrandom(&id_state, sizeof(id_state), GRND_NONBLOCK) != sizeof(id_state))
-            id_state = (uint64_t)llmr_clock_us() ^ ((uint64_t)getpid() << 40);
-        id_state |= 1;
-        id_pid = getpid();
-    }
+    if (id_state == 0)          /* a process that never seeded (unit tests) */
+        llmr_request_ids_seed();
     x = id_state;               /* xorshift64* */
     x ^= x >> 12;
     x ^= x << 25;
@@ -127,33 +129,38 @@ const char *llmr_attempt_upstream_id(const llmr_attempt *a)
     return "";
 }
 
-/* The upstream's kept headers, then our own id when it sent none. */
-static void id_headers(llmr_request *r, struct evkeyvalq *out)
+/* The upstream's kept headers when the answer is its, then our own id
+ * when it sent none. */
+static void id_headers(llmr_request *r, int upstream, struct evkeyvalq *out)
 {
-    for (int i = 0; i < r->at.nfwd; i++)
+    for (int i = 0; upstream && i < r->at.nfwd; i++)
         evhttp_add_header(out, r->at.fwd[i], r->at.fwd[i] + strlen(r->at.fwd[i]) + 1);
     if (evhttp_find_header(out, "x-request-id") == NULL)
         evhttp_add_header(out, "x-request-id", llmr_request_id(r));
 }
 
-/* The x-llmroute-* headers of every routed response, with the upstream's
- * ids and rate-limit headers when the answer is its. */
-void llmr_reply_headers(llmr_request *r)
+/* The x-llmroute-* headers of every routed response.  `upstream`: the
+ * answer is the last attempt's (passed on, or a stream it committed to),
+ * so its ids, rate-limit headers and Retry-After go with it, and the
+ * fallback named is that attempt's group; our own errors get none of the
+ * upstream's headers and name the group the plan reached. */
+void llmr_reply_headers(llmr_request *r, int upstream)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(r->req);
+    int pos = upstream ? r->at.pos : r->plan.pos;
     char n[16];
 
-    id_headers(r, out);
+    id_headers(r, upstream, out);
 
-    if (r->at.retry_after[0])
+    if (upstream && r->at.retry_after[0])
         evhttp_add_header(out, "Retry-After", r->at.retry_after);
     if (r->at.dep >= 0)
         evhttp_add_header(out, "x-llmroute-deployment", llmr_attempt_dep(r)->id);
     snprintf(n, sizeof(n), "%d", r->plan.attempts);
     evhttp_add_header(out, "x-llmroute-attempts", n);
     evhttp_add_header(out, "x-llmroute-model-group", llmr_request_group_name(r, 0));
-    if (r->plan.pos > 0)
-        evhttp_add_header(out, "x-llmroute-fallback", llmr_request_group_name(r, r->plan.pos));
+    if (pos > 0)
+        evhttp_add_header(out, "x-llmroute-fallback", llmr_request_group_name(r, pos));
 }
 
 void llmr_reply_error(llmr_reply *rep, enum llmr_error_kind k, ...)
@@ -253,8 +260,6 @@ void llmr_reply_final(llmr_request *r, llmr_reply *rep)
         rep->headers = 1;
         return;
     }
-    r->at.retry_after[0] = '\0';
-    r->at.nfwd = 0;                     /* our answer: not the upstream's ids */
     if (p->final_err == LLMR_ERR_NONE)  /* no attempt could be made */
         unavailable(r, rep);
     else if (tls_failure(p->final_curl))
@@ -294,8 +299,6 @@ void llmr_reply_local(llmr_request *r, llmr_reply *rep, const char *why)
 
     log_local(r->w, group, why);
     llmr_reply_error(rep, LLMR_E_LOCAL_EXHAUSTED, group, why);
-    r->at.retry_after[0] = '\0';
-    r->at.nfwd = 0;
     rep->headers = 1;
     strcpy(rep->retry_after, "1");
 }
@@ -308,14 +311,14 @@ void llmr_reply_send(llmr_request *r, const llmr_reply *rep)
 
     switch (rep->how) {
     case LLMR_REPLY_UPSTREAM:
-        llmr_reply_headers(r);
+        llmr_reply_headers(r, 1);
         evhttp_add_header(out, "Content-Type",
                           r->at.content_type[0] ? r->at.content_type : "application/json");
         llmr_http_reply(w, req, rep->status, r->at.resp);
         break;
     case LLMR_REPLY_ERROR:
         if (rep->headers)
-            llmr_reply_headers(r);
+            llmr_reply_headers(r, 0);
         else
             evhttp_add_header(out, "x-request-id", llmr_request_id(r));
         if (rep->retry_after[0])

@@ -81,8 +81,10 @@ static void request_free(llmr_request *r)
     LLMR_CHECK(!r->at.admitted, "request freed with its admission held");
     unlink_request(r);
     llmr_upstream_release(r->w, r->at.easy);
-    if (r->at.resp != NULL)
+    if (r->at.resp != NULL) {
+        r->w->resp_bytes -= evbuffer_get_length(r->at.resp);   /* no callback on free */
         evbuffer_free(r->at.resp);
+    }
     llmr_relay_free(&r->relay);
     free(r->at.up_body);
     free(r);
@@ -246,6 +248,7 @@ static void try_group(llmr_request *r)
     llmr_pick pick;
     llmr_reply rep;
     int64_t fb;
+    int dep;
 
     for (;;) {
         if (llmr_clock_us() >= r->deadline_us) {
@@ -256,9 +259,14 @@ static void try_group(llmr_request *r)
         }
         rq.avoid = r->plan.failed;
         rq.navoid = r->plan.nfailed;
-        r->at.dep = llmr_router_pick(r->w, r->plan.group[r->plan.pos], &rq, &pick);
-        if (r->at.dep >= 0)
+        /* A failed pick leaves r->at alone: it still describes the last
+         * attempt, whose answer may be the one the client gets. */
+        dep = llmr_router_pick(r->w, r->plan.group[r->plan.pos], &rq, &pick);
+        if (dep >= 0) {
+            r->at.dep = dep;
+            r->at.pos = r->plan.pos;
             break;
+        }
         llmr_plan_note_unavailable(&r->plan, &pick);
         if (pick.why == LLMR_UNAVAIL_CONTEXT
             && llmr_plan_switch(r, &r->w->conf->context_window_fallbacks))
@@ -281,6 +289,20 @@ static void try_group(llmr_request *r)
     }
 }
 
+/* The attempt's time ran out while its transfer still waited in our own
+ * new-connection queue (upstream_max_connecting): it never reached the
+ * deployment, which is charged with nothing; the client gets a timeout. */
+static void timeout_in_queue(llmr_request *r)
+{
+    llmr_warn("%s: %s: timed out waiting for a new connection to deployment %s "
+              "(upstream_max_connecting)", llmr_request_id(r),
+              llmr_request_group_name(r, r->plan.pos), llmr_attempt_dep(r)->id);
+    llmr_attempt_unadmit(r);
+    r->plan.final_err = LLMR_ERR_TIMEOUT;
+    r->plan.final_status = 0;
+    finish_final(r);
+}
+
 /* A stream's first byte must come within stream_timeout (else timeout). */
 static void on_first_byte(evutil_socket_t fd, short what, void *arg)
 {
@@ -291,6 +313,10 @@ static void on_first_byte(evutil_socket_t fd, short what, void *arg)
     check_live(r);
     if (r->state != LLMR_REQ_ATTEMPT)
         return;
+    if (llmr_upstream_never_sent(r->w, r->at.easy)) {
+        timeout_in_queue(r);
+        return;
+    }
     llmr_warn("%s: %s: deployment %s sent no first byte within stream_timeout",
               llmr_request_id(r), llmr_request_group_name(r, r->plan.pos), llmr_attempt_dep(r)->id);
     llmr_attempt_failed(r, LLMR_ERR_TIMEOUT, -1);
@@ -300,12 +326,19 @@ static void on_first_byte(evutil_socket_t fd, short what, void *arg)
     after_failure(r, LLMR_ERR_TIMEOUT, -1);
 }
 
+#define CLASSIFY_LOOK 16384     /* the bytes of an error answer classify reads */
+
 /* The attempt reached the deployment (or tried to): what it answered. */
 static void done_upstream(llmr_request *r, CURLcode result)
 {
-    const char *body = (const char *)evbuffer_pullup(r->at.resp, -1);
-    enum llmr_err err = llmr_classify(llmr_attempt_dep(r), result, r->at.status, body,
-                                      evbuffer_get_length(r->at.resp));
+    size_t len = evbuffer_get_length(r->at.resp);
+    /* Only an error answer's words matter, and only its start: a success
+     * (maybe 50 MB of embeddings) is never copied into one block here. */
+    size_t look = result == CURLE_OK && (r->at.status < 200 || r->at.status >= 300)
+                  ? (len < CLASSIFY_LOOK ? len : CLASSIFY_LOOK) : 0;
+    const char *body = look > 0 ? (const char *)evbuffer_pullup(r->at.resp, (ev_ssize_t)look)
+                                : NULL;
+    enum llmr_err err = llmr_classify(llmr_attempt_dep(r), result, r->at.status, body, look);
     int64_t ra = llmr_retry_after_ms(r);
     llmr_reply rep = { .how = LLMR_REPLY_UPSTREAM, .headers = 1, .status = (int)r->at.status };
     char msg[256];
@@ -347,6 +380,10 @@ static void on_attempt_done(void *arg, CURLcode result)
 
     check_live(r);
     evtimer_del(&r->first_byte);
+    if (llmr_upstream_never_sent(r->w, r->at.easy)) {
+        timeout_in_queue(r);
+        return;
+    }
     llmr_upstream_facts(r->w, r->at.easy, &r->at.sock_errno, &r->at.sends);
     local = llmr_attempt_local_failure(r, result);
     if (local != NULL && r->state != LLMR_REQ_STREAMING) {
@@ -372,6 +409,17 @@ static double request_timeout(const llmr_conf *conf, const llmr_controls *ctl)
     return ctl->timeout > 0 && ctl->timeout < conf->timeout ? ctl->timeout : conf->timeout;
 }
 
+/* Keeps w->resp_bytes, the bytes of every request's buffered answer, in
+ * step with each add and drain, whoever makes it. */
+static void count_resp(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+    llmr_worker *w = arg;
+
+    (void)b;
+    w->resp_bytes += info->n_added;
+    w->resp_bytes -= info->n_deleted;
+}
+
 void llmr_request_start_ctl(llmr_worker *w, struct evhttp_request *req, enum llmr_op op,
                             int group, const llmr_json *j, const llmr_controls *ctl)
 {
@@ -379,7 +427,10 @@ void llmr_request_start_ctl(llmr_worker *w, struct evhttp_request *req, enum llm
 
     if (r != NULL)
         r->log.prompt = r->log.completion = -1;     /* until an attempt succeeds */
-    if (r == NULL || (r->at.resp = evbuffer_new()) == NULL) {
+    if (r == NULL || (r->at.resp = evbuffer_new()) == NULL
+        || evbuffer_add_cb(r->at.resp, count_resp, w) == NULL) {
+        if (r != NULL && r->at.resp != NULL)
+            evbuffer_free(r->at.resp);
         free(r);
         llmr_error_reply(w, req, LLMR_E_OUT_OF_MEMORY);
         return;
@@ -421,6 +472,7 @@ void llmr_request_abort_all(llmr_worker *w)
     while (w->requests != NULL)
         llmr_request_finish(w->requests, &rep);
     LLMR_CHECK(llmr_attempt_open_admissions() == 0, "an admission was never given back");
+    LLMR_CHECK(w->resp_bytes == 0, "buffered answer bytes miscounted");
 }
 
 /* ---- bounds: buffered answers, stalled streams, the drain deadline ------ */
@@ -428,14 +480,10 @@ void llmr_request_abort_all(llmr_worker *w)
 #define BUDGET_STEP (1L << 20)      /* a growing answer checks the total per MiB */
 
 /* What the worker holds for clients: answers being buffered from upstreams
- * and replies queued towards slow clients. */
+ * (counted as they come and go) and replies queued towards slow clients. */
 static size_t worker_buffered(llmr_worker *w)
 {
-    size_t total = llmr_conn_output_bytes(w);
-
-    for (llmr_request *o = w->requests; o != NULL; o = o->next)
-        total += o->at.resp != NULL ? evbuffer_get_length(o->at.resp) : 0;
-    return total;
+    return w->resp_bytes + llmr_conn_output_bytes(w);
 }
 
 static void on_over_budget(evutil_socket_t fd, short what, void *arg)

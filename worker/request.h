@@ -83,6 +83,7 @@ typedef struct llmr_plan {
  * (in-flight, rpm, tpm) and is given back exactly once (attempt.c). */
 typedef struct llmr_attempt {
     int dep;                            /* the deployment, or -1 */
+    int pos;                            /* its group's place in the plan */
     int admitted;
     CURL *easy;
     int sock_errno;                     /* why a socket() of the attempt failed */
@@ -232,13 +233,15 @@ void llmr_attempt_free_all(void);
 
 /* reply.c: what each ending answers (builds the llmr_reply), and sending it */
 /* The request's own id ("req_" + 24 hex), for its x-request-id and logs. */
+/* Seeds this process's request ids: each worker once, after fork. */
+void llmr_request_ids_seed(void);
 const char *llmr_request_id(llmr_request *r);
 /* Keeps an upstream header line the client gets too (x-request-id,
  * x-ratelimit-*, ...); returns whether it was one of those. */
 int llmr_reply_keep_header(llmr_attempt *a, const char *line, size_t len);
 /* The upstream's x-request-id of the attempt, or "". */
 const char *llmr_attempt_upstream_id(const llmr_attempt *a);
-void llmr_reply_headers(llmr_request *r);
+void llmr_reply_headers(llmr_request *r, int upstream);
 void llmr_reply_send(llmr_request *r, const llmr_reply *rep);
 void llmr_reply_final(llmr_request *r, llmr_reply *rep);
 void llmr_reply_local(llmr_request *r, llmr_reply *rep, const char *why);

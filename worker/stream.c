@@ -63,6 +63,17 @@ static void watch_idle(llmr_request *r)
     evtimer_add(&r->relay.idle, &tv);
 }
 
+/* The deployment's time to first token, the first token seen at `at_us`:
+ * its moving average (the router's) and its histogram (metrics). */
+static void note_ttft(llmr_request *r, int64_t at_us)
+{
+    llmr_slot *s = llmr_attempt_slot(r);
+    int64_t us = at_us - r->at.t_start_us;
+
+    llmr_ewma_add(&s->ttft_ewma_us, us);
+    llmr_hist_add(&s->ttft, us);
+}
+
 void llmr_stream_commit(llmr_request *r)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(r->req);
@@ -74,10 +85,8 @@ void llmr_stream_commit(llmr_request *r)
      * made anything: its time to first token is to the first delta. */
     rl->sse.responses = r->op == LLMR_OP_RESPONSES;
     if (!rl->sse.responses)
-        llmr_ewma_add(&llmr_attempt_slot(r)->ttft_ewma_us, llmr_clock_us() - r->at.t_start_us);
-    if (!rl->sse.responses)
-        llmr_hist_add(&llmr_attempt_slot(r)->ttft, llmr_clock_us() - r->at.t_start_us);
-    llmr_reply_headers(r);
+        note_ttft(r, llmr_clock_us());
+    llmr_reply_headers(r, 1);
     evhttp_add_header(out, "Content-Type",
                       r->at.content_type[0] ? r->at.content_type : "text/event-stream");
     evhttp_add_header(out, "Cache-Control", "no-cache");
@@ -222,8 +231,7 @@ static void responses_seen(llmr_request *r)
     }
     if (sse->first_token_us != 0 && !sse->ttft_done) {
         sse->ttft_done = 1;
-        llmr_ewma_add(&llmr_attempt_slot(r)->ttft_ewma_us, sse->first_token_us - r->at.t_start_us);
-        llmr_hist_add(&llmr_attempt_slot(r)->ttft, sse->first_token_us - r->at.t_start_us);
+        note_ttft(r, sse->first_token_us);
     }
 }
 

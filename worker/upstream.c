@@ -39,6 +39,7 @@ typedef struct up_xfer {
     int state;
     int sock_errno;             /* why a socket() of the attempt failed */
     int sends;                  /* times curl set out to send the attempt */
+    int expired_queued;         /* the attempt's deadline passed in the queue */
     llmr_upstream_done_fn *done;    /* the owner's completion callback */
     void *arg;
 } up_xfer;
@@ -250,6 +251,7 @@ static void on_expire(evutil_socket_t fd, short what, void *arg)
     if (x->state != X_QUEUED)
         return;
     gate_leave(x);
+    x->expired_queued = 1;
     llmr_warn("no connection to the upstream came free before the attempt's deadline");
     x->done(x->arg, CURLE_OPERATION_TIMEDOUT);
 }
@@ -652,6 +654,7 @@ int llmr_upstream_start(llmr_worker *w, CURL *easy, const llmr_xfer_spec *s)
     setup(w, easy, s);
     x->sock_errno = 0;
     x->sends = 0;
+    x->expired_queued = 0;
     x->done = s->done;
     x->arg = s->arg;
     x->deadline_us = llmr_clock_us() + (int64_t)s->timeout_ms * 1000;
@@ -691,4 +694,11 @@ void llmr_upstream_facts(llmr_worker *w, CURL *easy, int *sock_errno, int *sends
 
     *sock_errno = x != NULL ? x->sock_errno : 0;
     *sends = x != NULL ? x->sends : 0;
+}
+
+int llmr_upstream_never_sent(llmr_worker *w, CURL *easy)
+{
+    up_xfer *x = easy != NULL ? xfer_of(w, easy) : NULL;
+
+    return x != NULL && (x->state == X_QUEUED || x->expired_queued);
 }

@@ -217,6 +217,7 @@ int llmr_worker_main(const llmr_conf *conf, llmr_shm *shm, const int *fds, int n
      * the master's death reads as a graceful stop (SIGQUIT). */
     if (prctl(PR_SET_PDEATHSIG, SIGQUIT) == -1 || getppid() != master)
         return LLMR_EXIT_FATAL;
+    llmr_request_ids_seed();
     if (worker_init(&w, fds, nfds) < 0) {
         llmr_error("worker %d: start-up failed", index);
         worker_free(&w);

@@ -61,6 +61,7 @@ typedef struct llmr_worker {
     struct llmr_request *requests;  /* live routed requests (request.c) */
     int64_t local_fail_log_ms;  /* last log line of a 503 local_resource_exhausted */
     unsigned long local_fails;  /* such 503s since that line */
+    size_t resp_bytes;          /* answers being buffered from upstreams, all requests */
     int draining;
     long active;                /* requests whose reply is not yet sent: written
                                  * only by http_api.c (llmr_http_active_*) */
@@ -147,6 +148,10 @@ void llmr_upstream_abort(llmr_worker *w, CURL *easy);
 /* What the attempt on `easy` met: socket()'s errno when one failed, and how
  * many times libcurl set out to send it (more than 1: a re-send refused). */
 void llmr_upstream_facts(llmr_worker *w, CURL *easy, int *sock_errno, int *sends);
+/* Whether the attempt on `easy` is still waiting in its origin's
+ * new-connection queue, or its deadline passed there: it never reached the
+ * deployment. */
+int llmr_upstream_never_sent(llmr_worker *w, CURL *easy);
 
 /* tls.c */
 int llmr_tls_init(llmr_worker *w);
@@ -163,15 +168,12 @@ int llmr_azure_url(const llmr_deployment *d, enum llmr_op op, char *buf, size_t 
 struct curl_slist *llmr_openai_headers(const llmr_deployment *d);
 struct curl_slist *llmr_azure_headers(const llmr_deployment *d);
 extern const char *const llmr_op_path[LLMR_OP_COUNT];
-/* The body [0, len) with the inside of its "model" string, [model_start,
- * model_end), replaced by `model` (JSON-escaped); every other byte is kept.
- * A new buffer (free()), its length in *out_len; NULL without memory. */
-char *llmr_body_with_model(const char *body, size_t len, size_t model_start, size_t model_end,
-                           const char *model, size_t *out_len);
-/* The general form: `e` says where the model goes (replacing the inside of
- * the "model" string, or inserted as the first member when the client sent
- * none) and which byte ranges (top-level members with their separator)
- * are left out.  Every byte outside those edits is kept. */
+/* The body [0, len) as an upstream gets it: `e` says where the model goes
+ * (replacing the inside of the "model" string, JSON-escaped, or inserted as
+ * the first member when the client sent none) and which byte ranges
+ * (top-level members with their separator) are left out.  Every byte
+ * outside those edits is kept.  A new buffer (free()), its length in
+ * *out_len; NULL without memory. */
 #define LLMR_DROP_MAX 8
 typedef struct llmr_span {
     size_t start, end;

@@ -9,8 +9,8 @@ static char *rewrite(const char *body, const char *model, size_t *len)
     const char *m = strstr(body, "\"model\":");
     const char *start = strchr(m + 7, '"') + 1, *end = strchr(start, '"');
 
-    char *b = llmr_body_with_model(body, strlen(body), (size_t)(start - body),
-                                   (size_t)(end - body), model, len);
+    llmr_body_edit e = { .model_start = (size_t)(start - body), .model_end = (size_t)(end - body) };
+    char *b = llmr_body_rewrite(body, strlen(body), &e, model, len);
     char *s = b != NULL ? malloc(*len + 1) : NULL;
 
     /* The body is counted, not terminated: a string of it to compare. */
