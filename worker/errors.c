@@ -58,6 +58,10 @@ static const llmr_error_def table[LLMR_E_COUNT] = {
                               "model group %s: TLS with the upstream failed after %d "
                               "attempt(s)%s%s: %s (is the certificate signed by a CA of "
                               "ssl_verify's bundle?)" },
+    [LLMR_E_QUEUE_TIMEOUT] = { 504, "timeout", NULL, "timeout",
+                               "model group %s: timed out waiting for a new connection to "
+                               "deployment %s (server.upstream_max_connecting); the request "
+                               "never reached it, so no deployment is at fault" },
     [LLMR_E_LOCAL_EXHAUSTED] = { 503, "server_error", NULL, "local_resource_exhausted",
                                  "llmroute could not call an upstream of model group %s: %s "
                                  "(no deployment is at fault; retry shortly)" },

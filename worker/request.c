@@ -294,13 +294,18 @@ static void try_group(llmr_request *r)
  * deployment, which is charged with nothing; the client gets a timeout. */
 static void timeout_in_queue(llmr_request *r)
 {
+    llmr_reply rep;
+
     llmr_warn("%s: %s: timed out waiting for a new connection to deployment %s "
               "(upstream_max_connecting)", llmr_request_id(r),
               llmr_request_group_name(r, r->plan.pos), llmr_attempt_dep(r)->id);
     llmr_attempt_unadmit(r);
-    r->plan.final_err = LLMR_ERR_TIMEOUT;
-    r->plan.final_status = 0;
-    finish_final(r);
+    /* not llmr_reply_final(): no attempt was made, so "after N attempt(s)"
+     * would be wrong, and an earlier attempt's upstream answer is not it */
+    llmr_reply_error(&rep, LLMR_E_QUEUE_TIMEOUT, llmr_request_group_name(r, r->plan.pos),
+                     llmr_attempt_dep(r)->id);
+    rep.headers = 1;
+    llmr_request_finish(r, &rep);
 }
 
 /* A stream's first byte must come within stream_timeout (else timeout). */

@@ -84,10 +84,12 @@ def test_attempt_timed_out_in_our_connection_queue_charges_no_failure():
         a = threading.Thread(target=ask, args=(ca,))
         a.start()
         harness.wait_for(lambda: pit.accepted() == 1, 5, "A's connection")
-        r = chat(d.port, model="fast", conn=cb, timeout=30)
-        assert r.status == 504, r
-        r = chat(d.port, model="fast", conn=cc, timeout=30, extra={"stream": True})
-        assert r.status == 504, r
+        for conn, extra in ((cb, None), (cc, {"stream": True})):
+            r = chat(d.port, model="fast", conn=conn, timeout=30, extra=extra)
+            assert r.status == 504, r
+            err = r.json()["error"]
+            assert err["code"] == "timeout" and "upstream_max_connecting" in err["message"] \
+                and "attempt(s)" not in err["message"], err
         assert pit.accepted() == 1, "%d connections while one handshake was in progress" \
             % pit.accepted()
         a.join(30)
