@@ -33,6 +33,7 @@ enum mock_knob {
     MK_USAGE_TOKENS,
     MK_PAD_BYTES,
     MK_UPSTREAM_HEADERS,
+    MK_ESCAPED_DELTAS,
     MK_COUNT
 };
 
