@@ -241,8 +241,8 @@ static void fwd_done(void *arg, CURLcode result)
     if (result != CURLE_OK || f->status < 100) {
         llmr_warn("response %s: deployment %s failed: %s", f->id, d->id,
                   curl_easy_strerror(result));
-        llmr_error_reply(w, f->req, LLMR_E_RESPONSE_FORWARD, (int)(idlen > 64 ? 64 : idlen),
-                         f->id, idlen > 64 ? "..." : "", d->id, curl_easy_strerror(result));
+        llmr_error_reply(w, f->req, LLMR_E_RESPONSE_FORWARD, LLMR_CLIP(idlen), f->id,
+                         LLMR_CLIP_MORE(idlen), d->id, curl_easy_strerror(result));
     } else {
         evhttp_add_header(out, "Content-Type",
                           f->content_type[0] ? f->content_type : "application/json");
@@ -279,22 +279,9 @@ static char *fwd_url(const llmr_deployment *d, const char *id, const char *suffi
                      const char *query)
 {
     char rest[RESP_ID_MAX + 32];
-    int n;
-    char *buf;
 
     snprintf(rest, sizeof(rest), "/%s%s", id, suffix);
-    n = d->provider == LLMR_PROVIDER_AZURE
-        ? llmr_azure_responses_url(d, rest, query, NULL, 0)
-        : snprintf(NULL, 0, "%s/responses%s%s%s", d->api_base, rest, query ? "?" : "",
-                   query ? query : "");
-    if (n < 0 || (buf = malloc((size_t)n + 1)) == NULL)
-        return NULL;
-    if (d->provider == LLMR_PROVIDER_AZURE)
-        llmr_azure_responses_url(d, rest, query, buf, (size_t)n + 1);
-    else
-        snprintf(buf, (size_t)n + 1, "%s/responses%s%s%s", d->api_base, rest,
-                 query ? "?" : "", query ? query : "");
-    return buf;
+    return llmr_provider_url(d, LLMR_OP_RESPONSES, rest, query);
 }
 
 static int id_char(char c)
@@ -356,8 +343,8 @@ void llmr_responses_forward(llmr_worker *w, struct evhttp_request *req, const ch
 
     suffix = split_id(rest, &idlen);
     if (suffix == NULL) {
-        llmr_error_reply(w, req, LLMR_E_NOT_FOUND, (int)(strlen(rest) > 128 ? 128 : strlen(rest)),
-                         rest, strlen(rest) > 128 ? "..." : "");
+        llmr_error_reply(w, req, LLMR_E_NOT_FOUND, LLMR_CLIP(strlen(rest)), rest,
+                         LLMR_CLIP_MORE(strlen(rest)));
         return;
     }
     if (!method_ok(evhttp_request_get_command(req), suffix, &method)) {
@@ -368,8 +355,8 @@ void llmr_responses_forward(llmr_worker *w, struct evhttp_request *req, const ch
         return;
     }
     if ((dep = creator_of(w, rest, idlen)) < 0) {
-        llmr_error_reply(w, req, LLMR_E_RESPONSE_NOT_FOUND, (int)(idlen > 128 ? 128 : idlen),
-                         rest, idlen > 128 ? "..." : "");
+        llmr_error_reply(w, req, LLMR_E_RESPONSE_NOT_FOUND, LLMR_CLIP(idlen), rest,
+                         LLMR_CLIP_MORE(idlen));
         return;
     }
     if ((f = calloc(1, sizeof(*f))) == NULL || (f->resp = evbuffer_new()) == NULL) {
