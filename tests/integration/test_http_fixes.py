@@ -21,3 +21,17 @@ def test_responses_stream_ttft_counts_an_escaped_first_delta():
     wait_for(lambda: status_rows(d)["slow"]["INFLIGHT"] == "0", 5, "the stream to end")
     ttft = float(status_rows(d)["slow"]["TTFT_MS"])
     assert ttft >= 380, "an escaped first delta was not counted as output: ttft %s" % ttft
+
+
+def test_unknown_model_id_is_clipped_in_the_message():
+    """GET /v1/models/{id} of an unknown id quotes it cut to 128 bytes and
+    "...", like every other client value in an error message; this route
+    once quoted the whole id."""
+    m = Mock("a")
+    d = Daemon([deployment("g", m)], workers=WORKERS)
+    for path in ("/v1/models/", "/models/"):
+        r = request(d.port, "GET", path + "a" * 150)
+        assert r.status == 404, r
+        err = r.json()["error"]
+        assert err["code"] == "model_not_found", err
+        assert err["message"] == "The model `%s...` does not exist" % ("a" * 128), err
