@@ -218,24 +218,34 @@ static int64_t clamp_usage(int64_t v)
     return v < 0 ? 0 : v > LLMR_USAGE_MAX ? LLMR_USAGE_MAX : v;
 }
 
-/* Usage of a buffered answer.  Only the "usage" member is tokenized (a few
- * tokens): the rest of the answer, maybe 50 MB of embeddings, is stepped
- * over in one scan that allocates nothing. */
-static void buffered_usage(llmr_request *r, int64_t *prompt, int64_t *completion)
+/* The "usage" member of the JSON object js[0..len): only it is tokenized
+ * (a few tokens); the rest, maybe 50 MB of embeddings, is stepped over in
+ * one scan that allocates nothing.  Chat's prompt_tokens/completion_tokens
+ * and the Responses API's input_tokens/output_tokens; a count absent leaves
+ * its output as it was. */
+int llmr_usage_read(const char *js, size_t len, int64_t *prompt, int64_t *completion)
 {
     llmr_json *j = &usage_json;
-    size_t len = evbuffer_get_length(r->at.resp), off, n;
-    const char *body = (const char *)evbuffer_pullup(r->at.resp, -1);
+    size_t off, n;
 
-    if (body != NULL && llmr_json_member(body, len, "usage", &off, &n) == 0
-        && llmr_json_parse(j, body + off, n, 256) == 0 && j->toks[0].type == JSMN_OBJECT) {
-        llmr_json_int(j, llmr_json_get(j, 0, "prompt_tokens"), prompt);
-        llmr_json_int(j, llmr_json_get(j, 0, "completion_tokens"), completion);
-        llmr_json_int(j, llmr_json_get(j, 0, "input_tokens"), prompt);     /* Responses */
-        llmr_json_int(j, llmr_json_get(j, 0, "output_tokens"), completion);
-    } else {
+    if (js == NULL || llmr_json_member(js, len, "usage", &off, &n) < 0 || js[off] != '{'
+        || llmr_json_parse(j, js + off, n, 256) < 0 || j->toks[0].type != JSMN_OBJECT)
+        return -1;
+    llmr_json_int(j, llmr_json_get(j, 0, "prompt_tokens"), prompt);
+    llmr_json_int(j, llmr_json_get(j, 0, "completion_tokens"), completion);
+    llmr_json_int(j, llmr_json_get(j, 0, "input_tokens"), prompt);     /* Responses */
+    llmr_json_int(j, llmr_json_get(j, 0, "output_tokens"), completion);
+    return 0;
+}
+
+/* Usage of a buffered answer, or the estimate when it reports none. */
+static void buffered_usage(llmr_request *r, int64_t *prompt, int64_t *completion)
+{
+    size_t len = evbuffer_get_length(r->at.resp);
+
+    if (llmr_usage_read((const char *)evbuffer_pullup(r->at.resp, -1), len, prompt,
+                        completion) < 0)
         *prompt = r->tokens_est;        /* no usage reported: keep the estimate */
-    }
 }
 
 void llmr_attempt_succeeded(llmr_request *r)

@@ -125,8 +125,18 @@ static void refuse_now(conn *k)
     evhttp_connection_free(k->evcon);
 }
 
-/* Decided inside the input callback: evhttp must not read on, so its
- * callbacks are cut now and the answer goes out from the loop. */
+/* evhttp must not read on: its callbacks are cut now and the answer goes
+ * out from the loop (on_event). */
+static void answer_from_loop(conn *k)
+{
+    bufferevent_setcb(k->bev, NULL, NULL, NULL, NULL);
+    bufferevent_disable(k->bev, EV_READ);
+    event_del(k->ev);
+    event_active(k->ev, EV_READ, 1);
+}
+
+/* Decided inside the input callback; answered by answer_from_loop() at
+ * once, or by on_adopt when the connection is not adopted yet. */
 static void refuse(conn *k, enum llmr_error_kind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -142,12 +152,8 @@ static void refuse(conn *k, enum llmr_error_kind kind, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(k->msg, sizeof(k->msg), fmt, ap);
     va_end(ap);
-    if (k->evcon == NULL)
-        return;                 /* refused once adopted (on_adopt) */
-    bufferevent_setcb(k->bev, NULL, NULL, NULL, NULL);
-    bufferevent_disable(k->bev, EV_READ);
-    event_del(k->ev);
-    event_active(k->ev, EV_READ, 1);
+    if (k->evcon != NULL)
+        answer_from_loop(k);    /* else on_adopt answers it */
 }
 
 
@@ -527,7 +533,10 @@ static void on_adopt(evutil_socket_t fd, short what, void *arg)
     event_assign(k->ev, k->w->base, -1, 0, on_event, k);
     evhttp_connection_set_closecb(k->evcon, on_close, k);
     bufferevent_decref(bev);
-    arm_deadline(k, 'h');
+    if (k->phase == P_REFUSED)  /* refused before it was adopted */
+        answer_from_loop(k);
+    else
+        arm_deadline(k, 'h');
 }
 
 struct bufferevent *llmr_conn_new_bev(struct event_base *base, void *arg)

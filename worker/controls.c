@@ -43,21 +43,18 @@ static int read_groups(llmr_worker *w, struct evhttp_request *req, const llmr_js
     *has = 1;
     e = v + 1;
     for (int i = 0; i < j->toks[v].size; i++, e = llmr_json_skip(j, e)) {
-        const char *name = j->js + j->toks[e].start;
-        int len = j->toks[e].end - j->toks[e].start, g, u;
+        const char *name;
+        size_t len;
+        int g;
 
         if (j->toks[e].type != JSMN_STRING) {
             snprintf(msg, sizeof(msg), "%s[%d] must be a model group name (a string)", key, i);
             return bad(w, req, key, msg);
         }
-        if (memchr(name, '\\', (size_t)len) != NULL
-            && (u = llmr_json_unescape(buf, sizeof(buf), name, (size_t)len)) >= 0) {
-            name = buf;
-            len = u;
-        }
-        if ((g = llmr_conf_route_group(w->conf, name, (size_t)len)) < 0) {
+        name = llmr_json_str(j, e, buf, sizeof(buf), &len);
+        if ((g = llmr_conf_route_group(w->conf, name, len)) < 0) {
             llmr_error_message(msg, sizeof(msg), LLMR_E_UNKNOWN_GROUP, key,
-                               len > 128 ? 128 : len, name, len > 128 ? "..." : "");
+                               LLMR_CLIP(len), name, LLMR_CLIP_MORE(len));
             llmr_error_reply_msg(w, req, LLMR_E_UNKNOWN_GROUP, key, msg);
             return -1;
         }

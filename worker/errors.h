@@ -82,4 +82,11 @@ void llmr_error_reply(struct llmr_worker *w, struct evhttp_request *req,
 void llmr_error_reply_msg(struct llmr_worker *w, struct evhttp_request *req,
                           enum llmr_error_kind k, const char *param, const char *msg);
 
+/* A client's value in a message is cut to LLMR_CLIP_MAX bytes (the escape
+ * then makes any bytes valid JSON): the arguments of a "%.*s%s" are
+ * LLMR_CLIP(n), the value, LLMR_CLIP_MORE(n) ("..." when it was cut). */
+#define LLMR_CLIP_MAX 128
+#define LLMR_CLIP(n) ((size_t)(n) > LLMR_CLIP_MAX ? LLMR_CLIP_MAX : (int)(n))
+#define LLMR_CLIP_MORE(n) ((size_t)(n) > LLMR_CLIP_MAX ? "..." : "")
+
 #endif

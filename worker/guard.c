@@ -27,6 +27,9 @@
 #define ACCEPT_LOG_MS 5000          /* at most one accept-failure line per this */
 #define LINGER_MS 5000              /* a lingering close lasts at most this */
 #define LINGER_MAX 256              /* lingering closes at once, each an fd */
+#define LINGER_READS 4              /* reads per wakeup: a client that keeps the
+                                     * socket full must not hold the worker;
+                                     * the event, persistent, fires again */
 
 typedef struct lingerer {
     struct event *ev;
@@ -135,7 +138,7 @@ static void on_linger(evutil_socket_t fd, short what, void *arg)
     ssize_t n = 0;
 
     if (what & EV_READ)
-        while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+        for (int i = 0; i < LINGER_READS && (n = recv(fd, buf, sizeof(buf), 0)) > 0; i++)
             ;
     if ((what & EV_TIMEOUT) || n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
         || llmr_clock_us() >= l->until_us)

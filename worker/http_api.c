@@ -16,7 +16,7 @@
 #include "request.h"
 #include "worker_internal.h"
 
-enum route_kind { ROUTE_PROXY, ROUTE_MODELS, ROUTE_LIVE, ROUTE_READY, ROUTE_RESPONSE_ID,
+enum route_kind { ROUTE_PROXY, ROUTE_MODELS, ROUTE_LIVE, ROUTE_READY, ROUTE_METRICS,
                   ROUTE_STATUS, ROUTE_UI, ROUTE_HEALTH };
 
 typedef struct route {
@@ -42,6 +42,7 @@ static const route routes[] = {
     { "/status.json", ROUTE_STATUS, 0 },
     { "/ui", ROUTE_UI, 0 },
     { "/health", ROUTE_HEALTH, 0 },         /* health.c; needs the master key */
+    { "/metrics", ROUTE_METRICS, 0 },       /* metrics.c; the key unless metrics_public */
 };
 
 const char *llmr_http_reason(int status)
@@ -183,7 +184,7 @@ static int key_matches(const char *given, const char *expected)
 /* Authorization: Bearer <key>, or Azure's api-key: <key> (AzureOpenAI
  * clients send that one).  Neither ever goes upstream: the upstream gets
  * the deployment's own credentials. */
-static int authorized(llmr_worker *w, struct evhttp_request *req)
+int llmr_http_authorized(llmr_worker *w, struct evhttp_request *req)
 {
     struct evkeyvalq *in = evhttp_request_get_input_headers(req);
     const char *h;
@@ -198,48 +199,26 @@ static int authorized(llmr_worker *w, struct evhttp_request *req)
 }
 
 /* The top-level fields llmroute itself reads (here, in request.c and in
- * estimate.c).  Each must appear once: with two, llmroute would act on the
- * first while an upstream may use the last (route on one model, bill
- * another), so a body that repeats one is refused.  Add a field here when
- * the worker starts reading it. */
+ * estimate.c), and the controls (controls.c's llmr_control_keys, checked
+ * from that list itself).  Each must appear once: with two, llmroute would
+ * act on the first while an upstream may use the last (route on one model,
+ * bill another), so a body that repeats one is refused.  Add a field here
+ * when the worker starts reading it. */
 static const char *const interpreted[] = {
     "model", "stream", "stream_options", "messages", "prompt", "input", "instructions",
     "previous_response_id",
-    "fallbacks", "context_window_fallbacks", "num_retries", "timeout",   /* controls.c */
 };
 
-int llmr_http_authorized(llmr_worker *w, struct evhttp_request *req)
+/* The first field of either list that the body repeats, or NULL. */
+static const char *duplicated(const llmr_json *j)
 {
-    return authorized(w, req);
-}
+    int dup = llmr_json_dup_key(j, 0, interpreted,
+                                (int)(sizeof(interpreted) / sizeof(interpreted[0])));
 
-/* A client's value in an error message is cut to this many bytes (the
- * escape then makes any bytes valid JSON). */
-#define CLIENT_VALUE_MAX 128
-
-static int clip(size_t len)
-{
-    return len > CLIENT_VALUE_MAX ? CLIENT_VALUE_MAX : (int)len;
-}
-
-static const char *clipped(size_t len)
-{
-    return len > CLIENT_VALUE_MAX ? "..." : "";
-}
-
-/* The "model" string token, decoded when written with JSON escapes. */
-static const char *model_name(const llmr_json *j, int model, char *buf, size_t cap,
-                              size_t *len)
-{
-    const char *name = j->js + j->toks[model].start;
-    int n;
-
-    *len = (size_t)(j->toks[model].end - j->toks[model].start);
-    if (memchr(name, '\\', *len) == NULL
-        || (n = llmr_json_unescape(buf, cap, name, *len)) < 0)
-        return name;
-    *len = (size_t)n;
-    return buf;
+    if (dup >= 0)
+        return interpreted[dup];
+    dup = llmr_json_dup_key(j, 0, llmr_control_keys, llmr_ncontrol_keys);
+    return dup >= 0 ? llmr_control_keys[dup] : NULL;
 }
 
 /* Checks the body of a routed call and hands it to the proxy.  url_model:
@@ -270,12 +249,11 @@ void llmr_http_proxy(llmr_worker *w, struct evhttp_request *req, enum llmr_op op
                          : j->ntoks == 0 ? j->err : "not an object");
         return;
     }
-    int dup = llmr_json_dup_key(j, 0, interpreted,
-                                (int)(sizeof(interpreted) / sizeof(interpreted[0])));
-    if (dup >= 0) {
+    const char *dup = duplicated(j);
+    if (dup != NULL) {
         char msg[256];
-        llmr_error_message(msg, sizeof(msg), LLMR_E_DUPLICATE_KEY, interpreted[dup]);
-        llmr_error_reply_msg(w, req, LLMR_E_DUPLICATE_KEY, interpreted[dup], msg);
+        llmr_error_message(msg, sizeof(msg), LLMR_E_DUPLICATE_KEY, dup);
+        llmr_error_reply_msg(w, req, LLMR_E_DUPLICATE_KEY, dup, msg);
         return;
     }
     model = llmr_json_get(j, 0, "model");
@@ -301,12 +279,12 @@ void llmr_http_proxy(llmr_worker *w, struct evhttp_request *req, enum llmr_op op
         name = url_model;
         name_len = strlen(url_model);
     } else {
-        name = model_name(j, model, buf, sizeof(buf), &name_len);
+        name = llmr_json_str(j, model, buf, sizeof(buf), &name_len);
     }
     group = llmr_conf_route_group(w->conf, name, name_len);
     if (group < 0) {
-        llmr_error_reply(w, req, LLMR_E_MODEL_NOT_FOUND, clip(name_len), name,
-                         clipped(name_len));
+        llmr_error_reply(w, req, LLMR_E_MODEL_NOT_FOUND, LLMR_CLIP(name_len), name,
+                         LLMR_CLIP_MORE(name_len));
         return;
     }
     if (op == LLMR_OP_RESPONSES && !llmr_responses_group_serves(w->conf, group)) {
@@ -371,22 +349,13 @@ static void handle_ready(llmr_worker *w, struct evhttp_request *req)
     evbuffer_free(b);
 }
 
-/* /v1/responses/{id}...: the rest of the path after the prefix, or NULL. */
-static const char *response_id_path(const char *path)
-{
-    if (strncmp(path, "/v1/responses/", 14) == 0)
-        return path + 14;
-    return strncmp(path, "/responses/", 11) == 0 ? path + 11 : NULL;
-}
-
+/* The fixed paths; the ones with a name in them are routes.c's. */
 static const route *find_route(const char *path)
 {
-    static const route response_id = { "/v1/responses/{id}", ROUTE_RESPONSE_ID, 0 };
-
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
         if (strcmp(path, routes[i].path) == 0)
             return &routes[i];
-    return response_id_path(path) != NULL ? &response_id : NULL;
+    return NULL;
 }
 
 static void handle(struct evhttp_request *req, void *arg);
@@ -409,25 +378,12 @@ static void handle(struct evhttp_request *req, void *arg)
     if (llmr_conn_request_start(w, req) < 0)
         return;                 /* refused by conn.c, which closes it */
     active_begin(w);
-    if (path != NULL && strcmp(path, "/metrics") == 0) {    /* metrics.c */
-        if (!w->conf->metrics_public && !authorized(w, req))
-            llmr_error_reply(w, req, LLMR_E_INVALID_API_KEY);
-        else
-            llmr_metrics_handle(w, req);
-        return;
-    }
     if (r == NULL && llmr_routes_handle(w, req, path != NULL ? path : "", method))
         return;                 /* routes.c: paths with a name in them */
     if (r == NULL) {
-        llmr_error_reply(w, req, LLMR_E_NOT_FOUND, clip(path != NULL ? strlen(path) : 0),
-                         path != NULL ? path : "", clipped(path != NULL ? strlen(path) : 0));
-        return;
-    }
-    if (r->kind == ROUTE_RESPONSE_ID) {     /* its methods are per path (responses.c) */
-        if (!authorized(w, req))
-            llmr_error_reply(w, req, LLMR_E_INVALID_API_KEY);
-        else
-            llmr_responses_forward(w, req, response_id_path(path));
+        llmr_error_reply(w, req, LLMR_E_NOT_FOUND, LLMR_CLIP(path != NULL ? strlen(path) : 0),
+                         path != NULL ? path : "",
+                         LLMR_CLIP_MORE(path != NULL ? strlen(path) : 0));
         return;
     }
     if (method != (r->kind == ROUTE_PROXY ? EVHTTP_REQ_POST : EVHTTP_REQ_GET)) {
@@ -448,11 +404,17 @@ static void handle(struct evhttp_request *req, void *arg)
         llmr_ui_page_reply(w, req);
         return;
     }
-    if (!authorized(w, req)) {
+    if (r->kind == ROUTE_METRICS && w->conf->metrics_public) {
+        llmr_metrics_handle(w, req);
+        return;
+    }
+    if (!llmr_http_authorized(w, req)) {
         llmr_error_reply(w, req, LLMR_E_INVALID_API_KEY);
         return;
     }
-    if (r->kind == ROUTE_HEALTH)
+    if (r->kind == ROUTE_METRICS)
+        llmr_metrics_handle(w, req);
+    else if (r->kind == ROUTE_HEALTH)
         llmr_health_reply(w, req);
     else if (r->kind == ROUTE_MODELS)
         llmr_http_reply_json(w, req, 200, w->models_body, w->models_len);

@@ -691,3 +691,15 @@ int llmr_json_unescape(char *out, size_t cap, const char *s, size_t len)
     out[o] = '\0';
     return (int)o;
 }
+
+const char *llmr_json_str(const llmr_json *j, int tok, char *buf, size_t cap, size_t *len)
+{
+    const char *s = j->js + j->toks[tok].start;
+    int n;
+
+    *len = (size_t)(j->toks[tok].end - j->toks[tok].start);
+    if (memchr(s, '\\', *len) == NULL || (n = llmr_json_unescape(buf, cap, s, *len)) < 0)
+        return s;
+    *len = (size_t)n;
+    return buf;
+}

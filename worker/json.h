@@ -84,4 +84,9 @@ int llmr_json_unescape(char *out, size_t cap, const char *s, size_t len);
  * string-value bytes of messages/prompt/input / 4, plus 4 a message, plus 3. */
 int64_t llmr_estimate_prompt_tokens(const llmr_json *j);
 
+/* The string token tok's text: as written when it holds no escape, else
+ * decoded into buf[cap] (as written when that fails: too long, malformed).
+ * *len is its length. */
+const char *llmr_json_str(const llmr_json *j, int tok, char *buf, size_t cap, size_t *len);
+
 #endif

@@ -15,22 +15,28 @@ const char *const llmr_op_path[LLMR_OP_COUNT] = {
     [LLMR_OP_RESPONSES] = "responses",
 };
 
-static int url_of(const llmr_deployment *d, enum llmr_op op, char *buf, size_t cap)
+char *llmr_provider_url(const llmr_deployment *d, enum llmr_op op, const char *rest,
+                        const char *query)
 {
-    return d->provider == LLMR_PROVIDER_AZURE ? llmr_azure_url(d, op, buf, cap)
-                                              : llmr_openai_url(d, op, buf, cap);
+    int azure = d->provider == LLMR_PROVIDER_AZURE;
+    int n = azure ? llmr_azure_url(d, op, rest, query, NULL, 0)
+                  : llmr_openai_url(d, op, rest, query, NULL, 0);
+    char *buf;
+
+    if (n < 0 || (buf = malloc((size_t)n + 1)) == NULL)
+        return NULL;
+    if (azure)
+        llmr_azure_url(d, op, rest, query, buf, (size_t)n + 1);
+    else
+        llmr_openai_url(d, op, rest, query, buf, (size_t)n + 1);
+    return buf;
 }
 
-/* Sized from the deployment, so no length the config loader accepts is
- * cut short here. */
 static int target_build(const llmr_deployment *d, llmr_target *t)
 {
-    for (int op = 0; op < LLMR_OP_COUNT; op++) {
-        int n = url_of(d, (enum llmr_op)op, NULL, 0);
-        if (n < 0 || (t->url[op] = malloc((size_t)n + 1)) == NULL
-            || url_of(d, (enum llmr_op)op, t->url[op], (size_t)n + 1) != n)
+    for (int op = 0; op < LLMR_OP_COUNT; op++)
+        if ((t->url[op] = llmr_provider_url(d, (enum llmr_op)op, "", NULL)) == NULL)
             return -1;
-    }
     t->headers = d->provider == LLMR_PROVIDER_AZURE ? llmr_azure_headers(d)
                                                     : llmr_openai_headers(d);
     return t->headers == NULL ? -1 : 0;

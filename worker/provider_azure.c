@@ -7,22 +7,20 @@
 /* Responses have no deployment in the path (the v1 preview form): the
  * deployment goes in the body's "model", and the API version defaults to
  * the first that has Responses. */
-int llmr_azure_responses_url(const llmr_deployment *d, const char *rest, const char *query,
-                             char *buf, size_t cap)
+int llmr_azure_url(const llmr_deployment *d, enum llmr_op op, const char *rest,
+                   const char *query, char *buf, size_t cap)
 {
-    return snprintf(buf, cap, "%s/openai/responses%s?api-version=%s%s%s", d->api_base, rest,
-                    d->api_version != NULL ? d->api_version : "2025-03-01-preview",
-                    query != NULL && *query ? "&" : "", query != NULL ? query : "");
-}
+    const char *more = query != NULL && *query ? "&" : "";
 
-int llmr_azure_url(const llmr_deployment *d, enum llmr_op op, char *buf, size_t cap)
-{
+    if (query == NULL)
+        query = "";
     if (op == LLMR_OP_RESPONSES)
-        return llmr_azure_responses_url(d, "", NULL, buf, cap);
-    int r = snprintf(buf, cap, "%s/openai/deployments/%s/%s?api-version=%s",
-                     d->api_base, d->upstream_model, llmr_op_path[op],
-                     d->api_version != NULL ? d->api_version : "2024-02-01");
-    return r;
+        return snprintf(buf, cap, "%s/openai/responses%s?api-version=%s%s%s", d->api_base,
+                        rest, d->api_version != NULL ? d->api_version : "2025-03-01-preview",
+                        more, query);
+    return snprintf(buf, cap, "%s/openai/deployments/%s/%s%s?api-version=%s%s%s",
+                    d->api_base, d->upstream_model, llmr_op_path[op], rest,
+                    d->api_version != NULL ? d->api_version : "2024-02-01", more, query);
 }
 
 struct curl_slist *llmr_azure_headers(const llmr_deployment *d)

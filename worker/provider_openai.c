@@ -3,10 +3,13 @@
 
 #include "worker_internal.h"
 
-int llmr_openai_url(const llmr_deployment *d, enum llmr_op op, char *buf, size_t cap)
+int llmr_openai_url(const llmr_deployment *d, enum llmr_op op, const char *rest,
+                    const char *query, char *buf, size_t cap)
 {
-    int r = snprintf(buf, cap, "%s/%s", d->api_base, llmr_op_path[op]);
-    return r;
+    int q = query != NULL && *query;
+
+    return snprintf(buf, cap, "%s/%s%s%s%s", d->api_base, llmr_op_path[op], rest,
+                    q ? "?" : "", q ? query : "");
 }
 
 struct curl_slist *llmr_openai_headers(const llmr_deployment *d)

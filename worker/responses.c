@@ -86,7 +86,8 @@ int llmr_responses_prefer(llmr_worker *w, const llmr_json *j, int group)
     return dep >= 0 && w->conf->deployments[dep].group == group ? dep : -1;
 }
 
-/* The inside of the string member `key` of the object js[0..len). */
+/* The inside of the string member `key` of the object js[0..len), as
+ * written (escapes and all). */
 static int string_member(const char *js, size_t len, const char *key, const char **s, size_t *n)
 {
     size_t off, vn;
@@ -95,7 +96,13 @@ static int string_member(const char *js, size_t len, const char *key, const char
         return -1;
     *s = js + off + 1;
     *n = vn - 2;
-    return memchr(*s, '\\', *n) == NULL ? 0 : -1;   /* ids never need escapes */
+    return 0;
+}
+
+/* The same for an id: one with an escape is no id OpenAI hands out. */
+static int id_member(const char *js, size_t len, const char **s, size_t *n)
+{
+    return string_member(js, len, "id", s, n) == 0 && memchr(*s, '\\', *n) == NULL ? 0 : -1;
 }
 
 void llmr_responses_buffered(llmr_request *r)
@@ -104,51 +111,50 @@ void llmr_responses_buffered(llmr_request *r)
     const char *body = (const char *)evbuffer_pullup(r->at.resp, -1), *id;
     size_t n;
 
-    if (body != NULL && string_member(body, len, "id", &id, &n) == 0)
+    if (body != NULL && id_member(body, len, &id, &n) == 0)
         llmr_responses_remember(r->w, r->at.dep, id, n);
 }
 
 /* ---- the event stream ---------------------------------------------------- */
 
-/* The tokenizer of a response.completed event's usage: this file's own. */
-static llmr_json usage_json;
-
-static void sse_usage(llmr_sse *sse, const char *js, size_t len)
+static int type_is(const char *t, size_t n, const char *want)
 {
-    llmr_json *j = &usage_json;
-    size_t off, n;
-
-    if (llmr_json_member(js, len, "usage", &off, &n) < 0 || js[off] != '{'
-        || llmr_json_parse(j, js + off, n, 64) < 0 || j->toks[0].type != JSMN_OBJECT)
-        return;
-    sse->got_usage = 1;
-    llmr_json_int(j, llmr_json_get(j, 0, "input_tokens"), &sse->prompt);
-    llmr_json_int(j, llmr_json_get(j, 0, "output_tokens"), &sse->completion);
+    return n == strlen(want) && memcmp(t, want, n) == 0;
 }
 
-/* Only the members read are found, each in one scan: an event may carry
- * the whole response, output included. */
+/* The event's "type" first (it leads every event OpenAI sends), then only
+ * what that type carries, each member found in one scan: an event may
+ * carry the whole response, output included.  Any *.delta is output (text,
+ * refusal, arguments, ...), its string counted as written, escapes and all. */
 void llmr_responses_sse(llmr_sse *sse, const char *js, size_t len)
 {
-    const char *s;
-    size_t off, rn, n;
+    const char *t, *s;
+    size_t tn, off, rn, n;
 
-    if (string_member(js, len, "delta", &s, &n) == 0 && n > 0) {
-        sse->content_bytes += (int64_t)n;
-        sse->content_events++;
-        if (sse->first_token_us == 0)
-            sse->first_token_us = llmr_clock_us();
+    if (string_member(js, len, "type", &t, &tn) < 0)
+        return;
+    if (tn > 6 && memcmp(t + tn - 6, ".delta", 6) == 0) {
+        if (string_member(js, len, "delta", &s, &n) == 0 && n > 0) {
+            sse->content_bytes += (int64_t)n;
+            sse->content_events++;
+            if (sse->first_token_us == 0)
+                sse->first_token_us = llmr_clock_us();
+        }
         return;
     }
+    if (!type_is(t, tn, "response.created") && !type_is(t, tn, "response.completed")
+        && !type_is(t, tn, "response.incomplete") && !type_is(t, tn, "response.failed"))
+        return;
     if (llmr_json_member(js, len, "response", &off, &rn) < 0 || js[off] != '{')
         return;
-    if (sse->resp_id[0] == '\0' && string_member(js + off, rn, "id", &s, &n) == 0
+    if (sse->resp_id[0] == '\0' && id_member(js + off, rn, &s, &n) == 0
         && n < sizeof(sse->resp_id)) {
         memcpy(sse->resp_id, s, n);
         sse->resp_id[n] = '\0';
         sse->resp_id_new = 1;
     }
-    sse_usage(sse, js + off, rn);
+    if (llmr_usage_read(js + off, rn, &sse->prompt, &sse->completion) == 0)
+        sse->got_usage = 1;
 }
 
 /* ---- forwards to the creating deployment -------------------------------- */
@@ -235,8 +241,8 @@ static void fwd_done(void *arg, CURLcode result)
     if (result != CURLE_OK || f->status < 100) {
         llmr_warn("response %s: deployment %s failed: %s", f->id, d->id,
                   curl_easy_strerror(result));
-        llmr_error_reply(w, f->req, LLMR_E_RESPONSE_FORWARD, (int)(idlen > 64 ? 64 : idlen),
-                         f->id, idlen > 64 ? "..." : "", d->id, curl_easy_strerror(result));
+        llmr_error_reply(w, f->req, LLMR_E_RESPONSE_FORWARD, LLMR_CLIP(idlen), f->id,
+                         LLMR_CLIP_MORE(idlen), d->id, curl_easy_strerror(result));
     } else {
         evhttp_add_header(out, "Content-Type",
                           f->content_type[0] ? f->content_type : "application/json");
@@ -265,7 +271,6 @@ void llmr_responses_abort_all(llmr_worker *w)
         llmr_http_active_end(w);
         fwd_free(forwards);
     }
-    llmr_json_free(&usage_json);
 }
 
 /* The upstream URL of `id` + `suffix` on deployment d, with the client's
@@ -274,22 +279,9 @@ static char *fwd_url(const llmr_deployment *d, const char *id, const char *suffi
                      const char *query)
 {
     char rest[RESP_ID_MAX + 32];
-    int n;
-    char *buf;
 
     snprintf(rest, sizeof(rest), "/%s%s", id, suffix);
-    n = d->provider == LLMR_PROVIDER_AZURE
-        ? llmr_azure_responses_url(d, rest, query, NULL, 0)
-        : snprintf(NULL, 0, "%s/responses%s%s%s", d->api_base, rest, query ? "?" : "",
-                   query ? query : "");
-    if (n < 0 || (buf = malloc((size_t)n + 1)) == NULL)
-        return NULL;
-    if (d->provider == LLMR_PROVIDER_AZURE)
-        llmr_azure_responses_url(d, rest, query, buf, (size_t)n + 1);
-    else
-        snprintf(buf, (size_t)n + 1, "%s/responses%s%s%s", d->api_base, rest,
-                 query ? "?" : "", query ? query : "");
-    return buf;
+    return llmr_provider_url(d, LLMR_OP_RESPONSES, rest, query);
 }
 
 static int id_char(char c)
@@ -351,8 +343,8 @@ void llmr_responses_forward(llmr_worker *w, struct evhttp_request *req, const ch
 
     suffix = split_id(rest, &idlen);
     if (suffix == NULL) {
-        llmr_error_reply(w, req, LLMR_E_NOT_FOUND, (int)(strlen(rest) > 128 ? 128 : strlen(rest)),
-                         rest, strlen(rest) > 128 ? "..." : "");
+        llmr_error_reply(w, req, LLMR_E_NOT_FOUND, LLMR_CLIP(strlen(rest)), rest,
+                         LLMR_CLIP_MORE(strlen(rest)));
         return;
     }
     if (!method_ok(evhttp_request_get_command(req), suffix, &method)) {
@@ -363,8 +355,8 @@ void llmr_responses_forward(llmr_worker *w, struct evhttp_request *req, const ch
         return;
     }
     if ((dep = creator_of(w, rest, idlen)) < 0) {
-        llmr_error_reply(w, req, LLMR_E_RESPONSE_NOT_FOUND, (int)(idlen > 128 ? 128 : idlen),
-                         rest, idlen > 128 ? "..." : "");
+        llmr_error_reply(w, req, LLMR_E_RESPONSE_NOT_FOUND, LLMR_CLIP(idlen), rest,
+                         LLMR_CLIP_MORE(idlen));
         return;
     }
     if ((f = calloc(1, sizeof(*f))) == NULL || (f->resp = evbuffer_new()) == NULL) {

@@ -1,8 +1,9 @@
 /* The paths that carry a name: Azure OpenAI's deployment routes
  * (/openai/deployments/{name}/chat/completions, /completions, /embeddings,
  * with an ?api-version= that is accepted and ignored), where {name} is the
- * model group, and GET /v1/models/{id}.  http_api.c asks here for any path
- * that is not one of its fixed ones. */
+ * model group, GET /v1/models/{id}, and /v1/responses/{id}[/...] (handed to
+ * responses.c, whose methods are per path).  http_api.c asks here for any
+ * path that is not one of its fixed ones. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,29 +43,34 @@ static char *decoded(const char *s, size_t len)
     return d;
 }
 
-/* Which route path is, with its name decoded: 1 Azure (*op set), 2 a model
- * by id, 0 neither.  *name is NULL for a name that cannot be one. */
-static int match(const char *path, enum llmr_op *op, char **name)
-{
-    const char *rest;
+enum { NO_ROUTE, AZURE, MODEL_BY_ID, RESPONSE_BY_ID };
 
+/* Which route path is, with its name decoded (*op set for AZURE), or for
+ * RESPONSE_BY_ID the rest of the path after the prefix, as is.  *name is
+ * NULL for a name that cannot be one. */
+static int match(const char *path, enum llmr_op *op, char **name, const char **rest)
+{
     *name = NULL;
     if (strncmp(path, AZURE_PREFIX, strlen(AZURE_PREFIX)) == 0) {
-        const char *slash = strchr(rest = path + strlen(AZURE_PREFIX), '/');
+        const char *slash = strchr(*rest = path + strlen(AZURE_PREFIX), '/');
         for (size_t i = 0; slash != NULL && i < sizeof(azure_ops) / sizeof(azure_ops[0]); i++)
             if (strcmp(slash, azure_ops[i].suffix) == 0) {
                 *op = azure_ops[i].op;
-                *name = decoded(rest, (size_t)(slash - rest));
-                return 1;
+                *name = decoded(*rest, (size_t)(slash - *rest));
+                return AZURE;
             }
-        return 0;
+        return NO_ROUTE;
     }
     if (strncmp(path, "/v1/models/", 11) == 0 || strncmp(path, "/models/", 8) == 0) {
-        rest = path + (path[1] == 'v' ? strlen("/v1/models/") : strlen("/models/"));
-        *name = decoded(rest, strlen(rest));
-        return 2;
+        *rest = path + (path[1] == 'v' ? strlen("/v1/models/") : strlen("/models/"));
+        *name = decoded(*rest, strlen(*rest));
+        return MODEL_BY_ID;
     }
-    return 0;
+    if (strncmp(path, "/v1/responses/", 14) == 0 || strncmp(path, "/responses/", 11) == 0) {
+        *rest = path + (path[1] == 'v' ? strlen("/v1/responses/") : strlen("/responses/"));
+        return RESPONSE_BY_ID;
+    }
+    return NO_ROUTE;
 }
 
 static void model_by_id(llmr_worker *w, struct evhttp_request *req, const char *id)
@@ -74,7 +80,7 @@ static void model_by_id(llmr_worker *w, struct evhttp_request *req, const char *
 
     /* Hidden aliases too: they are routable, only not listed. */
     if (llmr_conf_route_group(w->conf, id, len) < 0) {
-        llmr_error_reply(w, req, LLMR_E_MODEL_NOT_FOUND, (int)len, id, "");
+        llmr_error_reply(w, req, LLMR_E_MODEL_NOT_FOUND, LLMR_CLIP(len), id, LLMR_CLIP_MORE(len));
         return;
     }
     if ((b = evbuffer_new()) == NULL) {
@@ -93,22 +99,30 @@ int llmr_routes_handle(llmr_worker *w, struct evhttp_request *req, const char *p
                        enum evhttp_cmd_type method)
 {
     enum llmr_op op = LLMR_OP_CHAT;
+    const char *rest = NULL;
     char *name;
-    int kind = match(path, &op, &name);
-    enum evhttp_cmd_type want = kind == 1 ? EVHTTP_REQ_POST : EVHTTP_REQ_GET;
+    int kind = match(path, &op, &name, &rest);
+    enum evhttp_cmd_type want = kind == AZURE ? EVHTTP_REQ_POST : EVHTTP_REQ_GET;
 
-    if (kind == 0)
+    if (kind == NO_ROUTE)
         return 0;
+    if (kind == RESPONSE_BY_ID) {
+        if (!llmr_http_authorized(w, req))
+            llmr_error_reply(w, req, LLMR_E_INVALID_API_KEY);
+        else
+            llmr_responses_forward(w, req, rest);
+        return 1;
+    }
     if (method != want) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
-                          kind == 1 ? "POST" : "GET");
-        llmr_error_reply(w, req, LLMR_E_METHOD_NOT_ALLOWED, kind == 1 ? AZURE_PREFIX
+                          kind == AZURE ? "POST" : "GET");
+        llmr_error_reply(w, req, LLMR_E_METHOD_NOT_ALLOWED, kind == AZURE ? AZURE_PREFIX
                          "{deployment}/..." : "/v1/models/{model}");
     } else if (!llmr_http_authorized(w, req)) {
         llmr_error_reply(w, req, LLMR_E_INVALID_API_KEY);
     } else if (name == NULL) {
         llmr_error_reply(w, req, LLMR_E_MODEL_NOT_FOUND, 0, "", "(an invalid name)");
-    } else if (kind == 1) {
+    } else if (kind == AZURE) {
         llmr_http_proxy(w, req, op, name);
     } else {
         model_by_id(w, req, name);

@@ -116,7 +116,8 @@ void llmr_health_reply(llmr_worker *w, struct evhttp_request *req);
 void llmr_health_groups_json(llmr_worker *w, struct evbuffer *b);
 
 /* routes.c: the paths that carry a name (Azure's deployment routes,
- * /v1/models/{id}); 1 when path was one of them and has been answered. */
+ * /v1/models/{id}, /v1/responses/{id}...); 1 when path was one of them and
+ * has been answered. */
 int llmr_routes_handle(llmr_worker *w, struct evhttp_request *req, const char *path,
                        enum evhttp_cmd_type method);
 
@@ -162,9 +163,16 @@ void llmr_tls_attempt(llmr_worker *w, CURL *easy, int dep);
 /* provider.c, provider_openai.c, provider_azure.c */
 int llmr_targets_build(llmr_worker *w);
 void llmr_targets_free(llmr_worker *w);
-/* Like snprintf: the URL's length, written into buf when cap is enough. */
-int llmr_openai_url(const llmr_deployment *d, enum llmr_op op, char *buf, size_t cap);
-int llmr_azure_url(const llmr_deployment *d, enum llmr_op op, char *buf, size_t cap);
+/* Like snprintf: the URL of op on d, with `rest` after the op's path and
+ * the query (without "?"; NULL or "" for none); its length, written into
+ * buf when cap is enough. */
+int llmr_openai_url(const llmr_deployment *d, enum llmr_op op, const char *rest,
+                    const char *query, char *buf, size_t cap);
+int llmr_azure_url(const llmr_deployment *d, enum llmr_op op, const char *rest,
+                   const char *query, char *buf, size_t cap);
+/* The same, for d's provider, in a buffer of its own (free()), or NULL. */
+char *llmr_provider_url(const llmr_deployment *d, enum llmr_op op, const char *rest,
+                        const char *query);
 struct curl_slist *llmr_openai_headers(const llmr_deployment *d);
 struct curl_slist *llmr_azure_headers(const llmr_deployment *d);
 extern const char *const llmr_op_path[LLMR_OP_COUNT];
@@ -283,8 +291,5 @@ void llmr_responses_buffered(struct llmr_request *r);
 void llmr_responses_sse(struct llmr_sse *sse, const char *js, size_t len);
 /* Worker exit: ends the forwards still running without an answer. */
 void llmr_responses_abort_all(llmr_worker *w);
-/* Like llmr_azure_url for a Responses path with `rest` after responses. */
-int llmr_azure_responses_url(const llmr_deployment *d, const char *rest, const char *query,
-                             char *buf, size_t cap);
 
 #endif

@@ -23,6 +23,7 @@ static const char *const knob_header[MK_COUNT] = {
     [MK_USAGE_TOKENS] = "usage-tokens",
     [MK_UPSTREAM_HEADERS] = "upstream-headers",
     [MK_REQUIRE_KEY] = "require-key",
+    [MK_ESCAPED_DELTAS] = "escaped-deltas",
 };
 
 static const char *const knob_json[MK_COUNT] = {
@@ -42,6 +43,7 @@ static const char *const knob_json[MK_COUNT] = {
     [MK_PAD_BYTES] = "pad_bytes",
     [MK_UPSTREAM_HEADERS] = "upstream_headers",
     [MK_REQUIRE_KEY] = "require_key",
+    [MK_ESCAPED_DELTAS] = "escaped_deltas",
 };
 
 /* Inclusive bounds; -1 on stall/drop_after means "never". An hour caps the
@@ -49,7 +51,7 @@ static const char *const knob_json[MK_COUNT] = {
 static const long knob_min[MK_COUNT] = {
     [MK_LATENCY_MS] = 0, [MK_STATUS] = 200, [MK_DROP] = 0, [MK_CHUNKS] = 0,
     [MK_CHUNK_DELAY_MS] = 0, [MK_STALL_AFTER] = -1, [MK_DROP_AFTER] = -1,
-    [MK_USAGE] = 0, [MK_PAD_BYTES] = 0, [MK_UPSTREAM_HEADERS] = 0,
+    [MK_USAGE] = 0, [MK_PAD_BYTES] = 0, [MK_UPSTREAM_HEADERS] = 0, [MK_ESCAPED_DELTAS] = 0,
     [MK_EMBEDDING_DIMS] = 1, [MK_EMBEDDINGS] = 1,
 };
 static const long knob_max[MK_COUNT] = {
@@ -57,7 +59,7 @@ static const long knob_max[MK_COUNT] = {
     [MK_CHUNKS] = 100000, [MK_CHUNK_DELAY_MS] = 3600000,
     [MK_STALL_AFTER] = 100000, [MK_DROP_AFTER] = 100000, [MK_USAGE] = 1,
     [MK_EMBEDDING_DIMS] = 20000000, [MK_EMBEDDINGS] = 100000,
-    [MK_PAD_BYTES] = 256L << 20, [MK_UPSTREAM_HEADERS] = 100,
+    [MK_PAD_BYTES] = 256L << 20, [MK_UPSTREAM_HEADERS] = 100, [MK_ESCAPED_DELTAS] = 1,
 };
 
 void mock_knobs_defaults(struct mock_knobs *k)

@@ -34,6 +34,7 @@ enum mock_knob {
     MK_PAD_BYTES,
     MK_UPSTREAM_HEADERS,
     MK_REQUIRE_KEY,
+    MK_ESCAPED_DELTAS,
     MK_COUNT
 };
 

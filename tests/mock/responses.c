@@ -105,8 +105,8 @@ void mock_responses_delta(struct mock_call *c)
 
     head(out, "response.output_text.delta");
     evbuffer_add_printf(out, "\"item_id\":\"msg_%lu\",\"output_index\":0,\"content_index\":0,"
-                        "\"delta\":\"tok%ld \",\"sequence_number\":%ld}", c->id, c->sent,
-                        c->sent + 1);
+                        "\"delta\":\"tok%ld%s\",\"sequence_number\":%ld}", c->id, c->sent,
+                        c->k.v[MK_ESCAPED_DELTAS] ? "\\n\\\"\\u00e9 " : " ", c->sent + 1);
     event(c);
 }
 
