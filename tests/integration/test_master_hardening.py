@@ -167,7 +167,7 @@ def test_restart_after_sigkill_forgets_dead_in_flight_requests():
     for _ in range(6):
         r = chat(d.port, model="g")
         assert r.status == 200, r
-    assert " 0 " in [l for l in d.status().stdout.splitlines() if l.startswith("a ")][0]
+    assert harness.status_rows(d)["a"]["INFLIGHT"] == "0", harness.status_rows(d)["a"]
 
 
 def test_restart_while_a_dead_masters_worker_drains_keeps_its_share_until_it_exits():
@@ -177,7 +177,8 @@ def test_restart_while_a_dead_masters_worker_drains_keeps_its_share_until_it_exi
     d = Daemon([deployment("g", a, dep_id="a", params="max_parallel_requests = 1;")],
                workers=2, router="num_retries = 0;")
     results = {}
-    t = in_flight(d.port, results, "r", {"x_mock": {"latency_ms": 3000}})
+    t = in_flight(d.port, results, "r",
+                  {"x_mock": {"latency_ms": int(8000 * harness.SLOW)}})
     wait_for(lambda: a.stats()["inflight"] == 1, 10, "the request at the mock")
     os.kill(d.p.pid, signal.SIGKILL)
     d.p.wait(10)
@@ -191,7 +192,7 @@ def test_restart_while_a_dead_masters_worker_drains_keeps_its_share_until_it_exi
     assert re.search(r"[12] worker\(s\) of a previous master still running", d2.log_text()), \
         d2.log_text()
     assert chat(d.port, model="g").status == 429          # the one place is taken
-    t.join(20)
+    t.join(30 * harness.SLOW)
     assert getattr(results.get("r"), "status", None) == 200, results
     wait_for(lambda: "of a previous master has exited" in d2.log_text(), 10, "orphan reaped")
     assert chat(d.port, model="g").status == 200
@@ -209,8 +210,7 @@ def test_master_death_lets_workers_finish_in_flight_requests():
     wait_for(lambda: a.stats()["inflight"] == 1, 10, "the request at the mock")
     os.kill(d.p.pid, signal.SIGKILL)
     t.join(20)
-    assert isinstance(results.get("r"), object) and getattr(results["r"], "status", None) == 200, \
-        results
+    assert getattr(results.get("r"), "status", None) == 200, results
     wait_for(lambda: not any(alive(p) for p in workers), 20, "orphaned workers to drain and exit")
 
 
