@@ -7,8 +7,7 @@ import os
 import signal
 import time
 
-from harness import Daemon, Mock, TestFailure, deployment, slack, wait_for
-from test_stream import Stream, stream_body
+from harness import Daemon, Mock, Stream, TestFailure, deployment, slack, stream_body, wait_for
 
 
 class DrainDaemon(Daemon):

@@ -10,25 +10,10 @@ import threading
 import time
 
 import harness
-from harness import (BUILD, ROOT, Daemon, Load, Mock, Proc, TestFailure, chat, deployment,
-                     free_port, request, tmpdir, wait_for)
+from harness import (BUILD, ROOT, Daemon, Load, Mock, Proc, TestFailure, alive, chat, cli,
+                     deployment, free_port, request, tmpdir, wait_for)
 
 LLMROUTE = os.path.join(BUILD, "llmroute")
-
-
-def cli(conf, *args, cwd=ROOT, timeout=60):
-    return subprocess.run([LLMROUTE, "-c", conf] + list(args), capture_output=True,
-                          text=True, cwd=cwd, timeout=timeout)
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie (killed, not yet reaped by init) counts as gone
-    with open("/proc/%d/stat" % pid) as f:
-        return f.read().split(")")[-1].split()[0] != "Z"
 
 
 def refused(port):
@@ -167,7 +152,8 @@ def test_restart_after_sigkill_forgets_dead_in_flight_requests():
     for _ in range(6):
         r = chat(d.port, model="g")
         assert r.status == 200, r
-    assert harness.status_rows(d)["a"]["INFLIGHT"] == "0", harness.status_rows(d)["a"]
+    row = harness.status_row(d, "a")
+    assert row["INFLIGHT"] == "0", row
 
 
 def test_restart_while_a_dead_masters_worker_drains_keeps_its_share_until_it_exits():

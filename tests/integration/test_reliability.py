@@ -14,17 +14,11 @@ import signal
 import threading
 import time
 
-from harness import minute_room, slack, status_rows, worker_conns
+from harness import attempts, minute_room, slack, status_rows, worker_conns
 from harness import BAD_LOG, Daemon, Mock, TestFailure, chat, deployment, request, wait_for
 
 
 # ---------------------------------------------------------------- helpers
-
-def attempts(r):
-    v = r.headers.get("x-llmroute-attempts")
-    assert v is not None and v.isdigit(), "no x-llmroute-attempts on %r: %s" % (r, r.headers)
-    return int(v)
-
 
 def served(r, status=200, dep=None, fallback=..., n=None, group=None):
     """Asserts what a routed response says about itself."""
