@@ -244,8 +244,10 @@ def deployment(group, mock, model=None, dep_id=None, azure=False, key=None, para
 class Daemon(Proc):
     """The llmroute master with its workers, on a free port."""
 
-    def __init__(self, deployments, workers=2, server="", router="", env=None, port=None):
+    def __init__(self, deployments, workers=2, server="", router="", env=None, port=None,
+                 drain_timeout=10.0):
         _counter[0] += 1
+        self.drain_timeout = drain_timeout
         self.port = port or free_port()
         d = tmpdir()
         self.conf_path = os.path.join(d, "llmroute.conf")
@@ -263,12 +265,12 @@ class Daemon(Proc):
   workers = %d;
   pid_file = "%s";
   shm_name = "%s";
-  drain_timeout = 10.0;
+  drain_timeout = %s;
   %s
 };
 router_settings: { %s };
 model_list = ( %s );
-""" % (self.port, workers, self.pid_file, self.shm_name, server, router,
+""" % (self.port, workers, self.pid_file, self.shm_name, self.drain_timeout, server, router,
            ",\n".join(deployments))
         with open(self.conf_path, "w") as f:
             f.write(text)

@@ -160,8 +160,9 @@ def test_restart_while_a_dead_masters_worker_drains_keeps_its_share_until_it_exi
     """A worker of a killed master still finishing a request: the new master
     keeps its in-flight share (it is real) and takes it back once it exits."""
     a = Mock("a")
+    # the request outlasts the restart below, and drain_timeout outlasts it
     d = Daemon([deployment("g", a, dep_id="a", params="max_parallel_requests = 1;")],
-               workers=2, router="num_retries = 0;")
+               workers=2, router="num_retries = 0;", drain_timeout=30 * harness.SLOW)
     results = {}
     t = in_flight(d.port, results, "r",
                   {"x_mock": {"latency_ms": int(8000 * harness.SLOW)}})
