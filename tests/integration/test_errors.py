@@ -58,7 +58,10 @@ def still_serving(d, pids_before):
 
 
 def started(d):
-    pids = sorted(d.workers())
+    # readiness needs only one worker to answer: the other may still be
+    # forking (seen under ASan)
+    pids = sorted(wait_for(lambda: len(d.workers()) == 2 and d.workers(), 10,
+                           "both workers to start"))
     assert len(pids) == 2, "expected 2 workers, got %s" % pids
     return pids
 
