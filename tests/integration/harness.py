@@ -86,6 +86,8 @@ def wait_for(cond, timeout=10.0, what="condition", interval=0.01):
             v = cond()
             if v:
                 return v
+        except TestFailure:
+            raise       # the harness's own verdict: fail now, not at the deadline
         except Exception as e:  # the condition may race a starting server
             last_exc = e
         time.sleep(interval)
@@ -243,8 +245,9 @@ class Daemon(Proc):
     """The llmroute master with its workers, on a free port."""
 
     def __init__(self, deployments, workers=2, server="", router="", env=None, port=None,
-                 args=()):
+                 args=(), drain_timeout=10.0):
         _counter[0] += 1
+        self.drain_timeout = drain_timeout
         self.port = port or free_port()
         d = tmpdir()
         self.conf_path = os.path.join(d, "llmroute.conf")
@@ -262,12 +265,12 @@ class Daemon(Proc):
   workers = %d;
   pid_file = "%s";
   shm_name = "%s";
-  drain_timeout = 10.0;
+  drain_timeout = %s;
   %s
 };
 router_settings: { %s };
 model_list = ( %s );
-""" % (self.port, workers, self.pid_file, self.shm_name, server, router,
+""" % (self.port, workers, self.pid_file, self.shm_name, self.drain_timeout, server, router,
            ",\n".join(deployments))
         with open(self.conf_path, "w") as f:
             f.write(text)
@@ -293,9 +296,7 @@ model_list = ( %s );
     def status(self):
         env = dict(os.environ)
         env.update(self.env)
-        return subprocess.run([os.path.join(BUILD, "llmroute"), "-c", self.conf_path,
-                               "status", "-w"], capture_output=True, text=True, cwd=ROOT,
-                              env=env)
+        return cli(self.conf_path, "status", "-w", env=env)
 
     def stop(self, sig=signal.SIGQUIT, timeout=30.0):
         return super().stop(sig, timeout)
@@ -337,19 +338,114 @@ def connection_owner(d, conn, pids=None):
     return connection_owners(d, [conn], pids)[0]
 
 
-def status_rows(d):
-    """`llmroute status` as {deployment id: {COLUMN: value}}, by header name."""
-    out = d.status()
-    assert out.returncode == 0, "status failed: %s %s" % (out.stdout, out.stderr)
+def cli(conf, *args, env=None, timeout=60, cwd=ROOT):
+    """`llmroute -c conf args...`, its output captured as text (env: the
+    whole environment, None for the test's own)."""
+    return subprocess.run([os.path.join(BUILD, "llmroute"), "-c", conf] + list(args),
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
+
+
+def parse_status(text):
+    """`llmroute status` stdout as {deployment id: {COLUMN: value}}, by
+    header name."""
     rows, cols = {}, None
-    for line in out.stdout.splitlines():
+    for line in text.splitlines():
         f = line.split()
         if f and f[0] == "DEPLOYMENT":
             cols = f
         elif cols and len(f) == len(cols):
             rows[f[0]] = dict(zip(cols, f))
-    assert cols, "no header in status output:\n" + out.stdout
+    assert cols, "no header in status output:\n" + text
     return rows
+
+
+def status_rows(d):
+    """`llmroute status` of Daemon d, parsed by parse_status()."""
+    out = d.status()
+    assert out.returncode == 0, "status failed: %s %s" % (out.stdout, out.stderr)
+    return parse_status(out.stdout)
+
+
+def status_row(d, dep):
+    """The status row of deployment id dep: {COLUMN: value}."""
+    rows = status_rows(d)
+    if dep not in rows:
+        raise TestFailure("no status row for %s: %r" % (dep, rows))
+    return rows[dep]
+
+
+def alive(pid):
+    """Whether pid runs; a zombie (killed, not yet reaped) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def attempts(r):
+    """A routed Response's x-llmroute-attempts, as an int."""
+    v = r.headers.get("x-llmroute-attempts")
+    assert v is not None and v.isdigit(), "no x-llmroute-attempts on %r: %s" % (r, r.headers)
+    return int(v)
+
+
+def proc_cpu_s(pid):
+    """CPU seconds (user + system) pid has used."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_hwm_kb(pid):
+    """pid's peak resident set (VmHWM), in kB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise TestFailure("no VmHWM for pid %d" % pid)
+
+
+def raw_exchange(port, data, until="close", timeout=10.0):
+    """Sends data on a raw socket (a server that answers and closes before
+    all of it is sent is fine), then reads: until="head", up to the end of
+    the first response's head; "response", up to the end of its
+    Content-Length body; "close", until the server closes.  Gives up
+    quietly after timeout seconds.  Returns (bytes, closed by the server)."""
+    assert until in ("head", "response", "close"), until
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    out, closed = b"", False
+    deadline = time.monotonic() + timeout
+    try:
+        try:
+            for i in range(0, len(data), 65536):
+                s.sendall(data[i:i + 65536])
+        except OSError:
+            pass
+        while time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                closed = True
+                break
+            out += chunk
+            end = out.find(b"\r\n\r\n")
+            if until == "head" and end >= 0:
+                break
+            if until == "response" and end >= 0:
+                m = re.search(rb"(?im)^content-length:\s*(\d+)", out[:end])
+                if m and len(out) >= end + 4 + int(m.group(1)):
+                    break
+    except socket.timeout:
+        pass
+    except ConnectionResetError:
+        closed = True
+    finally:
+        s.close()
+    return out, closed
 
 
 def cleanup_all():
@@ -368,24 +464,53 @@ def cleanup_all():
     return errors
 
 
-def worker_conns(d, timeout=5.0):
-    """One keep-alive connection held by each worker of d: {pid: HTTPConnection}."""
+def conns_per_worker(d, per, timeout=10.0, workers=None):
+    """{pid: [per keep-alive connections that worker accepted]}, for every
+    worker of d (or the first `workers` of them to get `per`): connections
+    are opened in batches, and the spares closed, until enough are held."""
     pids = d.workers()
     assert len(pids) >= 2, "expected 2 or more workers, got %s" % pids
+    want = len(pids) if workers is None else workers
     got = {}
+    deadline = time.monotonic() + timeout * SLOW
 
-    def one_more():
-        c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
-        r = request(d.port, "GET", "/health/readiness", conn=c)
-        assert r.status == 200, r
-        owner = connection_owner(d, c, pids)
-        if owner is not None and owner not in got:
-            got[owner] = c
-        else:
-            c.close()
-        return len(got) == len(pids)
-    wait_for(one_more, timeout, "a connection held by every worker")
+    def full():
+        return [p for p in pids if len(got.get(p, [])) >= per]
+    while len(full()) < want:
+        if time.monotonic() > deadline:
+            raise TestFailure("could not get %d connections on %d workers: %s" % (
+                per, want, {p: len(v) for p, v in got.items()}))
+        missing = sum(max(0, per - len(got.get(p, []))) for p in pids)
+        batch = []
+        for _ in range(max(16, 2 * missing)):
+            c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+            c.connect()
+            batch.append(c)
+        owner = {}
+
+        def owned():
+            for i, who in enumerate(connection_owners(d, batch, pids)):
+                if who is not None:
+                    owner[i] = who
+            return len(owner) == len(batch)
+        wait_for(owned, 5, "every connection accepted by a worker")
+        for i, c in enumerate(batch):
+            mine = got.setdefault(owner[i], [])
+            if len(mine) < per:
+                mine.append(c)
+            else:
+                c.close()
+    keep = full()[:want]
+    for p in list(got):
+        if p not in keep:
+            for c in got.pop(p):
+                c.close()
     return got
+
+
+def worker_conns(d, timeout=5.0):
+    """One keep-alive connection held by each worker of d: {pid: HTTPConnection}."""
+    return {p: cs[0] for p, cs in conns_per_worker(d, 1, timeout).items()}
 
 
 class Load:
@@ -418,3 +543,180 @@ class Load:
         self.stop_flag.set()
         for t in self.threads:
             t.join(30)
+
+
+# ---------------------------------------------------------------- streaming
+
+CHAT = "/v1/chat/completions"
+
+
+def stream_body(model="g", content="hello", chunks=3, path=CHAT, extra=None, **knobs):
+    knobs["chunks"] = chunks
+    if path == CHAT:
+        body = {"model": model, "messages": [{"role": "user", "content": content}]}
+    else:
+        body = {"model": model, "prompt": content}
+    body["stream"] = True
+    body["x_mock"] = knobs
+    body.update(extra or {})
+    return body
+
+
+class Stream:
+    """One HTTP/1.1 request on a raw socket; the reply's head is read at
+    once, its chunked body incrementally (events() / next_event())."""
+
+    def __init__(self, port, body, path=CHAT, timeout=15.0, rcvbuf=None):
+        data = json.dumps(body).encode() if not isinstance(body, bytes) else body
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.settimeout(timeout)
+        s.connect(("127.0.0.1", port))
+        self.sock = s
+        self.buf = bytearray()
+        self.pos = 0
+        self.sse = bytearray()
+        self.ended = False          # the terminating zero-size chunk was read
+        self.t0 = time.monotonic()
+        s.sendall(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  b"Connection: close\r\nContent-Length: %d\r\n\r\n" % (path.encode(), len(data))
+                  + data)
+
+    # -- raw reading
+    def _more(self):
+        d = self.sock.recv(1 << 20)
+        if not d:
+            raise TestFailure("connection closed early (%d bytes unparsed: %r)" %
+                              (len(self.buf) - self.pos, bytes(self.buf[self.pos:self.pos + 200])))
+        if self.pos > 1 << 16:
+            del self.buf[:self.pos]
+            self.pos = 0
+        self.buf += d
+
+    def _line(self):
+        while True:
+            i = self.buf.find(b"\r\n", self.pos)
+            if i >= 0:
+                line = bytes(self.buf[self.pos:i])
+                self.pos = i + 2
+                return line
+            self._more()
+
+    def _exact(self, n):
+        while len(self.buf) - self.pos < n:
+            self._more()
+        d = bytes(self.buf[self.pos:self.pos + n])
+        self.pos += n
+        return d
+
+    def head(self):
+        """Reads the status line and headers: (status, {lower name: value})."""
+        line = self._line().decode()
+        m = re.match(r"HTTP/1\.[01] (\d{3})", line)
+        if not m:
+            raise TestFailure("bad status line %r" % line)
+        self.status = int(m.group(1))
+        self.headers = {}
+        while True:
+            line = self._line().decode()
+            if not line:
+                break
+            k, _, v = line.partition(":")
+            self.headers[k.strip().lower()] = v.strip()
+        self.t_head = time.monotonic()
+        return self.status, self.headers
+
+    def chunk(self):
+        """The next chunk's data, or None after the terminating chunk."""
+        size_line = self._line()
+        try:
+            size = int(size_line.split(b";")[0], 16)
+        except ValueError:
+            raise TestFailure("bad chunk size line %r" % size_line)
+        if size == 0:
+            while self._line():     # trailers up to the empty line
+                pass
+            self.ended = True
+            return None
+        data = self._exact(size)
+        if self._exact(2) != b"\r\n":
+            raise TestFailure("chunk of %d bytes not followed by CRLF" % size)
+        return data
+
+    def plain_body(self):
+        """A non-chunked body (Content-Length or up to the close)."""
+        if "content-length" in self.headers:
+            return self._exact(int(self.headers["content-length"]))
+        if self.headers.get("transfer-encoding") == "chunked":
+            out = b""
+            while True:
+                c = self.chunk()
+                if c is None:
+                    return out
+                out += c
+        while True:
+            try:
+                self._more()
+            except TestFailure:
+                return bytes(self.buf[self.pos:])
+
+    # -- server-sent events
+    def next_event(self):
+        """(arrival time since the request, event text) or None at the end
+        of the chunked body."""
+        while True:
+            i = self.sse.find(b"\n\n")
+            if i >= 0:
+                ev = bytes(self.sse[:i]).decode()
+                del self.sse[:i + 2]
+                return time.monotonic() - self.t0, ev
+            c = self.chunk()
+            if c is None:
+                if self.sse.strip():
+                    raise TestFailure("stream ended inside an event: %r" % bytes(self.sse))
+                return None
+            self.sse += c
+
+    def events(self):
+        out = []
+        while True:
+            e = self.next_event()
+            if e is None:
+                return out
+            out.append(e)
+
+    def rest_raw(self):
+        """Reads to the terminating chunk in bulk; returns the body bytes
+        not yet returned (for multi-MB streams)."""
+        parts = [bytes(self.sse)]
+        self.sse = bytearray()
+        while True:
+            # decode every complete chunk already buffered
+            while True:
+                i = self.buf.find(b"\r\n", self.pos)
+                if i < 0:
+                    break
+                size = int(bytes(self.buf[self.pos:i]).split(b";")[0], 16)
+                if size == 0:
+                    self.pos = i + 2
+                    while self._line():
+                        pass
+                    self.ended = True
+                    return b"".join(parts)
+                if len(self.buf) < i + 2 + size + 2:
+                    break
+                parts.append(bytes(self.buf[i + 2:i + 2 + size]))
+                if self.buf[i + 2 + size:i + 4 + size] != b"\r\n":
+                    raise TestFailure("chunk not followed by CRLF")
+                self.pos = i + 4 + size
+            self._more()
+
+    def close(self):
+        self.sock.close()
+
+
+def data_of(ev):
+    """The payload of a `data:` event."""
+    assert ev.startswith("data: "), ev
+    return ev[len("data: "):]

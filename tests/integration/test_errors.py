@@ -6,10 +6,10 @@ worker that produced it must stay up: a normal request still succeeds
 afterwards and the master's children keep their pids.
 """
 import json
-import re
 import socket
 import time
 
+import harness
 from harness import slack, status_rows
 from harness import (Daemon, Mock, Proc, Response, TestFailure, chat, deployment, free_port,
                      request, wait_for)
@@ -58,7 +58,10 @@ def still_serving(d, pids_before):
 
 
 def started(d):
-    pids = sorted(d.workers())
+    # readiness needs only one worker to answer: the other may still be
+    # forking (seen under ASan)
+    pids = sorted(wait_for(lambda: len(d.workers()) == 2 and d.workers(), 10,
+                           "both workers to start"))
     assert len(pids) == 2, "expected 2 workers, got %s" % pids
     return pids
 
@@ -233,33 +236,10 @@ def test_body_over_max_body_bytes_is_413():
     still_serving(d, pids)
 
 
-def raw_exchange(port, head, body, timeout=5.0):
+def raw_response(port, head, body, timeout=5.0):
     """Sends head + body on a raw socket, tolerating a server that answers and
     closes before the whole body is sent; returns harness.Response."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    try:
-        try:
-            s.sendall(head)
-            for i in range(0, len(body), 65536):
-                s.sendall(body[i:i + 65536])
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        data = b""
-        try:
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-                hdr_end = data.find(b"\r\n\r\n")
-                if hdr_end >= 0:
-                    m = re.search(rb"(?im)^content-length:\s*(\d+)", data[:hdr_end])
-                    if m and len(data) >= hdr_end + 4 + int(m.group(1)):
-                        break
-        except ConnectionResetError:
-            pass
-    finally:
-        s.close()
+    data, _ = harness.raw_exchange(port, head + body, until="response", timeout=timeout)
     hdr_end = data.find(b"\r\n\r\n")
     assert data.startswith(b"HTTP/1.") and hdr_end > 0, "no HTTP response: %r" % data[:300]
     lines = data[:hdr_end].decode("latin-1").split("\r\n")
@@ -275,7 +255,7 @@ def _big_post(d, size):
     body = b"x" * size
     head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
             b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
-    return raw_exchange(d.port, head, body)
+    return raw_response(d.port, head, body)
 
 
 def test_body_far_over_max_body_bytes_is_413_json():

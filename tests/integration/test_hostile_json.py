@@ -13,63 +13,35 @@
 import hashlib
 import json
 import os
-import socket
+import sys
 
-from harness import (BUILD, Daemon, Mock, deployment, free_port, request, status_rows,
-                     wait_for)
+from harness import (ROOT, SANITIZED, Daemon, Mock, deployment, free_port, proc_cpu_s,
+                     raw_exchange, request, status_rows, wait_for)
 
-MIB = 1 << 20
+sys.path.insert(0, os.path.join(ROOT, "tests", "fuzz"))
+import big_seeds  # noqa: E402  (tests/fuzz is not a package)
+
+MIB = big_seeds.MIB
+
 ROUTER = "num_retries = 0; allowed_fails = 1000;"
-
-
-def sanitized():
-    """Whether the daemon under test is an ASan build (several times slower)."""
-    with open(os.path.join(BUILD, "llmroute"), "rb") as f:
-        return b"__asan_init" in f.read()
 
 
 def worker_cpu(d):
     """CPU seconds (user + system) used so far by the master's children."""
-    total = 0
-    for pid in d.workers():
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])      # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def fill(prefix, unit, suffix, size=MIB):
-    """prefix + unit repeated (comma-separated) + suffix, about `size` bytes."""
-    n = max(1, (size - len(prefix) - len(suffix)) // (len(unit) + 1))
-    return prefix + ",".join([unit] * n) + suffix
-
-
-def nest(depth):
-    return "[" * depth + "]" * depth
+    return sum(proc_cpu_s(pid) for pid in d.workers())
 
 
 def hostile_bodies():
-    """(name, body, status) for 1 MiB bodies shaped against a parser."""
-    head = '{"model":"g","messages":[],'
-    return [
-        ("wide empty arrays", fill(head + '"a":[', "[]", "]}"), 502),
-        ("wide empty objects in messages",
-         fill('{"model":"g","messages":[', "{}", "]}"), 502),
-        ("wide nested objects", fill(head + '"a":[', '{"b":{"c":[{}]}}', "]}"), 502),
-        ("many keys", fill(head, '"k":0', "}"), 502),
-        ("many near-miss escaped keys", fill(head, '"mod\\u0065m":[]', "}"), 502),
-        ("deep nests side by side", fill(head + '"a":[', nest(500), "]}"), 502),
-        ("too deep", "[" * MIB, 400),
-        ("too deep inside the object", head + '"a":' + "[" * (MIB - 40), 400),
-        ("escapes in content", '{"model":"g","messages":[{"role":"user","content":"'
-         + "\\u00e9\\n" * ((MIB - 60) // 8) + '"}]}', 502),
-    ]
+    """(name, body, status) for tests/fuzz/big_seeds.py's 1 MiB bodies:
+    502 when parsed and routed to the dead upstream, 400 when too deep."""
+    return [(name, body, 502 if parses else 400)
+            for name, body, parses in big_seeds.bodies(model="g")]
 
 
 def test_hostile_bodies_cost_under_100ms_cpu():
     dead = type("M", (), {"base": "http://127.0.0.1:%d" % free_port()})()  # nothing listens
     d = Daemon([deployment("g", dead, dep_id="dead")], workers=2, router=ROUTER)
-    limit = 0.5 if sanitized() else 0.1
+    limit = 0.5 if SANITIZED else 0.1
     slow, costs = [], []
     for name, body, status in hostile_bodies():
         assert MIB - 4096 < len(body) <= MIB + 64, (name, len(body))
@@ -112,7 +84,7 @@ def test_big_upstream_answer_relayed_with_usage():
     assert reported == m.stats()["prompt_tokens"] > 0
     wait_for(lambda: status_rows(d)["e"]["PROMPT_TOK"] == str(reported), 5,
              "the reported usage to be counted")
-    limit = 6.0 if sanitized() else 2.5
+    limit = 6.0 if SANITIZED else 2.5
     assert used < limit, "relaying a 60 MB answer took %.2f s of worker CPU" % used
 
 
@@ -201,15 +173,9 @@ def test_error_naming_client_bytes_is_valid_json():
                               '{"model":"caf\u00e9","messages":[]}'.encode()))["error"]
     assert "caf\u00e9" in err["message"], err
     # A path of raw bytes, on a socket: http.client would refuse to send it.
-    with socket.create_connection(("127.0.0.1", d.port), timeout=10) as s:
-        s.sendall(b"GET /v1/\xff\xfe" + b"p" * 3000 + b" HTTP/1.1\r\nHost: x\r\n"
-                  b"Connection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+    data, closed = raw_exchange(d.port, b"GET /v1/\xff\xfe" + b"p" * 3000 +
+                                b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert closed, data[:300]
     head, _, payload = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 404"), head
     err = json.loads(payload.decode("utf-8", errors="strict"))["error"]

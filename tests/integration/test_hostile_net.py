@@ -14,7 +14,8 @@ import threading
 import time
 
 import harness
-from harness import Daemon, Mock, TestFailure, chat, deployment, request, wait_for
+from harness import (Daemon, Mock, TestFailure, chat, deployment, proc_cpu_s, proc_hwm_kb,
+                     raw_exchange, request, wait_for)
 
 CHAT = "/v1/chat/completions"
 
@@ -30,33 +31,6 @@ def body_of(model="g", **extra):
 SMUGGLED_BODY = body_of("g", user="smuggled")
 SMUGGLED = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
             b"\r\nContent-Length: %d\r\n\r\n" % len(SMUGGLED_BODY)) + SMUGGLED_BODY
-
-
-def exchange(port, data, timeout=10.0):
-    """Sends data, reads until the server closes (or timeout); returns
-    (bytes, closed)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    try:
-        s.sendall(data)
-    except OSError:
-        pass
-    out = b""
-    closed = False
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            d = s.recv(65536)
-            if not d:
-                closed = True
-                break
-            out += d
-    except socket.timeout:
-        pass
-    except ConnectionResetError:
-        closed = True
-    finally:
-        s.close()
-    return out, closed
 
 
 def responses(raw):
@@ -141,7 +115,7 @@ def test_smuggling_forms_refused_with_400_and_close():
     mock = Mock()
     d = start(mock)
     for name, data in smuggling_cases():
-        raw, closed = exchange(d.port, data)
+        raw, closed = raw_exchange(d.port, data)
         codes = responses(raw)
         if codes != [400] or not closed:
             raise TestFailure("%s: expected one 400 and a close, got %r closed=%s: %r"
@@ -163,7 +137,7 @@ def test_body_on_get_is_never_taken_for_a_request():
     d = start(mock)
     data = (b"GET /v1/models HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(SMUGGLED)
             + SMUGGLED)
-    raw, closed = exchange(d.port, data)
+    raw, closed = raw_exchange(d.port, data)
     assert responses(raw) == [200] and closed, (raw[:300], closed)
     assert mock.stats()["requests"] == 0, mock.stats()
     d.stop()
@@ -177,7 +151,7 @@ def test_valid_chunked_and_pipelined_requests_still_work():
                + b"%x\r\n" % 10 + b[:10] + b"\r\n" + b"%X\r\n" % (len(b) - 10) + b[10:]
                + b"\r\n0\r\n\r\n")
     plain = post_head(b"Content-Length: %d\r\nConnection: close\r\n" % len(b)) + b
-    raw, closed = exchange(d.port, chunked + plain)
+    raw, closed = raw_exchange(d.port, chunked + plain)
     assert responses(raw) == [200, 200] and closed, raw[:500]
     assert mock.stats()["requests"] == 2, mock.stats()
     d.stop()
@@ -185,21 +159,13 @@ def test_valid_chunked_and_pipelined_requests_still_work():
 
 # ---------------------------------------------------------------- body size
 
-def worker_hwm_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
-
-
 def test_content_length_over_max_refused_before_body():
     """413 by Content-Length with no byte of the body sent: evhttp would wait
     for (and buffer) the whole body first."""
     mock = Mock()
     d = start(mock, server="max_body_bytes = 2097152;")
     t0 = time.monotonic()
-    raw, closed = exchange(d.port, post_head(b"Content-Length: 10485760\r\n"), timeout=5)
+    raw, closed = raw_exchange(d.port, post_head(b"Content-Length: 10485760\r\n"), timeout=5)
     took = time.monotonic() - t0
     assert responses(raw) == [413] and closed and took < harness.slack(3), (raw[:300], closed, took)
     err = json_body(raw)["error"]
@@ -213,12 +179,12 @@ def test_oversized_bodies_do_not_grow_the_worker():
     mock = Mock()
     d = start(mock, server="max_body_bytes = 2097152;")
     pids = d.workers()
-    before = {p: worker_hwm_kb(p) for p in pids}
+    before = {p: proc_hwm_kb(p) for p in pids}
     big = b"x" * (10 << 20)
     results = []
 
     def one():
-        raw, _ = exchange(d.port, post_head(b"Content-Length: %d\r\n" % len(big)) + big,
+        raw, _ = raw_exchange(d.port, post_head(b"Content-Length: %d\r\n" % len(big)) + big,
                           timeout=20)
         results.append(responses(raw))
     ts = [threading.Thread(target=one) for _ in range(8)]
@@ -226,7 +192,7 @@ def test_oversized_bodies_do_not_grow_the_worker():
         t.start()
     for t in ts:
         t.join(60)
-    grew = max(worker_hwm_kb(p) - before[p] for p in pids)
+    grew = max(proc_hwm_kb(p) - before[p] for p in pids)
     print("    8 x 10 MiB bodies over max_body_bytes: answers %r, worker peak RSS +%d KB"
           % (results, grew))
     assert all(r == [413] for r in results), results
@@ -243,7 +209,7 @@ def test_buffered_answers_capped_per_worker():
     mock = Mock()
     d = start(mock, server="max_buffered_bytes = 20971520;")   # 20 MiB
     pids = d.workers()
-    before = {p: worker_hwm_kb(p) for p in pids}
+    before = {p: proc_hwm_kb(p) for p in pids}
     socks = []
     body = body_of(x_mock={"pad_bytes": 8 << 20})                # 8 MiB answers
     # one after the other, so that what each worker holds is known: every
@@ -256,7 +222,7 @@ def test_buffered_answers_capped_per_worker():
         socks.append(s)
         got = responses(s.recv(64) + b" ")
         codes.append(got[0] if got else None)
-    grew = max(worker_hwm_kb(p) - before[p] for p in pids)
+    grew = max(proc_hwm_kb(p) - before[p] for p in pids)
     print("    %d slow clients x 8 MiB answers, max_buffered_bytes 20 MiB: statuses %r, "
           "worker peak RSS +%d KB" % (CLIENTS, codes, grew))
     for s in socks:
@@ -316,19 +282,13 @@ def test_slowloris_head_dropped_at_client_header_timeout():
     s.close()
     assert responses(got) == [408] and took < 1.0 + harness.slack(4, cap=6.5), (got[:200], took)
     # an idle connection that sends nothing is closed, silently
-    raw, closed = exchange(d.port, b"", timeout=6)
+    raw, closed = raw_exchange(d.port, b"", timeout=6)
     assert raw == b"" and closed, raw
     assert mock.stats()["requests"] == 0
     d.stop()
 
 
 # ---------------------------------------------------------------- fd exhaustion
-
-def cpu_ticks(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
 
 def test_fd_exhaustion_pauses_accepts_without_spinning():
     """More idle connections than the workers have descriptors: accept()
@@ -344,17 +304,16 @@ def test_fd_exhaustion_pauses_accepts_without_spinning():
     idle = []
     for _ in range(2 * limit + 40):
         idle.append(socket.create_connection(("127.0.0.1", d.port), timeout=5))
-    hz = os.sysconf("SC_CLK_TCK")
 
     def exhausted():
         log = d.log_text()
         return "accept() failed" in log or "Too many open files" in log
     wait_for(exhausted, 15, "an accept failure in the log")
     t0 = time.monotonic()
-    c0 = {p: cpu_ticks(p) for p in pids}
+    c0 = {p: proc_cpu_s(p) for p in pids}
     time.sleep(2.0)     # measuring a window of CPU time, not synchronising
     span = time.monotonic() - t0
-    cpu = max((cpu_ticks(p) - c0[p]) / hz / span for p in pids)
+    cpu = max((proc_cpu_s(p) - c0[p]) / span for p in pids)
     r = request(d.port, "GET", "/health/liveliness", conn=keep, timeout=10)
     assert r.status == 200, r
     r = chat(d.port, model="g", conn=keep, timeout=10)

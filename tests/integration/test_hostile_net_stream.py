@@ -7,23 +7,7 @@ import os
 import signal
 import time
 
-from harness import Daemon, Mock, TestFailure, deployment, slack, wait_for
-from test_stream import Stream, stream_body
-
-
-class DrainDaemon(Daemon):
-    """A daemon whose drain_timeout is `drain` seconds."""
-
-    def __init__(self, *a, drain=2.0, **kw):
-        self.drain = drain
-        super().__init__(*a, **kw)
-
-    def write_conf(self, *a, **kw):
-        super().write_conf(*a, **kw)
-        with open(self.conf_path) as f:
-            text = f.read()
-        with open(self.conf_path, "w") as f:
-            f.write(text.replace("drain_timeout = 10.0;", "drain_timeout = %s;" % self.drain))
+from harness import Daemon, Mock, Stream, TestFailure, deployment, slack, stream_body, wait_for
 
 
 def error_of(event):
@@ -56,7 +40,7 @@ def test_silent_upstream_ends_stream_with_error_event():
 
 def test_reload_deadline_ends_stream_with_error_event():
     mock = Mock()
-    d = DrainDaemon([deployment("g", mock, dep_id="a")], workers=2, drain=2.0)
+    d = Daemon([deployment("g", mock, dep_id="a")], workers=2, drain_timeout=2.0)
     s = Stream(d.port, stream_body(chunks=300, chunk_delay_ms=100), timeout=20)
     assert s.head()[0] == 200
     first = s.next_event()

@@ -13,17 +13,12 @@ import os
 import signal
 import time
 
-from harness import connection_owners, minute_room, slack, status_rows, worker_conns
+from harness import (attempts, connection_owners, minute_room, slack, status_row, status_rows,
+                     worker_conns)
 from harness import Daemon, Mock, TestFailure, chat, deployment, request, wait_for
 
 
 # ---------------------------------------------------------------- helpers
-
-def attempts(r):
-    v = r.headers.get("x-llmroute-attempts")
-    assert v is not None and v.isdigit(), "no x-llmroute-attempts on %r: %s" % (r, r.headers)
-    return int(v)
-
 
 def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
@@ -35,12 +30,6 @@ def fd_limit(pid):
             if line.startswith("Max open files"):
                 return int(line.split()[3])
     raise TestFailure("no open-file limit for pid %d" % pid)
-
-
-def row(d, dep):
-    return status_rows(d)[dep]
-
-
 
 
 def reload(d, deps, router):
@@ -108,7 +97,7 @@ def test_fd_exhaustion_not_blamed_on_upstreams():
         assert 1 <= lines <= took + 2, "%d log lines for 31 refusals in %.1fs" % (lines, took)
         assert a.stats()["requests"] == 0 and b.stats()["requests"] == 0
         for dep in ("a", "b"):
-            st = row(d, dep)
+            st = status_row(d, dep)
             assert st["FAILED"] == "0" and st["COOLDOWNS"] == "0", st
             assert float(st["COOLING_S"]) == 0.0 and st["FAILS_MIN"] == "0", st
             assert st["INFLIGHT"] == "0" and st["REQUESTS"] == "0", st
@@ -124,7 +113,7 @@ def test_fd_exhaustion_not_blamed_on_upstreams():
             served.add(r.headers["x-llmroute-deployment"])
         assert served == {"a", "b"}, "after fd exhaustion only %s served" % served
         for dep in ("a", "b"):
-            assert row(d, dep)["FAILED"] == "0", row(d, dep)
+            assert status_row(d, dep)["FAILED"] == "0", status_row(d, dep)
         assert "Too many open files" in d.log_text()
     finally:
         for c in everything:
@@ -158,7 +147,7 @@ def test_dropped_reused_connection_not_resent():
                 % (after["requests"] - before["requests"]))
     st = m.stats()
     assert st["dropped"] == drops == 4, st
-    rows = row(d, "m")
+    rows = status_row(d, "m")
     assert rows["FAILED"] == str(drops) and rows["REQUESTS"] == str(2 * drops), rows
     assert "closed a reused connection without answering" in d.log_text()
     # with retries, each one is an attempt of llmroute, seen and counted
@@ -183,14 +172,14 @@ def test_retry_after_cooldown_capped_and_reload_caps_old_ones():
     d = Daemon(deps, workers=2, router="num_retries = 1; allowed_fails = 0;")
     wait_for(lambda: chat(d.port, model="g", timeout=10).status == 200
              and bad.stats()["requests"] > 0, 10, "a request to reach the bad deployment")
-    st = row(d, "bad")
+    st = status_row(d, "bad")
     assert st["COOLDOWNS"] == "1", st
     assert 290 <= float(st["COOLING_S"]) <= 300, "a Retry-After of 999999 s cooled %s s" % (
         st["COOLING_S"])
     # a reload with max_cooldown_time = 2: bad is tried again within 2 s
     reload(d, deps, "num_retries = 1; allowed_fails = 0; cooldown_time = 1; "
            "max_cooldown_time = 2;")
-    wait_for(lambda: float(row(d, "bad")["COOLING_S"]) <= 2.0, 5,
+    wait_for(lambda: float(status_row(d, "bad")["COOLING_S"]) <= 2.0, 5,
              "the new workers to cap the cooldown")
     t0 = time.monotonic()
     before = bad.stats()["requests"]
@@ -198,7 +187,7 @@ def test_retry_after_cooldown_capped_and_reload_caps_old_ones():
              and bad.stats()["requests"] > before, 6, "the bad deployment to be tried again")
     assert time.monotonic() - t0 < 2.0 + slack(2.0)   # not the 300 s of before the reload
     # and a new Retry-After: 999999 now cools it for 2 s at most
-    st = row(d, "bad")
+    st = status_row(d, "bad")
     assert 0 < float(st["COOLING_S"]) <= 2.0, st
 
 
@@ -213,7 +202,7 @@ def test_last_usable_deployment_cooled_for_its_retry_after_only():
              timeout=10)
     t0 = time.monotonic()
     assert r.status == 429 and r.headers.get("retry-after") == "1", (r, r.headers)
-    st = row(d, "m")
+    st = status_row(d, "m")
     assert st["COOLDOWNS"] == "1" and 0 < float(st["COOLING_S"]) <= 1.0, st
     r = chat(d.port, model="g", timeout=10)
     if r.status == 429:     # still inside the 1 s
@@ -238,13 +227,13 @@ def test_huge_usage_numbers_clamped():
             r = chat(d.port, model="g", extra=extra, timeout=10)
             assert r.status == 200, r
             assert b"9000000000000000000" in r.body, r.body[-300:]     # relayed untouched
-    st = row(d, "m")
+    st = status_row(d, "m")
     assert int(st["PROMPT_TOK"]) == 4 * 2 ** 31, st
     assert int(st["COMPL_TOK"]) == 4 * 2 ** 31, st
     assert 0 <= int(st["TPM_MIN"]) <= 2 ** 32 - 1, st
     r = chat(d.port, model="g", timeout=10)      # and ordinary answers still count
     assert r.status == 200
-    assert int(row(d, "m")["COMPL_TOK"]) == 4 * 2 ** 31 + 5
+    assert int(status_row(d, "m")["COMPL_TOK"]) == 4 * 2 ** 31 + 5
 
 
 # ---------------------------------------------------------------- back-off and defaults
@@ -277,9 +266,9 @@ def test_default_settings_429_burst_blocks_briefly():
         r = chat(d.port, model="g", timeout=20)
         codes.append(r.json()["error"].get("code"))
         assert r.status == 429, r
-        if row(d, "m")["COOLDOWNS"] != "0":
+        if status_row(d, "m")["COOLDOWNS"] != "0":
             break
-    st = row(d, "m")
+    st = status_row(d, "m")
     assert st["COOLDOWNS"] == "1", (st, codes)
     assert float(st["COOLING_S"]) <= 1.0, "the burst cooled the group for %s s" % (
         st["COOLING_S"])

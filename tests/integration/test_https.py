@@ -1,6 +1,6 @@
 """HTTPS upstreams (issue 11, item 7): a real local TLS upstream (nginx in
 front of the mock, with a CA and certificate made for the test by
-test_tls.py's helpers) and what llmroute does with it: verification against
+tlskit.py) and what llmroute does with it: verification against
 the configured bundle (a wrong CA is a 502 that names TLS, never a silent
 success), router_settings.ssl_verify as the deployments' default,
 ssl_verify = false, HTTP/2 when the upstream offers it (many requests on a
@@ -13,7 +13,7 @@ import socket
 import threading
 
 import harness
-import test_tls as tlsh
+import tlskit as tlsh
 from harness import Daemon, Mock, chat, wait_for
 
 GROUP = "secure"

@@ -6,8 +6,8 @@ serves from the segment's slot table, not what the file says now."""
 import os
 import subprocess
 
-from harness import (BUILD, ROOT, Daemon, Mock, chat, deployment, status_rows, tmpdir,
-                     wait_for)
+from harness import (ROOT, Daemon, Mock, chat, cli, deployment, parse_status,
+                     status_rows, tmpdir, wait_for)
 
 SECRETS = {"LLMR_T_MASTER_KEY": "sk-layers-master", "LLMR_T_UP_KEY": "sk-layers-upstream",
            "LLMR_T_UP_BASE": None}
@@ -19,24 +19,6 @@ def bare_env():
     for k in SECRETS:
         env.pop(k, None)
     return env
-
-
-def cli(conf_path, *args, env=None):
-    return subprocess.run([os.path.join(BUILD, "llmroute"), "-c", conf_path] + list(args),
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
-
-
-def rows(out):
-    """status stdout as {deployment id: {COLUMN: value}}."""
-    res, cols = {}, None
-    for line in out.splitlines():
-        f = line.split()
-        if f and f[0] == "DEPLOYMENT":
-            cols = f
-        elif cols and len(f) == len(cols):
-            res[f[0]] = dict(zip(cols, f))
-    assert cols, "no header in status output:\n" + out
-    return res
 
 
 def secret_daemon(m):
@@ -66,7 +48,7 @@ def test_status_and_signals_work_without_the_configs_env_vars():
     assert "environment variable LLMR_T_MASTER_KEY is not set" in t.stderr, t
     st = cli(d.conf_path, "status", env=env)
     assert st.returncode == 0, st
-    row = rows(st.stdout).get("env-dep")
+    row = parse_status(st.stdout).get("env-dep")
     assert row is not None, st.stdout
     assert row["GROUP"] == "g" and int(row["REQUESTS"]) == m.stats()["requests"] == 5, row
     for secret in ("sk-layers-master", "sk-layers-upstream"):
@@ -78,7 +60,7 @@ def test_status_and_signals_work_without_the_configs_env_vars():
     assert chat(d.port, model="g", headers=auth).status == 200
     st = cli(d.conf_path, "status", env=env)
     assert st.returncode == 0 and "config generation 2" in st.stdout, st
-    assert int(rows(st.stdout)["env-dep"]["REQUESTS"]) == 6, st.stdout
+    assert int(parse_status(st.stdout)["env-dep"]["REQUESTS"]) == 6, st.stdout
     q = cli(d.conf_path, "-s", "quit", env=env)
     assert q.returncode == 0, q
     wait_for(lambda: d.p.poll() is not None, 30, "the master to exit on -s quit")

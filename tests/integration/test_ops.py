@@ -6,20 +6,18 @@ import signal
 import subprocess
 import threading
 
-from harness import (BUILD, ROOT, Daemon, Load, Mock, TestFailure, chat, deployment, request,
+import harness
+from harness import (BUILD, ROOT, Daemon, Load, Mock, chat, deployment, request,
                      wait_for)
 
 
 def status_row(d, dep_id):
-    """The `llmroute status` row of dep_id as a dict of ints."""
-    out = d.status()
-    assert out.returncode == 0, out.stderr
-    for line in out.stdout.splitlines():
-        f = line.split()
-        if f and f[0] == dep_id:
-            keys = ["requests", "success", "failed", "inflight", "prompt", "completion"]
-            return dict(zip(keys, map(int, f[2:8])))
-    raise TestFailure("no status row for %s:\n%s" % (dep_id, out.stdout))
+    """The `llmroute status -w` row of dep_id, the counters as ints, read by
+    column name."""
+    row = harness.status_row(d, dep_id)
+    cols = {"requests": "REQUESTS", "success": "SUCCESS", "failed": "FAILED",
+            "inflight": "INFLIGHT", "prompt": "PROMPT_TOK", "completion": "COMPL_TOK"}
+    return {k: int(row[c]) for k, c in cols.items()}
 
 
 def test_weighted_spread_across_workers():
@@ -93,7 +91,7 @@ def test_bad_reload_changes_nothing():
     with open(d.conf_path, "w") as f:
         f.write('server: { listen = "127.0.0.1:%d"; workers = 2; bogus_key = 1; };\n' % d.port)
     r = subprocess.run([os.path.join(BUILD, "llmroute"), "-s", "reload", "-c", d.conf_path],
-                       capture_output=True, text=True, cwd=ROOT)
+                       capture_output=True, text=True, cwd=ROOT, timeout=60)
     # -s needs the config to find the pid file, and this one is broken.
     assert r.returncode == 1 and "bogus_key" in r.stderr, r
     os.kill(d.p.pid, signal.SIGHUP)
@@ -119,12 +117,14 @@ def test_killed_worker_is_replaced():
 def test_signals_through_cli():
     a = Mock("a")
     d = Daemon([deployment("g", a, dep_id="a")], workers=2)
-    cli = [os.path.join(BUILD, "llmroute"), "-c", d.conf_path]
-    assert subprocess.run(cli + ["-t"], capture_output=True, cwd=ROOT).returncode == 0
+    r = harness.cli(d.conf_path, "-t")
+    assert r.returncode == 0, r
     old = set(d.workers())
-    assert subprocess.run(cli + ["-s", "reload"], cwd=ROOT).returncode == 0
+    r = harness.cli(d.conf_path, "-s", "reload")
+    assert r.returncode == 0, r
     wait_for(lambda: old.isdisjoint(d.workers()) and len(d.workers()) == 2, 15, "reload")
-    assert subprocess.run(cli + ["-s", "quit"], cwd=ROOT).returncode == 0
+    r = harness.cli(d.conf_path, "-s", "quit")
+    assert r.returncode == 0, r
     d.p.wait(20)
     assert d.p.returncode == 0
     assert not os.path.exists(d.pid_file)

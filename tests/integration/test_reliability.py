@@ -14,17 +14,11 @@ import signal
 import threading
 import time
 
-from harness import minute_room, slack, status_rows, worker_conns
+from harness import attempts, minute_room, slack, status_rows, worker_conns
 from harness import BAD_LOG, Daemon, Mock, TestFailure, chat, deployment, request, wait_for
 
 
 # ---------------------------------------------------------------- helpers
-
-def attempts(r):
-    v = r.headers.get("x-llmroute-attempts")
-    assert v is not None and v.isdigit(), "no x-llmroute-attempts on %r: %s" % (r, r.headers)
-    return int(v)
-
 
 def served(r, status=200, dep=None, fallback=..., n=None, group=None):
     """Asserts what a routed response says about itself."""
@@ -100,10 +94,14 @@ def first_attempt_answers(mock, knobs, send):
 def quiet_period(d, conns, until, bad, expected_bad, good_dep):
     """Until `until` (monotonic), sends requests round-robin on every worker's
     connection: each must be served by good_dep at the first attempt while
-    `bad` receives nothing.  Returns requests sent per worker."""
+    `bad` receives nothing.  The time is checked before each request, so the
+    last one starts before `until`: pass the cooldown's end less a slack().
+    Returns requests sent per worker."""
     sent = {pid: 0 for pid in conns}
     while time.monotonic() < until:
         for pid, conn in conns.items():
+            if time.monotonic() >= until:     # each request, not each round
+                break
             r = chat(d.port, model="g", conn=conn, timeout=5)
             served(r, 200, dep=good_dep, n=1)
             sent[pid] += 1
@@ -118,8 +116,9 @@ def quiet_period(d, conns, until, bad, expected_bad, good_dep):
 def cool_down(d, conn, bad, fails):
     """Sends requests on `conn` (one worker) until `bad` has received `fails`
     requests; every request must still be served.  Returns the monotonic time
-    just before the request that made the last failure."""
-    minute_room(2)
+    just before the request that made the last failure.  The failures must
+    add up in one minute: room for the whole loop."""
+    minute_room(slack(3))
     deadline = time.monotonic() + slack(3)
     while time.monotonic() < deadline:
         t = time.monotonic()
@@ -199,7 +198,7 @@ def test_cooldown_shared_by_all_workers():
     assert int(rows["bad"]["FAILED"]) == allowed + 1, rows["bad"]
     assert rows["bad"]["COOLDOWNS"] == "1", rows["bad"]
     assert 1.0 < float(rows["bad"]["COOLING_S"]) <= cooldown, rows["bad"]
-    sent = quiet_period(d, conns, t_cool + cooldown - 0.25, bad, allowed + 1, "good")
+    sent = quiet_period(d, conns, t_cool + cooldown - slack(0.25, cap=1.0), bad, allowed + 1, "good")
     assert all(n >= 10 for n in sent.values()), "too few requests per worker: %s" % sent
     back_again(d, conns, bad, allowed + 1, t_cool, cooldown, "bad")
 
@@ -220,17 +219,32 @@ def test_429_retry_after_is_waited_out():
 def test_429_backoff_without_usable_retry_after():
     """Without Retry-After, or with one past 60 s, a 429 backs off 0.5 s doubling
     (+-25%): 3 attempts wait 0.5 + 1.0 s.  Both run at once, so the workers keep
-    serving while the back-off timers run."""
+    serving while the back-off timers run: each worker also holds a request
+    backing off 1.5 s twice (Retry-After: 1.5), so a worker that blocked on a
+    back-off would hold the request served meanwhile >= 1.5 s, far past the
+    bound even in a sanitizer build."""
     m = Mock("a")
     d = Daemon([deployment("g", m, dep_id="a")], workers=2,
                router="num_retries = 2; cooldown_time = 0;")
+    conns = worker_conns(d)
     plain = Bg(lambda: chat(d.port, model="g", extra={"x_mock": {"status": 429}}, timeout=10))
     long_ra = Bg(lambda: chat(d.port, model="g", timeout=10,
                               extra={"x_mock": {"status": 429, "retry_after": 120}}))
+    slow = [Bg(lambda c=c: chat(d.port, model="g", conn=c, timeout=10,
+                                extra={"x_mock": {"status": 429, "retry_after": "1.5"}}))
+            for c in conns.values()]
+    wait_for(lambda: m.stats()["statuses"].get("429", 0) >= 2 + len(slow), 5,
+             "the first attempt of every back-off")
     t0 = time.monotonic()
     r = chat(d.port, model="g", timeout=5)     # served meanwhile
     served(r, 200, n=1)
-    assert time.monotonic() - t0 < slack(0.3, cap=0.45), "a request waited behind back-off timers"
+    assert time.monotonic() - t0 < slack(0.3, cap=1.0), "a request waited behind back-off timers"
+    for bg in slow:
+        r, took = bg.result()
+        served(r, 429, dep="a", n=3)
+        assert r.headers.get("retry-after") == "1.5", r.headers
+        assert 3.0 <= took < 3.0 + slack(0.5, cap=1.0), "3 attempts after 429s with " \
+            "Retry-After: 1.5 took %.2fs, wanted 1.5+1.5 s" % took
     for bg, ra in ((plain, None), (long_ra, "120")):
         r, took = bg.result()
         served(r, 429, dep="a", n=3)
@@ -238,7 +252,8 @@ def test_429_backoff_without_usable_retry_after():
         assert r.headers.get("retry-after") == ra, r.headers
         assert 1.1 <= took < 1.5 + slack(0.5, cap=1.0), "3 attempts after 429s (Retry-After %s) took %.2fs, " \
             "wanted 0.5+1.0 s +-25%%" % (ra, took)
-    assert m.stats()["statuses"] == {"429": 6, "200": 1}, m.stats()
+    assert m.stats()["statuses"] == {"429": 6 + 3 * len(slow), "200": 1}, \
+        m.stats()
 
 
 def test_retry_after_floor_and_timeout_cap():
@@ -584,7 +599,7 @@ def test_reload_keeps_cooldown():
     conns = worker_conns(d)
     left = t_cool + cooldown - time.monotonic()
     assert left > 1.0, "the reload took too long to test anything (%.2fs left)" % left
-    sent = quiet_period(d, conns, t_cool + cooldown - 0.25, bad, 2, "good")
+    sent = quiet_period(d, conns, t_cool + cooldown - slack(0.25, cap=1.0), bad, 2, "good")
     assert all(n >= 5 for n in sent.values()), sent
     back_again(d, conns, bad, 2, t_cool, cooldown, "reloaded bad")
 

@@ -25,7 +25,7 @@ import threading
 import time
 
 from harness import BAD_LOG, Daemon, Mock, TestFailure, chat, deployment, wait_for
-from harness import connection_owners, minute_room, status_rows as harness_status_rows
+from harness import conns_per_worker, minute_room, status_rows as harness_status_rows
 
 WORKERS = 4
 UPSTREAM_MODEL = "gpt-3.5-turbo"        # what harness.deployment() routes to
@@ -103,46 +103,6 @@ def mock_usage(group, content, extra=None):
     body.update(extra or {})
     up = json.dumps(body).replace('"model": "%s"' % group, '"model": "%s"' % UPSTREAM_MODEL, 1)
     return len(up.encode()) // 4 + 1 + 5
-
-
-def open_conns(d, n, timeout=10.0):
-    """n keep-alive connections to d, each with the pid of the worker that
-    accepted it: [(pid, HTTPConnection)]."""
-    pids = d.workers()
-    assert len(pids) == WORKERS, "expected %d workers, got %s" % (WORKERS, pids)
-    conns = []
-    for _ in range(n):
-        c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
-        c.connect()
-        conns.append(c)
-    owner = {}
-
-    def owned():
-        for i, who in enumerate(connection_owners(d, conns, pids)):
-            if who is not None:
-                owner[i] = who
-        return len(owner) == n
-    wait_for(owned, timeout, "every connection accepted by a worker")
-    return [(owner[i], c) for i, c in enumerate(conns)]
-
-
-def conns_per_worker(d, per, timeout=10.0):
-    """{pid: [per connections accepted by that worker]}: connections are
-    opened in batches until every worker holds `per` of them."""
-    got = {}
-    deadline = time.monotonic() + timeout
-    while True:
-        missing = sum(max(0, per - len(got.get(p, []))) for p in d.workers())
-        for pid, c in open_conns(d, max(16, 2 * missing)):
-            if len(got.setdefault(pid, [])) < per:
-                got[pid].append(c)
-            else:
-                c.close()
-        if len(got) == WORKERS and all(len(v) == per for v in got.values()):
-            return got
-        if time.monotonic() > deadline:
-            raise TestFailure("could not get %d connections on each worker: %s" % (
-                per, {p: len(v) for p, v in got.items()}))
 
 
 def balanced_conns(d, n):

@@ -3,14 +3,11 @@ reach the client, llmroute answers every response with an x-request-id of
 its own when the upstream gave none, and the mock's embeddings answer one
 vector per input, as base64 float32 when asked (the SDKs' default)."""
 import base64
-import http.client
-import json
 import re
-import socket
 import struct
 
 import harness
-from harness import Daemon, Mock, chat, deployment, request, wait_for
+from harness import Daemon, Mock, chat, deployment, raw_exchange, request, wait_for
 
 GROUP = "emb"
 
@@ -62,19 +59,6 @@ ID_RE = re.compile(r"^req_[0-9a-f]{24}$")
 KEPT = ("x-request-id", "openai-processing-ms", "x-ratelimit-remaining-requests")
 
 
-def stream_chat(port, extra):
-    """A streamed chat; returns (status, headers, body) after reading it all."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    body = dict({"model": "chat", "stream": True,
-                 "messages": [{"role": "user", "content": "hi"}]}, **extra)
-    conn.request("POST", "/v1/chat/completions", json.dumps(body),
-                 {"Content-Type": "application/json"})
-    r = conn.getresponse()
-    data = r.read()
-    conn.close()
-    return r.status, {k.lower(): v for k, v in r.getheaders()}, data
-
-
 def test_upstream_request_id_and_ratelimit_headers_reach_the_client():
     m = Mock("ids")
     d = Daemon([deployment("chat", m)], workers=2)
@@ -84,7 +68,8 @@ def test_upstream_request_id_and_ratelimit_headers_reach_the_client():
     assert re.match(r"^req-mock-\d+$", r.headers.get("x-request-id", "")), r.headers
     assert r.headers.get("openai-processing-ms") == "7", r.headers
     assert r.headers.get("x-ratelimit-remaining-requests") == "99", r.headers
-    status, h, body = stream_chat(d.port, three)
+    r = chat(d.port, model="chat", content="hi", extra=dict(three, stream=True))
+    status, h, body = r.status, r.headers, r.body
     assert status == 200 and b"[DONE]" in body, (status, body)
     assert re.match(r"^req-mock-\d+$", h.get("x-request-id", "")), h
     assert all(k in h for k in KEPT), h
@@ -113,8 +98,9 @@ def test_own_request_id_on_every_response_when_upstream_gave_none():
         assert r.status == 200, r
         seen.add(r.headers.get("x-request-id", ""))
         assert not any(k in r.headers for k in KEPT[1:]), r.headers
-    status, h, _ = stream_chat(d.port, {})
-    assert status == 200, status
+    r = chat(d.port, model="chat", content="hi", extra={"stream": True})
+    status, h = r.status, r.headers
+    assert status == 200 and b"[DONE]" in r.body, (status, r.body)
     seen.add(h.get("x-request-id", ""))
     # llmroute's own errors: unknown model, bad JSON, unknown path, /v1/models
     for r in (chat(d.port, model="nope"),
@@ -124,15 +110,8 @@ def test_own_request_id_on_every_response_when_upstream_gave_none():
         assert r.status in (200, 400, 404), r
         seen.add(r.headers.get("x-request-id", ""))
     # a request refused at the framing layer (two Content-Lengths)
-    with socket.create_connection(("127.0.0.1", d.port), timeout=10) as s:
-        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
-                  b"Content-Length: 2\r\n\r\n{}")
-        head = b""
-        while b"\r\n\r\n" not in head:
-            b = s.recv(4096)
-            if not b:
-                break
-            head += b
+    head, _ = raw_exchange(d.port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                           b"Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}", until="head")
     assert head.startswith(b"HTTP/1.1 400"), head
     m_id = re.search(rb"\r\nx-request-id: (\S+)\r\n", head)
     assert m_id, head
