@@ -299,12 +299,13 @@ static void timeout_in_queue(llmr_request *r)
     llmr_warn("%s: %s: timed out waiting for a new connection to deployment %s "
               "(upstream_max_connecting)", llmr_request_id(r),
               llmr_request_group_name(r, r->plan.pos), llmr_attempt_dep(r)->id);
-    llmr_attempt_unadmit(r);
     /* not llmr_reply_final(): no attempt was made, so "after N attempt(s)"
-     * would be wrong, and an earlier attempt's upstream answer is not it */
+     * would be wrong, and an earlier attempt's upstream answer is not it;
+     * the message is made before unadmit forgets the deployment */
     llmr_reply_error(&rep, LLMR_E_QUEUE_TIMEOUT, llmr_request_group_name(r, r->plan.pos),
                      llmr_attempt_dep(r)->id);
     rep.headers = 1;
+    llmr_attempt_unadmit(r);
     llmr_request_finish(r, &rep);
 }
 

@@ -8,7 +8,7 @@ import os
 import signal
 import time
 
-from harness import Daemon, Mock, chat, deployment, free_port, request, wait_for
+from harness import Daemon, Mock, alive, chat, deployment, free_port, request, wait_for
 
 KEY = "sk-health-secret-0123456789"
 MASTER = "mk-health-test"
@@ -44,14 +44,6 @@ def settled(d, healthy, unhealthy):
 
 def chat_count(m):
     return m.stats()["paths"].get("/v1/chat/completions", 0)
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_health_lists_and_routing_skips_unhealthy():

@@ -3,7 +3,7 @@ counts its uptime from its own start, not from the dead master's."""
 import os
 import signal
 
-from harness import BUILD, Daemon, Mock, Proc, deployment, request, slack, wait_for
+from harness import BUILD, Daemon, Mock, Proc, alive, deployment, request, slack, wait_for
 
 LLMROUTE = os.path.join(BUILD, "llmroute")
 
@@ -12,14 +12,6 @@ def uptime(port):
     r = request(port, "GET", "/status.json", timeout=2)
     assert r.status == 200, r
     return r.json()["uptime_s"]
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_takeover_resets_uptime():
