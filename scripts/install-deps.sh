@@ -14,10 +14,11 @@
 set -eu
 
 RUN="build-essential pkg-config libevent-dev libcurl4-openssl-dev libconfig-dev
-libjsmn-dev libssl-dev curl python3"
+libjsmn-dev libssl-dev libhiredis-dev curl python3"
 TEST="nginx openssl procps nodejs npm chromium
 groff-base man-db"
 TEST="$TEST prometheus"   # promtool and a real scrape (test_metrics.py)
+TEST="$TEST redis-server"  # a real Redis (common/redis.c, the Redis cache, multi-host sync)
 BENCH="wrk nghttp2-client nginx procps"
 FUZZ="clang libclang-rt-14-dev"
 DEV="valgrind"
