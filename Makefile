@@ -25,8 +25,8 @@ layer_inc   = $(or $(INC_$(firstword $(subst /, ,$(1)))),$(INC_all))
 # fixed list.  Expanded on first use, once: `make run` and `make test`
 # install the libraries before the sub-make that builds reads them.
 PKG_CONFIG ?= pkg-config
-PKG_LIBS   := libevent libevent_openssl libcurl libconfig libssl libcrypto hiredis
-LIBS_FIXED := -levent -levent_openssl -lcurl -lssl -lcrypto -lconfig -lhiredis
+PKG_LIBS   := libevent libevent_openssl libcurl libconfig libssl libcrypto hiredis lmdb yaml-0.1
+LIBS_FIXED := -levent -levent_openssl -lcurl -lssl -lcrypto -lconfig -lhiredis -llmdb -lyaml
 LIBS_PKG    = $(eval LIBS_PKG := $$(or $$(shell $(PKG_CONFIG) --libs $(PKG_LIBS) 2>/dev/null),$(LIBS_FIXED)))$(LIBS_PKG)
 XLDLIBS     = $(LIBS_PKG) -lrt -lm -pthread
 

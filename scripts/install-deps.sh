@@ -14,7 +14,7 @@
 set -eu
 
 RUN="build-essential pkg-config libevent-dev libcurl4-openssl-dev libconfig-dev
-libjsmn-dev libssl-dev libhiredis-dev curl python3"
+libjsmn-dev libssl-dev libhiredis-dev liblmdb-dev libyaml-dev curl python3"
 TEST="nginx openssl procps nodejs npm chromium
 groff-base man-db"
 TEST="$TEST prometheus"   # promtool and a real scrape (test_metrics.py)
