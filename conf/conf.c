@@ -485,7 +485,7 @@ int llmr_conf_load_mode(const char *path, enum llmr_conf_mode mode, llmr_conf **
                         char *err, size_t errlen)
 {
     static char dummy[1];
-    conf_cx cx = { path, err ? err : dummy, err ? errlen : sizeof(dummy), NULL, mode };
+    conf_cx cx = { path, err ? err : dummy, err ? errlen : sizeof(dummy), NULL, mode, 0 };
     config_t cf;
     int rc;
 
@@ -500,7 +500,7 @@ int llmr_conf_load_mode(const char *path, enum llmr_conf_mode mode, llmr_conf **
     set_defaults(cx.conf);
 
     config_init(&cf);
-    rc = read_file(&cx, &cf);
+    rc = conf_is_yaml(path) ? conf_yaml_read(&cx, &cf) : read_file(&cx, &cf);
     if (rc == 0)
         rc = parse_root(&cx, config_root_setting(&cf));
     config_destroy(&cf);
@@ -592,5 +592,6 @@ void llmr_conf_free(llmr_conf *c)
         free(c->groups[i].deployments);
     }
     free(c->groups);
+    free_strings(c->warnings, c->nwarnings);
     free(c);
 }

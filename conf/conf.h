@@ -7,6 +7,7 @@
 #define LLMR_CONF_H
 
 #include <stddef.h>
+#include <stdio.h>             /* FILE, for llmr_conf_convert */
 
 #include "ids.h"            /* LLMR_ID_MAX */
 
@@ -133,6 +134,11 @@ typedef struct llmr_conf {
     int ndeployments;
     llmr_group *groups;         /* in order of first appearance */
     int ngroups;
+
+    /* A LiteLLM YAML file: "FILE:LINE: key: ignored: why", one per key the
+     * load ignored, for the master to log and `convert` to print. */
+    char **warnings;
+    int nwarnings;
 } llmr_conf;
 
 /* Parses and validates `path`.  On success returns 0 and sets *out.  On
@@ -162,5 +168,14 @@ int llmr_conf_find_group(const llmr_conf *conf, const char *name, size_t len);
 int llmr_conf_route_group(const llmr_conf *conf, const char *name, size_t len);
 
 const char *llmr_strategy_name(enum llmr_strategy s);
+
+/* Set by --format yaml: every file is read as a LiteLLM config.yaml (else
+ * only names ending in .yaml or .yml are). */
+extern int llmr_conf_yaml_forced;
+
+/* `llmroute convert FILE`: prints the native (libconfig) file equivalent to
+ * the LiteLLM YAML file `path` on `out`, its warnings as comments.  -1 with
+ * "FILE:LINE: key: message" in err when the mapping fails. */
+int llmr_conf_convert(const char *path, FILE *out, char *err, size_t errlen);
 
 #endif

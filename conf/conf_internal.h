@@ -21,6 +21,7 @@ typedef struct conf_cx {
     size_t errlen;
     llmr_conf *conf;
     enum llmr_conf_mode mode;
+    int converting;             /* `llmroute convert`: notes for the reader too */
 } conf_cx;
 
 
@@ -81,5 +82,48 @@ int conf_parse_group_names(conf_cx *cx, const config_setting_t *s,
 /* conf_alias.c: router_settings.model_group_alias (after model_list). */
 int conf_parse_aliases(conf_cx *cx, const config_setting_t *rs);
 void conf_free_aliases(llmr_conf *c);
+
+
+/* conf_yaml.c: a YAML file as a tree of nodes with their lines. */
+
+enum { CONF_Y_SCALAR, CONF_Y_MAP, CONF_Y_SEQ };
+
+typedef struct conf_ynode {
+    int kind;
+    unsigned line;
+    char *str;                  /* a scalar's text */
+    int plain;                  /* unquoted and untagged: typed as YAML 1.1 */
+    struct conf_ynode **kids;   /* a sequence's items; a map's key, value, key, ... */
+    int n, cap;
+    size_t size;                /* nodes in it, aliases counted each time */
+    char *anchor;
+    struct conf_ynode *next_all;
+} conf_ynode;
+
+typedef struct conf_ydoc {
+    conf_ynode *root;           /* NULL for an empty file */
+    conf_ynode *all;            /* every node, for freeing (aliases share) */
+} conf_ydoc;
+
+enum conf_ytype { CONF_YT_NULL, CONF_YT_BOOL, CONF_YT_INT, CONF_YT_FLOAT, CONF_YT_STR };
+typedef struct conf_yvalue {
+    long long i;
+    double d;
+    int b;
+} conf_yvalue;
+
+int conf_is_yaml(const char *path);
+int conf_yaml_parse(conf_cx *cx, const unsigned char *text, size_t len, conf_ydoc *doc);
+void conf_yaml_free(conf_ydoc *doc);
+enum conf_ytype conf_yscalar(const conf_ynode *n, conf_yvalue *v);
+enum conf_ytype conf_ystring_type(const char *s, conf_yvalue *v);
+/* Reads cx->file as YAML and maps it into cf (conf_litellm.c). */
+int conf_yaml_read(conf_cx *cx, config_t *cf);
+__attribute__((format(printf, 4, 5)))
+int conf_yfail(conf_cx *cx, unsigned line, const char *key, const char *fmt, ...);
+
+/* conf_litellm.c: LiteLLM's sections onto the native tree; warnings go to
+ * cx->conf->warnings.  apply_env: set environment_variables. */
+int conf_litellm_map(conf_cx *cx, const conf_ydoc *doc, config_t *cf, int apply_env);
 
 #endif

@@ -31,6 +31,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: llmroute [-p PREFIX] [-c FILE] [-t | -s reload|quit|stop|reopen|status | status [-w|--json]] [-d] [-v] [-h]\n"
+            "       llmroute [--format yaml] convert FILE\n"
             "  -p PREFIX  where the default config and a relative -c FILE are found\n"
             "             (default " LLMR_PREFIX ")\n"
             "  -c FILE    configuration file (default PREFIX/" DEFAULT_CONF ")\n"
@@ -41,6 +42,10 @@ static void usage(FILE *f)
             "  status     print each deployment's live state from the shared segment\n"
             "  -w         with status: every column, the limits too, ids in full\n"
             "  --json     with status: as JSON, the same as GET /status.json\n"
+            "  --format yaml  read the config as a LiteLLM config.yaml whatever its name\n"
+            "             (names ending in .yaml or .yml always are)\n"
+            "  convert FILE  print the native config equivalent to the LiteLLM config.yaml\n"
+            "             FILE, its warnings as comments\n"
             "  -d         debug logging\n"
             "  -v         print the version and exit\n"
             "  -h, --help print this help and exit\n"
@@ -58,9 +63,23 @@ static int test_config(const char *path)
                 err, path);
         return 1;
     }
+    for (int i = 0; i < conf->nwarnings; i++)
+        fprintf(stderr, "llmroute: warning: %s\n", conf->warnings[i]);
     fprintf(stderr, "llmroute: configuration file %s syntax is ok\n"
                     "llmroute: configuration file %s test is successful\n", path, path);
     llmr_conf_free(conf);
+    return 0;
+}
+
+/* `llmroute convert FILE`: the native file on stdout. */
+static int convert(const char *path)
+{
+    char err[1024];
+
+    if (llmr_conf_convert(path, stdout, err, sizeof(err)) < 0) {
+        fprintf(stderr, "llmroute: %s\n", err);
+        return 1;
+    }
     return 0;
 }
 
@@ -225,7 +244,9 @@ int main(int argc, char **argv)
     char path[PATH_MAX];
     int opt, test = 0, status_flags = 0;
     static const struct option longopts[] = {     /* status --json */
-        { "json", no_argument, NULL, 'J' }, { NULL, 0, NULL, 0 }
+        { "json", no_argument, NULL, 'J' },
+        { "format", required_argument, NULL, 'F' },    /* --format yaml */
+        { NULL, 0, NULL, 0 }
     };
 
     /* --help alone among long options, as an operator types it by habit. */
@@ -244,9 +265,19 @@ int main(int argc, char **argv)
         case 'h': usage(stdout); return 0;
         case 'w': status_flags |= LLMR_STATUS_WIDE; break;
         case 'J': status_flags |= LLMR_STATUS_JSON; break;
+        case 'F':
+            if (strcmp(optarg, "yaml") != 0 && strcmp(optarg, "libconfig") != 0) {
+                fprintf(stderr, "llmroute: --format is yaml or libconfig\n");
+                usage(stderr);
+                return 2;
+            }
+            llmr_conf_yaml_forced = strcmp(optarg, "yaml") == 0;
+            break;
         default: usage(stderr); return 2;
         }
     }
+    if (optind + 2 == argc && strcmp(argv[optind], "convert") == 0 && sig == NULL && !test)
+        return convert(argv[optind + 1]);
     if (optind < argc && strcmp(argv[optind], "status") == 0 && sig == NULL)
         sig = "status";
     else if (optind < argc) {

@@ -437,6 +437,8 @@ static void reload(llmr_cycle *cy)
         reload_failed(cy, "reload failed, configuration unchanged: %s", err);
         return;
     }
+    for (int i = 0; i < conf->nwarnings; i++)    /* LiteLLM YAML keys it ignores */
+        llmr_warn("%s", conf->warnings[i]);
     keep_fixed_settings(cy->conf, conf);
     free(conf->shm_name);
     conf->shm_name = strdup(cy->conf->shm_name);
@@ -638,6 +640,8 @@ static int cycle_init(llmr_cycle *cy, const char *conf_path,
         llmr_error("%s", err);
         return -1;
     }
+    for (int i = 0; i < cy->conf->nwarnings; i++)   /* LiteLLM YAML keys it ignores */
+        llmr_warn("%s", cy->conf->warnings[i]);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         llmr_error("curl_global_init failed");
         return -1;
