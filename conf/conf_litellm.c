@@ -712,7 +712,7 @@ static int map_general(lt *m, const conf_ynode *gs)
     return 0;
 }
 
-static int valid_env_name(const char *s)
+static int lt_valid_env_name(const char *s)
 {
     if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
         return 0;
@@ -762,7 +762,7 @@ static int map_env(lt *m, const conf_ynode *ev)
         const char *val;
 
         conf_kp(k, p, kk->str);
-        if (!valid_env_name(kk->str))
+        if (!lt_valid_env_name(kk->str))
             return conf_yfail(m->cx, kk->line, k, "not a variable name (letters, digits "
                               "and '_', not starting with a digit)");
         if (vv->kind != CONF_Y_SCALAR)
