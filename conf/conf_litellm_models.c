@@ -95,56 +95,63 @@ static int env_default(lt *m, config_setting_t *lp, const char *name, const char
     return lt_set_str(m, lp, name, ref, line, key);
 }
 
-/* litellm_params.model (with custom_llm_provider) as a native model. */
-static int map_model(lt *m, config_setting_t *lp, const conf_ynode *model,
-                     const conf_ynode *custom, const char *key)
+/* litellm_params.model (with custom_llm_provider) as "provider/model" in
+ * full; *p its provider, NULL for a bare name.  Refuses providers llmroute
+ * has no adapter for. */
+static int model_provider(lt *m, const conf_ynode *model, const conf_ynode *custom,
+                          const char *key, char *full, size_t cap, const lt_provider **p)
 {
-    char full[1100], allow[512];
-    conf_kpath k;
     const char *name = lt_scalar(m, model, key), *slash;
-    const lt_provider *p;
+    char allow[512];
 
+    *p = NULL;
     if (name == NULL)
         return -1;
     if (custom != NULL) {
         const char *c = lt_scalar(m, custom, "custom_llm_provider");
         if (c == NULL)
             return -1;
-        snprintf(full, sizeof(full), "%s/%s", c, name);
+        snprintf(full, cap, "%s/%s", c, name);
     } else {
-        snprintf(full, sizeof(full), "%s", name);
+        snprintf(full, cap, "%s", name);
     }
-    conf_kpf(k, "%s", key);
+    supported_list(allow, sizeof(allow));
     if ((slash = strchr(full, '/')) == NULL) {
         /* A bare name: LiteLLM infers the provider from it. */
-        if (strncmp(full, "claude", 6) == 0) {
-            char a[1120];
-            snprintf(a, sizeof(a), "anthropic/%s", full);
-            return lt_set_str(m, lp, "model", a, model->line, k);
-        }
-        if (strncmp(full, "gemini", 6) == 0 || strncmp(full, "command", 7) == 0) {
-            supported_list(allow, sizeof(allow));
-            return conf_yfail(m->cx, model->line, k, "\"%.64s\" is not an OpenAI model and "
-                              "llmroute has no adapter for its provider (supported: %s, or "
-                              "a bare OpenAI model name)", full, allow);
-        }
-        return lt_set_str(m, lp, "model", full, model->line, k);
+        if (strncmp(full, "gemini", 6) == 0 || strncmp(full, "command", 7) == 0)
+            return conf_yfail(m->cx, model->line, key, "\"%.64s\" is not an OpenAI model "
+                              "and llmroute has no adapter for its provider (supported: %s, "
+                              "or a bare OpenAI model name)", full, allow);
+        return 0;
     }
-    if ((p = find_provider(full, (size_t) (slash - full))) == NULL) {
-        supported_list(allow, sizeof(allow));
-        return conf_yfail(m->cx, model->line, k, "unsupported provider \"%.*s\": llmroute "
+    if ((*p = find_provider(full, (size_t) (slash - full))) == NULL)
+        return conf_yfail(m->cx, model->line, key, "unsupported provider \"%.*s\": llmroute "
                           "has no adapter for it (supported: %s; any OpenAI-compatible "
                           "server as openai/<model> with api_base)",
                           (int) (slash - full > 40 ? 40 : slash - full), full, allow);
-    }
-    if (p->native != NULL) {
-        char n[1120];
-        snprintf(n, sizeof(n), "%s/%s", p->native, slash + 1);
-        if (lt_set_str(m, lp, "model", n, model->line, k) != 0)
-            return -1;
-    } else if (lt_set_str(m, lp, "model", full, model->line, k) != 0) {
+    return 0;
+}
+
+/* The native model, and what LiteLLM would take from the environment or
+ * the provider's defaults for the params the entry leaves out. */
+static int map_model(lt *m, config_setting_t *lp, const conf_ynode *model,
+                     const conf_ynode *custom, const char *k)
+{
+    char full[1100], n[1120];
+    const lt_provider *p;
+
+    if (model_provider(m, model, custom, k, full, sizeof(full), &p) != 0)
         return -1;
-    }
+    if (p == NULL && strncmp(full, "claude", 6) == 0)
+        snprintf(n, sizeof(n), "anthropic/%s", full);
+    else if (p != NULL && p->native != NULL)
+        snprintf(n, sizeof(n), "%s/%s", p->native, strchr(full, '/') + 1);
+    else
+        snprintf(n, sizeof(n), "%s", full);
+    if (lt_set_str(m, lp, "model", n, model->line, k) != 0)
+        return -1;
+    if (p == NULL)
+        return 0;
     if (env_default(m, lp, "api_base", p->base_env, model->line, k) != 0
         || env_default(m, lp, "api_key", p->key_env, model->line, k) != 0)
         return -1;
@@ -190,6 +197,14 @@ static int map_params(lt *m, config_setting_t *ent, const conf_ynode *lp, const 
     if (lt_need_map(m, lp, p, "{model: azure/my-deployment}") != 0
         || (out = lt_add(m, ent, "litellm_params", CONFIG_TYPE_GROUP, lp->line, p)) == NULL)
         return -1;
+    if (model != NULL) {
+        /* An unsupported provider first: it says more than its params do. */
+        char full[1100];
+        const lt_provider *prov;
+        if (model_provider(m, model, lt_get(lp, "custom_llm_provider"),
+                           conf_kpf(k, "%s.model", p), full, sizeof(full), &prov) != 0)
+            return -1;
+    }
     LT_EACH(lp, i, kk, vv) {
         conf_kpf(k, "%s.%s", p, kk->str);
         if (map_param(m, out, kk, vv, k) != 0)
