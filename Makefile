@@ -163,14 +163,18 @@ FUZZ_LOOP = $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) -max_len=1048576 -print
 fuzz:
 	@scripts/install-deps.sh fuzz
 	@mkdir -p build/fuzz/corpus-json build/fuzz/corpus-conf build/fuzz/seeds-conf
-	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_json tests/fuzz/fuzz_json.c worker/estimate.c $(FUZZ_SRC) -lconfig -levent
-	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_conf tests/fuzz/fuzz_conf.c $(FUZZ_SRC) -lconfig -levent
+	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_json tests/fuzz/fuzz_json.c worker/estimate.c $(FUZZ_SRC) -lconfig -levent -lyaml
+	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_conf tests/fuzz/fuzz_conf.c $(FUZZ_SRC) -lconfig -levent -lyaml
+	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_yaml tests/fuzz/fuzz_yaml.c $(FUZZ_SRC) -lconfig -levent -lyaml
 	python3 tests/fuzz/big_seeds.py build/fuzz/seeds-big
 	cp conf/llmroute.conf build/fuzz/seeds-conf/llmroute.conf
 	$(FUZZ_RUN) build/fuzz/fuzz_json $(FUZZ_ARGS) build/fuzz/seeds-big/*
 	$(FUZZ_RUN) build/fuzz/fuzz_json $(FUZZ_LOOP) build/fuzz/corpus-json tests/fuzz/seeds-json
 	$(FUZZ_RUN) build/fuzz/fuzz_conf $(FUZZ_LOOP) -detect_leaks=0 build/fuzz/corpus-conf \
 	    tests/fuzz/seeds-conf build/fuzz/seeds-conf
+	@mkdir -p build/fuzz/corpus-yaml
+	$(FUZZ_RUN) build/fuzz/fuzz_yaml $(FUZZ_LOOP) -detect_leaks=0 build/fuzz/corpus-yaml \
+	    tests/fuzz/seeds-yaml
 
 clean:
 	rm -rf build
