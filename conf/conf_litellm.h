@@ -7,6 +7,8 @@
 
 #include "conf_internal.h"
 
+#define LT_ENV "os.environ/"       /* a reference to the environment */
+
 typedef struct lt {
     conf_cx *cx;
     config_setting_t *root;
@@ -51,6 +53,13 @@ int lt_need_map(lt *m, const conf_ynode *v, const char *key, const char *example
 /* "FILE:LINE: key: ignored: ..." once per key (list indices aside). */
 __attribute__((format(printf, 4, 5)))
 int lt_warn(lt *m, const conf_ynode *at, const char *key, const char *fmt, ...);
+
+/* "os.environ/NAME" where a number or boolean goes: its value, typed. */
+int lt_put_env_typed(lt *m, config_setting_t *parent, const char *name,
+                     const conf_ynode *v, const char *key);
+
+/* conf_litellm_cache.c: litellm_settings.cache (on) and cache_params. */
+int lt_cache(lt *m, const conf_ynode *on, const conf_ynode *params);
 
 /* conf_litellm_models.c */
 int lt_model_list(lt *m, const conf_ynode *list);

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LT_ENV "os.environ/"
 
 typedef struct lt_provider {
     const char *prefix;         /* LiteLLM's */

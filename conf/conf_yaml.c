@@ -3,8 +3,9 @@
  * scalars, since that is what LiteLLM reads its file with.  conf_litellm.c
  * maps the tree onto the native libconfig tree, whose settings carry the
  * YAML lines, so every check of conf.c and its FILE:LINE messages apply
- * unchanged.  Anchors and aliases work; duplicate keys are refused (PyYAML
- * keeps the last one silently: a typo must never be ignored). */
+ * unchanged.  Anchors, aliases and merge keys (<<) work; duplicate keys
+ * are refused (PyYAML keeps the last one silently: a typo must never be
+ * ignored). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE             /* strtoll, setenv */
 #endif
@@ -103,6 +104,24 @@ static unsigned dup_key(const conf_ynode *map, const conf_ynode *key)
     return 0;
 }
 
+static int push_kid(ybuild *b, conf_ynode *top, conf_ynode *n)
+{
+    if (top->n == top->cap) {
+        int cap = top->cap ? top->cap * 2 : 8;
+        conf_ynode **k = realloc(top->kids, (size_t) cap * sizeof(*k));
+        if (k == NULL)
+            return conf_yfail(b->cx, n->line, "", "out of memory");
+        top->kids = k;
+        top->cap = cap;
+    }
+    top->kids[top->n++] = n;
+    top->size += n->size;
+    if (top->size > Y_MAX_NODES)
+        return conf_yfail(b->cx, n->line, "", "more than %d values (aliases counted "
+                          "each time they are used)", Y_MAX_NODES);
+    return 0;
+}
+
 /* Appends a finished node to the open collection (or makes it the root). */
 static int attach(ybuild *b, conf_ynode *n)
 {
@@ -124,19 +143,40 @@ static int attach(ybuild *b, conf_ynode *n)
             return conf_yfail(b->cx, n->line, n->str, "duplicate key (also at line %u)",
                               dup_key(top, n));
     }
-    if (top->n == top->cap) {
-        int cap = top->cap ? top->cap * 2 : 8;
-        conf_ynode **k = realloc(top->kids, (size_t) cap * sizeof(*k));
-        if (k == NULL)
-            return conf_yfail(b->cx, n->line, "", "out of memory");
-        top->kids = k;
-        top->cap = cap;
+    return push_kid(b, top, n);
+}
+
+/* YAML's merge key, as PyYAML does it: `<<: *base` (or a list of them)
+ * adds the keys of those mappings that this one does not set itself; the
+ * first mapping listed wins over the later ones. */
+static int merge_keys(ybuild *b, conf_ynode *map)
+{
+    int n = map->n, w = 0;
+
+    for (int i = 0; i + 1 < n; i += 2) {
+        const conf_ynode *k = map->kids[i], *v = map->kids[i + 1];
+        int ns = v->kind == CONF_Y_SEQ ? v->n : 1;
+
+        if (!k->plain || strcmp(k->str, "<<") != 0)
+            continue;
+        for (int s = 0; s < ns; s++) {
+            const conf_ynode *src = v->kind == CONF_Y_SEQ ? v->kids[s] : v;
+            if (src->kind != CONF_Y_MAP)
+                return conf_yfail(b->cx, k->line, "<<", "a merge key takes a mapping or "
+                                  "a list of mappings, like <<: *defaults");
+            for (int j = 0; j + 1 < src->n; j += 2)
+                if (dup_key(map, src->kids[j]) == 0
+                    && (push_kid(b, map, src->kids[j]) != 0
+                        || push_kid(b, map, src->kids[j + 1]) != 0))
+                    return -1;
+        }
     }
-    top->kids[top->n++] = n;
-    top->size += n->size;
-    if (top->size > Y_MAX_NODES)
-        return conf_yfail(b->cx, n->line, "", "more than %d values (aliases counted "
-                          "each time they are used)", Y_MAX_NODES);
+    for (int i = 0; i + 1 < map->n; i += 2)     /* the "<<" pairs themselves go */
+        if (!(i < n && map->kids[i]->plain && strcmp(map->kids[i]->str, "<<") == 0)) {
+            map->kids[w++] = map->kids[i];
+            map->kids[w++] = map->kids[i + 1];
+        }
+    map->n = w;
     return 0;
 }
 
@@ -213,8 +253,11 @@ static int on_event(ybuild *b, const yaml_event_t *ev)
         return on_start(b, ev, CONF_Y_SEQ);
     case YAML_MAPPING_START_EVENT:
         return on_start(b, ev, CONF_Y_MAP);
-    case YAML_SEQUENCE_END_EVENT:
     case YAML_MAPPING_END_EVENT:
+        if (merge_keys(b, b->stack[b->depth - 1]) != 0)
+            return -1;
+        /* fall through */
+    case YAML_SEQUENCE_END_EVENT:
         b->depth--;
         return attach(b, b->stack[b->depth]);
     default:

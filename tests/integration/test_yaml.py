@@ -7,7 +7,7 @@ import os
 import re
 import signal
 
-from harness import BUILD, Mock, Proc, chat, cli, request, wait_for
+from harness import BUILD, Mock, Proc, chat, cli, request, tmpdir, wait_for
 from yamlkit import YamlDaemon, fixture, full_env
 
 GROUP = "gpt-3.5-turbo"
@@ -212,3 +212,33 @@ def test_yaml_syntax_error_line():
             assert re.search(r"llmr-syntax-\d+\.yml:5: syntax error: ", r.stderr), r.stderr
     finally:
         os.unlink(tmp)
+
+
+def test_yaml_every_fixture_converts():
+    """Each servable fixture converts to a native file that -t accepts with
+    the same deployments and no warning of its own (cache_redis.yaml is
+    converted in test_yaml_cache_redis.py: its native keys come with 13/14)."""
+    env = full_env({"MOCK_A_BASE": "http://127.0.0.1:9/v1", "MOCK_B_BASE":
+                    "http://127.0.0.1:9/v1", "OPENAI_API_KEY": "sk-conv",
+                    "AZURE_API_BASE": "http://127.0.0.1:9", "LITELLM_MASTER_KEY": "sk-m",
+                    "AZURE_API_VERSION_EU": "2024-06-01", "AZURE_EU_KEY": "k"})
+    d = tmpdir()
+    for name, deployments in (("load_balancing.yaml", 3), ("azure.yaml", 3),
+                              ("fallbacks.yaml", 4)):
+        src = os.path.join(d, name)
+        with open(src, "w") as f:
+            f.write(fixture(name))
+        out = cli(src, "convert", src, env=env)
+        assert out.returncode == 0, (name, out.stderr)
+        assert out.stdout.count("model_name = ") == deployments, (name, out.stdout)
+        native = src[:-len(".yaml")] + ".conf"
+        with open(native, "w") as f:
+            f.write(out.stdout)
+        for path in (src, native):
+            r = cli(path, "-t", env=env)
+            assert r.returncode == 0, (path, r.stderr)
+        assert "warning" not in cli(native, "-t", env=env).stderr
+        if name == "azure.yaml":
+            # environment_variables: names as notes, values never
+            assert "environment_variables.AZURE_EU_KEY: note:" in out.stdout, out.stdout
+            assert "azure-eu-secret" not in out.stdout

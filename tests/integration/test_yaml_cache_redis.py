@@ -57,6 +57,15 @@ def test_yaml_cache_and_redis_served():
         assert t.returncode == 0, t.stderr
         assert ":25: litellm_settings.cache_params.supported_call_types[3]: ignored" \
             in t.stderr, t.stderr
+        conv = cli(path, "convert", path, env=full_env(env))
+        assert conv.returncode == 0, conv.stderr
+        assert 'supported_call_types = ( "chat", "embeddings" );' in conv.stdout, conv.stdout
+        assert password not in conv.stdout
+        native = path[:-len(".yaml")] + ".conf"
+        with open(native, "w") as f:
+            f.write(conv.stdout)
+        t = cli(native, "-t", env=full_env(env))
+        assert t.returncode == 0, t.stderr
         d = YamlDaemon(fixture("cache_redis.yaml"), env=env)
         body = {"temperature": 0}
         first = chat(d.port, content="cache me", extra=body)

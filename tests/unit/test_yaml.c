@@ -7,6 +7,7 @@
 #include "../../conf/conf_yaml.c"
 #include "../../conf/conf_litellm.c"
 #include "../../conf/conf_litellm_models.c"
+#include "../../conf/conf_litellm_cache.c"
 
 static void test_scalar_types(void)
 {
@@ -235,6 +236,8 @@ static void test_refused(void)
                "router_settings.fallbacks[0].fallbacks[0]", "unknown model group \"nope\"");
     EXPECT_ERR(Y_ML "router_settings:\n  num_retries: 1\nlitellm_settings:\n  cache: 3\n", 8,
                "litellm_settings.cache", "must be true or false");
+    EXPECT_ERR(Y_ML "litellm_settings:\n  cache: {type: redis}\n", 6,
+               "litellm_settings.cache", "must be true or false");
     unsetenv("LLMR_T_UNSET");
     EXPECT_ERR(Y_ML "router_settings:\n  num_retries: os.environ/LLMR_T_UNSET\n", 6,
                "router_settings.num_retries", "environment variable LLMR_T_UNSET is not set");
@@ -242,6 +245,32 @@ static void test_refused(void)
                "server.master_key", "environment variable LLMR_T_UNSET is not set");
     EXPECT_ERR(Y_ML "router_settings:\n  cooldown_time: 1\n  disable_cooldowns: true\n", 7,
                "router_settings.disable_cooldowns", "line 6 sets already");
+}
+
+/* YAML merge keys, as LiteLLM files use them for shared params. */
+static void test_merge_keys(void)
+{
+    llmr_conf *c = LOAD_OK("x-defaults: &d {model: openai/x, api_base: http://127.0.0.1:9/v1, "
+                           "rpm: 5}\n"
+                           "x-more: &e {tpm: 9, rpm: 6}\n"
+                           "model_list:\n"
+                           "  - model_name: a\n"
+                           "    litellm_params:\n"
+                           "      rpm: 7\n"
+                           "      <<: *d\n"
+                           "  - model_name: b\n"
+                           "    litellm_params:\n"
+                           "      <<: [*d, *e]\n");
+
+    if (c != NULL) {
+        T_EQ_INT(c->deployments[0].rpm, 7);
+        T_EQ_STR(c->deployments[0].api_base, "http://127.0.0.1:9/v1");
+        T_EQ_INT(c->deployments[1].rpm, 5);
+        T_EQ_INT(c->deployments[1].tpm, 9);
+        T_CHECK(has_warning(c, ":1: x-defaults: ignored"));
+        llmr_conf_free(c);
+    }
+    EXPECT_ERR(Y_ML "      <<: [1]\n", 5, "<<", "a merge key takes a mapping");
 }
 
 /* An operator's variable wins over environment_variables, as LiteLLM's
@@ -332,6 +361,7 @@ int main(void)
     T_RUN(test_bounds);
     T_RUN(test_full_mapping);
     T_RUN(test_refused);
+    T_RUN(test_merge_keys);
     T_RUN(test_environment_variables);
     T_RUN(test_convert);
     return T_DONE();
