@@ -633,12 +633,29 @@ static const char *const top_sections[] = {
     "environment_variables", "server", NULL
 };
 
+/* llmroute's own server section (listen, workers, ...), copied as it is. */
+static int map_server(lt *m, const conf_ynode *s)
+{
+    conf_kpath kp;
+
+    if (s == NULL)
+        return 0;
+    if (lt_need_map(m, s, "server", "{listen: \"127.0.0.1:4000\"}") != 0
+        || lt_server(m) == NULL)
+        return -1;
+    m->server->line = s->line;
+    LT_EACH(s, i, k, v)
+        if (lt_put(m, m->server, k->str, v, conf_kp(kp, "server", k->str)) != 0)
+            return -1;
+    return 0;
+}
+
 static int map_all(lt *m, const conf_ynode *r)
 {
     const conf_ynode *s;
 
     if (r == NULL || lt_is_null(r))
-        return 0;       /* conf.c says what is missing */
+        return conf_fail(m->cx, NULL, "model_list", "missing: the file is empty");
     if (r->kind != CONF_Y_MAP)
         return conf_yfail(m->cx, r->line, "", "must be a mapping of sections, like "
                           "model_list: [...]");
@@ -653,23 +670,26 @@ static int map_all(lt *m, const conf_ynode *r)
     }
     if (map_env(m, lt_get(r, "environment_variables")) != 0)
         return -1;
-    if ((s = lt_get(r, "model_list")) != NULL && lt_model_list(m, s) != 0)
+    if ((s = lt_get(r, "model_list")) == NULL)
+        return conf_fail(m->cx, NULL, "model_list", "missing: list at least one deployment, "
+                         "like model_list: [{model_name: gpt-4, litellm_params: {model: "
+                         "gpt-4}}]");
+    if (lt_model_list(m, s) != 0)
         return -1;
     if (map_router(m, lt_get(r, "router_settings")) != 0
         || map_litellm(m, lt_get(r, "litellm_settings")) != 0
         || map_general(m, lt_get(r, "general_settings")) != 0)
         return -1;
-    if ((s = lt_get(r, "server")) != NULL) {
-        if (lt_need_map(m, s, "server", "{listen: \"127.0.0.1:4000\"}") != 0
-            || lt_server(m) == NULL)
-            return -1;
-        m->server->line = s->line;
-        LT_EACH(s, i, k, v) {
-            conf_kpath kp;
-            if (lt_put(m, m->server, k->str, v, conf_kp(kp, "server", k->str)) != 0)
-                return -1;
-        }
-    }
+    if (map_server(m, lt_get(r, "server")) != 0)
+        return -1;
+    /* LiteLLM's proxy takes LITELLM_MASTER_KEY when the file sets no
+     * master key: an operator who relies on it must not get an open proxy. */
+    if (lt_server(m) == NULL)
+        return conf_fail_oom(m->cx, NULL, "server");
+    if (config_setting_get_member(m->server, "master_key") == NULL
+        && getenv("LITELLM_MASTER_KEY") != NULL)
+        return lt_set_str(m, m->server, "master_key", LT_ENV "LITELLM_MASTER_KEY", 0,
+                          "LITELLM_MASTER_KEY");
     return 0;
 }
 

@@ -265,13 +265,18 @@ static int on_event(ybuild *b, const yaml_event_t *ev)
     }
 }
 
-static int parse_error(conf_cx *cx, const yaml_parser_t *p)
+static int parse_error(conf_cx *cx, const yaml_parser_t *p, const unsigned char *text,
+                       size_t len)
 {
     const char *what = p->problem ? p->problem : "cannot parse";
     unsigned line = (unsigned) p->problem_mark.line + 1;
 
-    if (p->error == YAML_READER_ERROR)
-        line = 0;
+    if (p->error == YAML_READER_ERROR) {
+        /* Bad UTF-8 has no mark: its line is counted from its offset. */
+        line = 1;
+        for (size_t i = 0; i < p->problem_offset && i < len; i++)
+            line += text[i] == '\n';
+    }
     if (cx->err == NULL || cx->errlen == 0)
         return -1;
     if (p->context != NULL)
@@ -299,7 +304,7 @@ int conf_yaml_parse(conf_cx *cx, const unsigned char *text, size_t len, conf_ydo
     yaml_parser_set_input_string(&p, text, len);
     while (rc == 0) {
         if (!yaml_parser_parse(&p, &ev)) {
-            rc = parse_error(cx, &p);
+            rc = parse_error(cx, &p, text, len);
             break;
         }
         rc = on_event(&b, &ev);

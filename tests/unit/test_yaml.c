@@ -72,6 +72,17 @@ static void test_syntax_errors(void)
     EXPECT_YERR(Y_ML "router_settings:\n  ? [a, b]\n  : 1\n", 6, "a mapping key must be "
                "a plain string");
     EXPECT_ERR(Y_ML "model_list: 1\n", 5, "model_list", "duplicate key (also at line 1)");
+    /* Bad UTF-8 has no mark in libyaml: its line comes from its offset. */
+    EXPECT_ERR(Y_ML "router_settings:\n  routing_strategy: \"\xff\"\n", 6, "syntax error",
+               "invalid leading UTF-8 octet");
+    {
+        llmr_conf *c;
+        T_EQ_INT(load_text("# nothing\n", &c, err, sizeof(err)), -1);
+        T_CONTAINS(err, ": model_list: missing: the file is empty");
+        T_EQ_INT(load_text("router_settings: {num_retries: 1}\n", &c, err, sizeof(err)), -1);
+        T_CONTAINS(err, ": model_list: missing: list at least one deployment, like "
+                   "model_list: [{model_name");
+    }
 }
 
 /* Aliases are shared, not copied; their expanded size is still bounded. */
@@ -303,6 +314,21 @@ static void test_environment_variables(void)
     }
     EXPECT_ERR("environment_variables: {1BAD: x}\n" Y_ML, 1, "environment_variables.1BAD",
                "not a variable name");
+    /* LiteLLM's proxy reads LITELLM_MASTER_KEY when the file sets none. */
+    setenv("LITELLM_MASTER_KEY", "sk-from-env", 1);
+    if ((c = LOAD_OK(Y_ML)) != NULL) {
+        T_EQ_STR(c->master_key, "sk-from-env");
+        llmr_conf_free(c);
+    }
+    if ((c = LOAD_OK(Y_ML "general_settings: {master_key: sk-file}\n")) != NULL) {
+        T_EQ_STR(c->master_key, "sk-file");
+        llmr_conf_free(c);
+    }
+    unsetenv("LITELLM_MASTER_KEY");
+    if ((c = LOAD_OK(Y_ML)) != NULL) {
+        T_CHECK(c->master_key == NULL);
+        llmr_conf_free(c);
+    }
     unsetenv("LLMR_T_OPERATOR");
 }
 
