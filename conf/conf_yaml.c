@@ -320,6 +320,8 @@ void conf_yaml_free(conf_ydoc *doc)
 
     for (; n != NULL; n = next) {
         next = n->next_all;
+        if (n->str != NULL)     /* keys and passwords may be written in the file */
+            explicit_bzero(n->str, strlen(n->str));
         free(n->str);
         free(n->anchor);
         free(n->kids);
@@ -504,6 +506,7 @@ int conf_yaml_read(conf_cx *cx, config_t *cf)
     if (slurp(cx, &text, &len) != 0)
         return -1;
     rc = conf_yaml_parse(cx, text, len, &doc);
+    explicit_bzero(text, len);
     free(text);
     if (rc == 0)
         rc = conf_litellm_map(cx, &doc, cf, 1);
