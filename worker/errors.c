@@ -82,6 +82,10 @@ static const llmr_error_def table[LLMR_E_COUNT] = {
     [LLMR_E_RESPONSE_FORWARD] = { 502, "api_connection_error", NULL, "upstream_unreachable",
                                   "response %.*s%s: deployment %s that created it could not "
                                   "be reached (%s)" },
+    [LLMR_E_TRANSLATE_REQUEST] = { 400, IRE, "messages", "invalid_request",
+                                   "%s" },
+    [LLMR_E_UPSTREAM_MALFORMED] = { 502, "api_error", NULL, "upstream_bad_response",
+                                    "deployment %s sent an answer that cannot be read: %s" },
 };
 
 const llmr_error_def *llmr_error_def_of(enum llmr_error_kind k)

@@ -49,6 +49,9 @@ enum llmr_error_kind {
     LLMR_E_RESPONSES_UNSUPPORTED,
     LLMR_E_RESPONSE_NOT_FOUND,
     LLMR_E_RESPONSE_FORWARD,
+    /* Anthropic's Messages API both ways (anthropic_glue.c) */
+    LLMR_E_TRANSLATE_REQUEST,   /* the body cannot be said in the deployment's API */
+    LLMR_E_UPSTREAM_MALFORMED,  /* an upstream's answer that cannot be translated */
     LLMR_E_COUNT
 };
 

@@ -175,6 +175,9 @@ char *llmr_provider_url(const llmr_deployment *d, enum llmr_op op, const char *r
                         const char *query);
 struct curl_slist *llmr_openai_headers(const llmr_deployment *d);
 struct curl_slist *llmr_azure_headers(const llmr_deployment *d);
+int llmr_anthropic_url(const llmr_deployment *d, enum llmr_op op, const char *rest,
+                       const char *query, char *buf, size_t cap);
+struct curl_slist *llmr_anthropic_headers(const llmr_deployment *d);
 extern const char *const llmr_op_path[LLMR_OP_COUNT];
 /* The body [0, len) as an upstream gets it: `e` says where the model goes
  * (replacing the inside of the "model" string, JSON-escaped, or inserted as

@@ -41,6 +41,7 @@ static void test_provider_errors(void)
 #define MODEL(m) "model_list = ( { model_name = \"g\";\n litellm_params = {\n  model = " m "; }; } );\n"
     EXPECT_ERR(MODEL("\"bedrock/anthropic.claude\""), 3, "model_list[0].litellm_params.model",
                "unsupported provider \"bedrock\" (allowed: azure/<deployment>, openai/<model>, "
+               "anthropic/<model>, "
                "or a bare OpenAI model name)");
     EXPECT_ERR(MODEL("\"text-completion-openai/x\""), 3, "model_list[0].litellm_params.model",
                "unsupported provider \"text-completion-openai\"");
