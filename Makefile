@@ -171,6 +171,11 @@ fuzz:
 	$(FUZZ_RUN) build/fuzz/fuzz_json $(FUZZ_LOOP) build/fuzz/corpus-json tests/fuzz/seeds-json
 	$(FUZZ_RUN) build/fuzz/fuzz_conf $(FUZZ_LOOP) -detect_leaks=0 build/fuzz/corpus-conf \
 	    tests/fuzz/seeds-conf build/fuzz/seeds-conf
+	@mkdir -p build/fuzz/corpus-anthropic
+	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_anthropic tests/fuzz/fuzz_anthropic.c \
+	    worker/anthropic_req.c worker/anthropic_resp.c worker/anthropic_sse.c worker/json.c -levent
+	$(FUZZ_RUN) build/fuzz/fuzz_anthropic $(FUZZ_LOOP) build/fuzz/corpus-anthropic \
+	    tests/fuzz/seeds-anthropic
 
 clean:
 	rm -rf build
