@@ -396,3 +396,22 @@ def test_stream_events_relayed_one_for_one():
             break
         rest += ch
     assert b"tok2" in rest and rest.endswith(b"data: [DONE]\n\n"), rest
+
+
+def test_messages_stream_cut_ends_with_anthropic_error_event():
+    """An OpenAI upstream that drops the stream after a chunk: the
+    /v1/messages client has its message_start and first delta, then
+    Anthropic's error event, then the end of the reply."""
+    o = Mock("oai")
+    d = Daemon([deployment(GPT, o, model="gpt-4o")], workers=2)
+    d.allowed.append("failed mid-stream")
+    o.config(drop_after=1)
+    r = request(d.port, "POST", "/v1/messages",
+                {"model": GPT, "max_tokens": 5, "messages": MSGS, "stream": True})
+    assert r.status == 200, r
+    names = anth_event_names(r.body)
+    assert names[:3] == ["message_start", "content_block_start", "content_block_delta"], names
+    assert names[-1] == "error" and "message_stop" not in names, names
+    err = sse_events(r.body)[-1]
+    assert err["type"] == "error" and err["error"]["type"] == "api_error", err
+    assert "mid-stream" in err["error"]["message"], err
