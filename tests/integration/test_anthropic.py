@@ -415,3 +415,21 @@ def test_messages_stream_cut_ends_with_anthropic_error_event():
     err = sse_events(r.body)[-1]
     assert err["type"] == "error" and err["error"]["type"] == "api_error", err
     assert "mid-stream" in err["error"]["message"], err
+
+
+def test_time_to_first_token_runs_to_the_first_content_event():
+    """message_start comes at once, the first text delta after 300 ms: the
+    deployment's TTFT (latency-based routing) is the 300 ms, for a chat
+    client (translated) and a /v1/messages client (passed through) alike."""
+    c = Mock("ant")
+    d = Daemon([claude(CLAUDE, c, dep_id="c1")], workers=1)
+    c.config(chunks=1, chunk_delay_ms=300)
+    r = request(d.port, "POST", "/v1/chat/completions",
+                {"model": CLAUDE, "messages": MSGS, "stream": True})
+    assert r.status == 200 and b"tok0" in r.body, r
+    assert float(status_row(d, "c1")["TTFT_MS"]) >= 250, status_row(d, "c1")
+    d2 = Daemon([claude(CLAUDE, c, dep_id="c2")], workers=1)
+    r = request(d2.port, "POST", "/v1/messages",
+                {"model": CLAUDE, "messages": MSGS, "stream": True, "max_tokens": 5})
+    assert r.status == 200 and b"tok0" in r.body, r
+    assert float(status_row(d2, "c2")["TTFT_MS"]) >= 250, status_row(d2, "c2")

@@ -170,7 +170,7 @@ void mock_stream_start(struct mock_call *c)
     if (c->ep == EP_MESSAGES)
         mock_anth_stream_open(c);
     /* As a model does: response.created at once, output after a while. */
-    if (c->ep == EP_RESPONSES && c->k.v[MK_CHUNK_DELAY_MS] > 0) {
+    if ((c->ep == EP_RESPONSES || c->ep == EP_MESSAGES) && c->k.v[MK_CHUNK_DELAY_MS] > 0) {
         mock_call_arm(c, c->k.v[MK_CHUNK_DELAY_MS]);
         return;
     }
