@@ -30,6 +30,7 @@ struct llmr_anth_state {
     llmr_anth_up *up;           /* Anthropic events in (M_CHAT_TO_ANTH, M_PASS) */
     llmr_anth_down *down;       /* chat chunks in (M_ANTH_TO_CHAT) */
     struct evbuffer *xout;      /* translated bytes on their way out */
+    struct curl_slist *headers; /* the deployment's and the client's anthropic-beta */
     int ttft_done;
     char err[256];              /* why the client's body could not be translated */
 };
@@ -58,6 +59,9 @@ void llmr_anth_free(llmr_request *r)
     llmr_anth_down_free(r->anth->down);
     if (r->anth->xout != NULL)
         evbuffer_free(r->anth->xout);
+    for (struct curl_slist *h = r->anth->headers; h != NULL; h = h->next)
+        explicit_bzero(h->data, strlen(h->data));      /* the key: no copy left behind */
+    curl_slist_free_all(r->anth->headers);
     free(r->anth);
     r->anth = NULL;
 }
@@ -98,6 +102,49 @@ void llmr_anth_bad_request(llmr_request *r, llmr_reply *rep)
     llmr_reply_error(rep, LLMR_E_TRANSLATE_REQUEST,
                      r->anth != NULL ? r->anth->err : "the body cannot be translated");
     rep->headers = 1;
+}
+
+#define BETA_MAX 1024       /* a longer anthropic-beta is not passed on */
+
+/* Whether v is a header value to pass on: printable ASCII, bounded. */
+static int beta_ok(const char *v)
+{
+    size_t n = strlen(v);
+
+    if (n == 0 || n > BETA_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)v[i] < 0x20 || (unsigned char)v[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
+/* Anthropic's beta features are asked for per request (Claude Code does):
+ * a /v1/messages client's anthropic-beta goes with its body to an
+ * anthropic/ deployment, on a copy of the deployment's header list. */
+const struct curl_slist *llmr_anth_headers(llmr_request *r, const llmr_deployment *d)
+{
+    const char *beta;
+    struct llmr_anth_state *s;
+    struct curl_slist *h = NULL, *n;
+    char line[BETA_MAX + 32];
+
+    if (mode_of(r, d) != M_PASS)
+        return NULL;
+    beta = evhttp_find_header(evhttp_request_get_input_headers(r->req), "anthropic-beta");
+    if (beta == NULL || !beta_ok(beta) || (s = state(r)) == NULL)
+        return NULL;
+    for (const struct curl_slist *t = r->w->targets[r->at.dep].headers; t != NULL; t = t->next)
+        if ((n = curl_slist_append(h, t->data)) != NULL)
+            h = n;
+    snprintf(line, sizeof(line), "anthropic-beta: %s", beta);
+    if ((n = curl_slist_append(h, line)) != NULL)
+        h = n;
+    for (struct curl_slist *o = s->headers; o != NULL; o = o->next)
+        explicit_bzero(o->data, strlen(o->data));
+    curl_slist_free_all(s->headers);    /* the last attempt's; its transfer is over */
+    s->headers = h;
+    return h;
 }
 
 /* ---- answers ----------------------------------------------------------- */

@@ -205,6 +205,7 @@ int llmr_attempt_start(llmr_request *r, llmr_upstream_done_fn *done)
         return rc < 0 ? rc : -1;    /* the caller gives the admission back */
     spec.body = a->up_body;
     spec.len = a->up_len;
+    spec.headers = llmr_anth_headers(r, d);     /* a client's anthropic-beta, or NULL */
     a->t_start_us = llmr_clock_us();
     if (llmr_upstream_start(r->w, a->easy, &spec) < 0) {
         llmr_upstream_release(r->w, a->easy);

@@ -262,6 +262,9 @@ const char *llmr_request_group_name(const llmr_request *r, int pos);
  * be translated (llmr_anth_bad_request answers it). */
 int llmr_anth_up_body(llmr_request *r, const llmr_deployment *d);
 void llmr_anth_bad_request(llmr_request *r, llmr_reply *rep);
+/* The headers of an attempt that differ from the deployment's (a
+ * /v1/messages client's anthropic-beta to an anthropic/ deployment), or NULL. */
+const struct curl_slist *llmr_anth_headers(llmr_request *r, const llmr_deployment *d);
 /* Sends rep itself when the answer needs translating: 1, else 0. */
 int llmr_anth_reply(llmr_request *r, const llmr_reply *rep);
 /* libcurl's write callback of a committed stream (on_body). */

@@ -143,6 +143,7 @@ typedef struct llmr_xfer_spec {
     void *arg;
     const char *url;            /* instead of the op's URL (responses.c), or NULL */
     const char *method;         /* "GET" or "DELETE" without a body, or NULL: POST */
+    const struct curl_slist *headers;   /* instead of the deployment's, or NULL */
 } llmr_xfer_spec;
 int llmr_upstream_start(llmr_worker *w, CURL *easy, const llmr_xfer_spec *spec);
 void llmr_upstream_abort(llmr_worker *w, CURL *easy);

@@ -298,16 +298,21 @@ def test_messages_pass_through_to_claude():
     d = Daemon([claude(CLAUDE, c, model="claude-up", dep_id="c1")], workers=2)
     body = {"model": CLAUDE, "max_tokens": 20, "messages": MSGS, "top_k": 5,
             "anthropic_only_field": {"kept": True}}
-    r = request(d.port, "POST", "/v1/messages", body, headers={"anthropic-version": "x"})
+    beta = "interleaved-thinking-2025-05-14,context-management-2025-06-27"
+    r = request(d.port, "POST", "/v1/messages", body,
+                headers={"anthropic-version": "x", "anthropic-beta": beta})
     assert r.status == 200, r
     doc = r.json()
     assert doc["id"].startswith("msg_mock_") and doc["model"] == "claude-up", doc
     last, up = last_upstream(c)
     assert last["path"] == "/v1/messages", last
     assert last["headers"].get("x-api-key") == KEY, last["headers"]
+    assert last["headers"].get("anthropic-beta") == beta, last["headers"]   # Claude Code's
+    assert last["headers"].get("anthropic-version") == "2023-06-01", last["headers"]
     assert up == dict(body, model="claude-up"), up      # untouched but the model
     body["stream"] = True
     r = request(d.port, "POST", "/v1/messages", body)
+    assert "anthropic-beta" not in c.stats()["last"]["headers"], c.stats()["last"]
     names = anth_event_names(r.body)
     assert names[:3] == ["message_start", "content_block_start", "ping"], names
     assert names[-2:] == ["message_delta", "message_stop"], names
