@@ -145,7 +145,7 @@ bench:
 
 # libFuzzer targets (clang), each run for FUZZ_SECONDS; not part of `test`.
 # Seeds: request bodies and answers in tests/fuzz/seeds-json, the example
-# config for fuzz_conf.  Inputs may grow to 1 MiB, and any input slower than
+# config for fuzz_conf, Anthropic and chat shapes in tests/fuzz/seeds-anthropic.  Inputs may grow to 1 MiB, and any input slower than
 # FUZZ_TIMEOUT seconds (a quadratic path) fails like a crash, its input saved
 # in build/fuzz/.  The 1 MiB hostile bodies of tests/fuzz/big_seeds.py run
 # once first, each under the same timeout: in the corpus they would slow
