@@ -22,18 +22,11 @@ void llmr_anth_http_free(void)
     llmr_json_free(&body_json);
 }
 
-static void reply(llmr_worker *w, struct evhttp_request *req, int status, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void reply(llmr_worker *w, struct evhttp_request *req, int status, const char *fmt, ...)
+void llmr_anth_reply_error(llmr_worker *w, struct evhttp_request *req, int status,
+                           const char *msg)
 {
     struct evbuffer *b = evbuffer_new();
-    char msg[512];
-    va_list ap;
 
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
     if (b != NULL)
         llmr_anth_error_json(b, status, msg);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
@@ -41,6 +34,20 @@ static void reply(llmr_worker *w, struct evhttp_request *req, int status, const 
     llmr_http_reply(w, req, status, b);
     if (b != NULL)
         evbuffer_free(b);
+}
+
+static void reply(llmr_worker *w, struct evhttp_request *req, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void reply(llmr_worker *w, struct evhttp_request *req, int status, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    llmr_anth_reply_error(w, req, status, msg);
 }
 
 /* The fields llmroute reads: each once (see http_api.c's `interpreted`). */
@@ -139,7 +146,10 @@ void llmr_anth_handle(llmr_worker *w, struct evhttp_request *req, int count_toke
         reply(w, req, 400, "%s", err);
         return;
     }
-    if (llmr_controls_read(w, req, j, &ctl) < 0)
+    llmr_error_anthropic_shape = 1;     /* controls.c's refusals, in our shape */
+    rc = llmr_controls_read(w, req, j, &ctl);
+    llmr_error_anthropic_shape = 0;
+    if (rc < 0)
         return;
     ctl.anthropic_in = 1;
     llmr_request_start_ctl(w, req, LLMR_OP_CHAT, group, j, &ctl);

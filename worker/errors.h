@@ -77,6 +77,12 @@ size_t llmr_error_vmessage(char *out, size_t cap, enum llmr_error_kind k, va_lis
 size_t llmr_error_json(char *out, size_t cap, enum llmr_error_kind k, const char *param,
                        const char *code, const char *msg);
 
+/* While set (anthropic_http.c, around code shared with the OpenAI routes),
+ * llmr_error_reply* answer in Anthropic's error shape. */
+extern int llmr_error_anthropic_shape;
+void llmr_anth_reply_error(struct llmr_worker *w, struct evhttp_request *req, int status,
+                           const char *msg);
+
 /* Replies to req with kind k: its status, its body with the message built
  * from the template and the arguments that follow. */
 void llmr_error_reply(struct llmr_worker *w, struct evhttp_request *req,

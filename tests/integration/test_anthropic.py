@@ -353,6 +353,11 @@ def test_messages_errors_in_anthropic_shape():
                 {"model": GPT, "max_tokens": 1, "messages": [{"role": "wizard",
                                                               "content": "x"}]}, headers=hdr),
         400, "invalid_request_error")
+    # llmroute's per-request controls are refused in Anthropic's shape here too
+    assert "num_retries" in err(request(d.port, "POST", "/v1/messages",
+                                        {"model": GPT, "max_tokens": 1, "messages": MSGS,
+                                         "num_retries": 99}, headers=hdr),
+                                400, "invalid_request_error")
     # the upstream's errors, translated
     o.config(status=429)
     err(request(d.port, "POST", "/v1/messages", {"model": GPT, "max_tokens": 1,
