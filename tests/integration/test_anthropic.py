@@ -81,6 +81,15 @@ def test_openai_chat_to_claude_plain():
         {"type": "text", "text": "what is this?"},
         {"type": "image", "source": {"type": "base64", "media_type": "image/png",
                                      "data": "iVBORw0KGgo="}}]}], up
+    # a chat body the Messages API cannot say: 400, and the upstream never called
+    n = m.stats()["requests"]
+    r = request(d.port, "POST", "/v1/chat/completions",
+                {"model": CLAUDE, "messages": [{"role": "tool", "content": "no id"}]},
+                headers={"Authorization": "Bearer " + MASTER})
+    assert r.status == 400, r
+    assert r.json()["error"]["code"] == "invalid_request", r
+    assert "tool_call_id" in r.json()["error"]["message"], r
+    assert m.stats()["requests"] == n
 
 
 def test_openai_chat_to_claude_stream_and_usage():
