@@ -145,7 +145,7 @@ bench:
 
 # libFuzzer targets (clang), each run for FUZZ_SECONDS; not part of `test`.
 # Seeds: request bodies and answers in tests/fuzz/seeds-json, the example
-# config for fuzz_conf.  Inputs may grow to 1 MiB, and any input slower than
+# config for fuzz_conf, Anthropic and chat shapes in tests/fuzz/seeds-anthropic.  Inputs may grow to 1 MiB, and any input slower than
 # FUZZ_TIMEOUT seconds (a quadratic path) fails like a crash, its input saved
 # in build/fuzz/.  The 1 MiB hostile bodies of tests/fuzz/big_seeds.py run
 # once first, each under the same timeout: in the corpus they would slow
@@ -175,6 +175,11 @@ fuzz:
 	@mkdir -p build/fuzz/corpus-yaml
 	$(FUZZ_RUN) build/fuzz/fuzz_yaml $(FUZZ_LOOP) -detect_leaks=0 build/fuzz/corpus-yaml \
 	    tests/fuzz/seeds-yaml
+	@mkdir -p build/fuzz/corpus-anthropic
+	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_anthropic tests/fuzz/fuzz_anthropic.c \
+	    worker/anthropic_req.c worker/anthropic_resp.c worker/anthropic_sse.c worker/json.c -levent
+	$(FUZZ_RUN) build/fuzz/fuzz_anthropic $(FUZZ_LOOP) build/fuzz/corpus-anthropic \
+	    tests/fuzz/seeds-anthropic
 
 clean:
 	rm -rf build

@@ -13,7 +13,8 @@
 
 enum llmr_provider {
     LLMR_PROVIDER_OPENAI,       /* bare model name or openai/<model> */
-    LLMR_PROVIDER_AZURE         /* azure/<deployment> */
+    LLMR_PROVIDER_AZURE,        /* azure/<deployment> */
+    LLMR_PROVIDER_ANTHROPIC     /* anthropic/<model>: the Messages API (worker/anthropic*.c) */
 };
 
 enum llmr_strategy {

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #define CONF_OPENAI_BASE     "https://api.openai.com/v1"
+#define CONF_ANTHROPIC_BASE  "https://api.anthropic.com"
 #define CONF_AZURE_VERSION   "2024-02-01"
 /* What a worker builds from a deployment must fit what an upstream takes:
  * the key goes in one header line and the rest in the request line, where
@@ -71,10 +72,12 @@ static int parse_model(conf_cx *cx, const config_setting_t *s, const char *path,
         up = slash + 1;
         if (plen == 5 && memcmp(d->model, "azure", 5) == 0)
             d->provider = LLMR_PROVIDER_AZURE;
+        else if (plen == 9 && memcmp(d->model, "anthropic", 9) == 0)
+            d->provider = LLMR_PROVIDER_ANTHROPIC;
         else if (!(plen == 6 && memcmp(d->model, "openai", 6) == 0))
             return conf_fail(cx, s, path, "unsupported provider \"%.*s\" "
-                             "(allowed: azure/<deployment>, openai/<model>, or "
-                             "a bare OpenAI model name)",
+                             "(allowed: azure/<deployment>, openai/<model>, "
+                             "anthropic/<model>, or a bare OpenAI model name)",
                              (int) (plen > 40 ? 40 : plen), d->model);
         if (*up == '\0')
             return conf_fail(cx, s, path, "needs a model after \"%.*s/\"",
@@ -356,7 +359,10 @@ static int parse_params(conf_cx *cx, const config_setting_t *entry,
     if (s == NULL && d->provider == LLMR_PROVIDER_AZURE)
         return conf_fail(cx, lp, p, "api_base is required for azure/ deployments "
                          "(like \"https://example.openai.azure.com\")");
-    if (s == NULL && (d->api_base = strdup(CONF_OPENAI_BASE)) == NULL)
+    if (s == NULL && d->provider == LLMR_PROVIDER_ANTHROPIC
+        && (d->api_base = strdup(CONF_ANTHROPIC_BASE)) == NULL)
+        return conf_fail_oom(cx, lp, p);
+    if (s == NULL && d->api_base == NULL && (d->api_base = strdup(CONF_OPENAI_BASE)) == NULL)
         return conf_fail_oom(cx, lp, p);
     if (s != NULL && parse_api_base(cx, s, conf_kp(k, p, "api_base"), d) != 0)
         return -1;

@@ -49,12 +49,16 @@ static const char *probe_request(const llmr_deployment *d, char **url,
                    : "chat/completions";
     int n;
 
+    /* Anthropic: {api_base}/v1/messages takes the same small chat body. */
+    if (d->provider == LLMR_PROVIDER_ANTHROPIC)
+        op = d->health_check == LLMR_HEALTH_MODELS ? "v1/models" : "v1/messages";
     if (d->health_check == LLMR_HEALTH_MODELS) {
         if (azure)
             n = asprintf(url, "%s/openai/models?api-version=%s", d->api_base,
                          d->api_version);
         else
-            n = asprintf(url, "%s/models", d->api_base);
+            n = asprintf(url, "%s/%s", d->api_base,
+                         d->provider == LLMR_PROVIDER_ANTHROPIC ? op : "models");
         if (n < 0)
             *url = NULL;
         return NULL;
@@ -100,8 +104,9 @@ static int probe_setup(const llmr_conf *c, const llmr_deployment *d, probe *p)
     }
     if (d->api_key != NULL) {
         /* Sized to the key (up to what -t accepts): a cut key fails forever. */
-        if (asprintf(&hdr, azure ? "api-key: %s" : "Authorization: Bearer %s",
-                     d->api_key) < 0) {
+        if (asprintf(&hdr, azure ? "api-key: %s"
+                     : d->provider == LLMR_PROVIDER_ANTHROPIC ? "x-api-key: %s"
+                     : "Authorization: Bearer %s", d->api_key) < 0) {
             curl_easy_cleanup(p->easy);
             p->easy = NULL;
             free(p->url);
@@ -112,6 +117,8 @@ static int probe_setup(const llmr_conf *c, const llmr_deployment *d, probe *p)
         explicit_bzero(hdr, strlen(hdr));
         free(hdr);
     }
+    if (d->provider == LLMR_PROVIDER_ANTHROPIC)
+        p->headers = curl_slist_append(p->headers, "anthropic-version: 2023-06-01");
     if (post != NULL) {
         p->headers = curl_slist_append(p->headers, "Content-Type: application/json");
         curl_easy_setopt(p->easy, CURLOPT_COPYPOSTFIELDS, post);

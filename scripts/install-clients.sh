@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the official client SDKs that tests/integration/test_clients.py
 # runs against a real llmroute (the OpenAI Node SDK with its AzureOpenAI
-# class, the Vercel AI SDK, LangChain JS) into tests/clients/node_modules, at
+# class, the Vercel AI SDK, LangChain JS, the Anthropic Node SDK) into
+# tests/clients/node_modules, at
 # the exact versions of tests/clients/package-lock.json (`npm ci`).
 # Needs node >= 18 and npm (scripts/install-deps.sh test installs them).
 # Idempotent and cheap when nothing changed: a stamp in node_modules holds

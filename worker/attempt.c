@@ -93,7 +93,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
     if (r->stream && r->at.status >= 200 && r->at.status < 300) {
         if (r->state == LLMR_REQ_ATTEMPT)
             llmr_stream_commit(r);
-        return llmr_stream_write(r, data, len);
+        return llmr_anth_stream_write(r, data, len);
     }
     if (evbuffer_get_length(r->at.resp) + len > (size_t)LLMR_RESPONSE_MAX)
         return 0;
@@ -154,7 +154,10 @@ static int rewrite_body(llmr_request *r, const llmr_deployment *d)
 {
     llmr_attempt *a = &r->at;
     char *b;
+    int t = llmr_anth_up_body(r, d);    /* a body in the other API */
 
+    if (t != 0)
+        return t > 0 ? 0 : t;
     if (a->up_model != NULL && strcmp(a->up_model, d->upstream_model) == 0)
         return 0;
     b = llmr_body_rewrite(r->body, r->len, &r->ctl.edit, d->upstream_model, &a->up_len);
@@ -185,6 +188,7 @@ int llmr_attempt_start(llmr_request *r, llmr_upstream_done_fn *done)
                             .on_body = on_body, .on_header = on_header, .done = done,
                             .errbuf = r->at.errbuf,
                             .arg = r };
+    int rc;
 
     LLMR_CHECK(!a->admitted, "a new admission while one is held");
     a->admitted = 1;
@@ -196,10 +200,12 @@ int llmr_attempt_start(llmr_request *r, llmr_upstream_done_fn *done)
     a->content_type[0] = a->retry_after[0] = '\0';
     a->nfwd = 0;
     evbuffer_drain(a->resp, evbuffer_get_length(a->resp));
-    if (rewrite_body(r, d) < 0 || (a->easy = llmr_upstream_easy(r->w)) == NULL)
-        return -1;      /* the caller gives the admission back */
+    rc = rewrite_body(r, d);
+    if (rc < 0 || (a->easy = llmr_upstream_easy(r->w)) == NULL)
+        return rc < 0 ? rc : -1;    /* the caller gives the admission back */
     spec.body = a->up_body;
     spec.len = a->up_len;
+    spec.headers = llmr_anth_headers(r, d);     /* a client's anthropic-beta, or NULL */
     a->t_start_us = llmr_clock_us();
     if (llmr_upstream_start(r->w, a->easy, &spec) < 0) {
         llmr_upstream_release(r->w, a->easy);

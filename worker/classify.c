@@ -36,7 +36,9 @@ static int any_of(const char *body, size_t len, const char *const *needles)
  * LiteLLM's exception mapping keys on), lower case. */
 static const char *const context_markers[] = {
     "context_length_exceeded", "maximum context length", "context_window_exceeded",
-    "reduce the length of the messages", "input is too long", NULL
+    "reduce the length of the messages", "input is too long",
+    "prompt is too long",   /* Anthropic's 400 */
+    NULL
 };
 static const char *const policy_markers[] = {
     "content_filter", "responsibleaipolicyviolation", "content management policy",

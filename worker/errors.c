@@ -82,6 +82,10 @@ static const llmr_error_def table[LLMR_E_COUNT] = {
     [LLMR_E_RESPONSE_FORWARD] = { 502, "api_connection_error", NULL, "upstream_unreachable",
                                   "response %.*s%s: deployment %s that created it could not "
                                   "be reached (%s)" },
+    [LLMR_E_TRANSLATE_REQUEST] = { 400, IRE, "messages", "invalid_request",
+                                   "%s" },
+    [LLMR_E_UPSTREAM_MALFORMED] = { 502, "api_error", NULL, "upstream_bad_response",
+                                    "deployment %s sent an answer that cannot be read: %s" },
 };
 
 const llmr_error_def *llmr_error_def_of(enum llmr_error_kind k)
@@ -145,11 +149,19 @@ size_t llmr_error_json(char *out, size_t cap, enum llmr_error_kind k, const char
     return n < 0 ? 0 : (size_t)n;
 }
 
+int llmr_error_anthropic_shape;
+
 void llmr_error_reply_msg(llmr_worker *w, struct evhttp_request *req, enum llmr_error_kind k,
                           const char *param, const char *msg)
 {
     char json[3072];
-    size_t n = llmr_error_json(json, sizeof(json), k, param, NULL, msg);
+    size_t n;
+
+    if (llmr_error_anthropic_shape) {   /* answering a /v1/messages client */
+        llmr_anth_reply_error(w, req, llmr_error_def_of(k)->status, msg);
+        return;
+    }
+    n = llmr_error_json(json, sizeof(json), k, param, NULL, msg);
 
     llmr_http_reply_json(w, req, llmr_error_def_of(k)->status, json, n);
 }

@@ -49,6 +49,9 @@ enum llmr_error_kind {
     LLMR_E_RESPONSES_UNSUPPORTED,
     LLMR_E_RESPONSE_NOT_FOUND,
     LLMR_E_RESPONSE_FORWARD,
+    /* Anthropic's Messages API both ways (anthropic_glue.c) */
+    LLMR_E_TRANSLATE_REQUEST,   /* the body cannot be said in the deployment's API */
+    LLMR_E_UPSTREAM_MALFORMED,  /* an upstream's answer that cannot be translated */
     LLMR_E_COUNT
 };
 
@@ -73,6 +76,12 @@ size_t llmr_error_vmessage(char *out, size_t cap, enum llmr_error_kind k, va_lis
  * holds; returns its length (at most cap - 1; cap >= 256). */
 size_t llmr_error_json(char *out, size_t cap, enum llmr_error_kind k, const char *param,
                        const char *code, const char *msg);
+
+/* While set (anthropic_http.c, around code shared with the OpenAI routes),
+ * llmr_error_reply* answer in Anthropic's error shape. */
+extern int llmr_error_anthropic_shape;
+void llmr_anth_reply_error(struct llmr_worker *w, struct evhttp_request *req, int status,
+                           const char *msg);
 
 /* Replies to req with kind k: its status, its body with the message built
  * from the template and the arguments that follow. */

@@ -17,7 +17,7 @@
 #include "worker_internal.h"
 
 enum route_kind { ROUTE_PROXY, ROUTE_MODELS, ROUTE_LIVE, ROUTE_READY, ROUTE_METRICS,
-                  ROUTE_STATUS, ROUTE_UI, ROUTE_HEALTH };
+                  ROUTE_STATUS, ROUTE_UI, ROUTE_HEALTH, ROUTE_MESSAGES, ROUTE_COUNT_TOKENS };
 
 typedef struct route {
     const char *path;
@@ -43,6 +43,8 @@ static const route routes[] = {
     { "/ui", ROUTE_UI, 0 },
     { "/health", ROUTE_HEALTH, 0 },         /* health.c; needs the master key */
     { "/metrics", ROUTE_METRICS, 0 },       /* metrics.c; the key unless metrics_public */
+    { "/v1/messages", ROUTE_MESSAGES, 0 },  /* Anthropic's API: anthropic_http.c */
+    { "/v1/messages/count_tokens", ROUTE_COUNT_TOKENS, 0 },
 };
 
 const char *llmr_http_reason(int status)
@@ -76,6 +78,7 @@ void llmr_http_free(llmr_worker *w)
 {
     (void)w;
     llmr_json_free(&body_json);
+    llmr_anth_http_free();
 }
 
 /* A request counts as active until its reply has reached the socket, so
@@ -195,6 +198,8 @@ int llmr_http_authorized(llmr_worker *w, struct evhttp_request *req)
     if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0)
         return key_matches(h + 7, w->conf->master_key);
     h = evhttp_find_header(in, "api-key");
+    if (h == NULL)      /* Anthropic's clients send x-api-key */
+        h = evhttp_find_header(in, "x-api-key");
     return h != NULL && key_matches(h, w->conf->master_key);
 }
 
@@ -384,6 +389,10 @@ static void handle(struct evhttp_request *req, void *arg)
         llmr_error_reply(w, req, LLMR_E_NOT_FOUND, LLMR_CLIP(path != NULL ? strlen(path) : 0),
                          path != NULL ? path : "",
                          LLMR_CLIP_MORE(path != NULL ? strlen(path) : 0));
+        return;
+    }
+    if (r->kind == ROUTE_MESSAGES || r->kind == ROUTE_COUNT_TOKENS) {
+        llmr_anth_handle(w, req, r->kind == ROUTE_COUNT_TOKENS);    /* its own errors */
         return;
     }
     if (method != (r->kind == ROUTE_PROXY ? EVHTTP_REQ_POST : EVHTTP_REQ_GET)) {

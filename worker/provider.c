@@ -19,7 +19,9 @@ char *llmr_provider_url(const llmr_deployment *d, enum llmr_op op, const char *r
                         const char *query)
 {
     int azure = d->provider == LLMR_PROVIDER_AZURE;
+    int anth = d->provider == LLMR_PROVIDER_ANTHROPIC;
     int n = azure ? llmr_azure_url(d, op, rest, query, NULL, 0)
+          : anth ? llmr_anthropic_url(d, op, rest, query, NULL, 0)
                   : llmr_openai_url(d, op, rest, query, NULL, 0);
     char *buf;
 
@@ -27,6 +29,8 @@ char *llmr_provider_url(const llmr_deployment *d, enum llmr_op op, const char *r
         return NULL;
     if (azure)
         llmr_azure_url(d, op, rest, query, buf, (size_t)n + 1);
+    else if (anth)
+        llmr_anthropic_url(d, op, rest, query, buf, (size_t)n + 1);
     else
         llmr_openai_url(d, op, rest, query, buf, (size_t)n + 1);
     return buf;
@@ -38,6 +42,7 @@ static int target_build(const llmr_deployment *d, llmr_target *t)
         if ((t->url[op] = llmr_provider_url(d, (enum llmr_op)op, "", NULL)) == NULL)
             return -1;
     t->headers = d->provider == LLMR_PROVIDER_AZURE ? llmr_azure_headers(d)
+               : d->provider == LLMR_PROVIDER_ANTHROPIC ? llmr_anthropic_headers(d)
                                                     : llmr_openai_headers(d);
     return t->headers == NULL ? -1 : 0;
 }

@@ -309,6 +309,8 @@ void llmr_reply_send(llmr_request *r, const llmr_reply *rep)
     struct evhttp_request *req = r->req;
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
 
+    if (llmr_anth_reply(r, rep))    /* an answer in the client's other API */
+        return;
     switch (rep->how) {
     case LLMR_REPLY_UPSTREAM:
         llmr_reply_headers(r, 1);

@@ -86,6 +86,7 @@ static void request_free(llmr_request *r)
         evbuffer_free(r->at.resp);
     }
     llmr_relay_free(&r->relay);
+    llmr_anth_free(r);
     free(r->at.up_body);
     free(r);
 }
@@ -276,9 +277,12 @@ static void try_group(llmr_request *r)
         finish_final(r);
         return;
     }
-    if (llmr_attempt_start(r, on_attempt_done) < 0) {
+    if ((dep = llmr_attempt_start(r, on_attempt_done)) < 0) {
         llmr_attempt_unadmit(r);
-        llmr_reply_local(r, &rep, "out of memory or descriptors to start a transfer");
+        if (dep == -2)      /* the body cannot be said in the deployment's API */
+            llmr_anth_bad_request(r, &rep);
+        else
+            llmr_reply_local(r, &rep, "out of memory or descriptors to start a transfer");
         llmr_request_finish(r, &rep);
         return;
     }

@@ -136,6 +136,7 @@ typedef struct llmr_controls {
     int num_retries;                    /* -1: router_settings.num_retries */
     double timeout;                     /* seconds; 0: router_settings.timeout */
     llmr_body_edit edit;
+    int anthropic_in;                   /* came in on /v1/messages (anthropic_glue.c) */
 } llmr_controls;
 
 /* controls.c: reads the request's controls from its body and headers into
@@ -170,6 +171,7 @@ typedef struct llmr_request {
     llmr_attempt at;
     llmr_relay relay;
     llmr_alog_rec log;                  /* what its access log line says */
+    struct llmr_anth_state *anth;       /* Anthropic translation state, or NULL */
 } llmr_request;
 
 /* How a request is answered: the one argument of finish(). */
@@ -251,6 +253,31 @@ void llmr_reply_local(llmr_request *r, llmr_reply *rep, const char *why);
 void llmr_reply_error(llmr_reply *rep, enum llmr_error_kind k, ...);
 void llmr_reply_stream_error(llmr_reply *rep, enum llmr_err err, const char *msg);
 const char *llmr_request_group_name(const llmr_request *r, int pos);
+
+/* anthropic_glue.c: where the request path meets worker/anthropic*.c.  Each
+ * returns what the hook point should do; none is needed (0) when neither
+ * the client nor the deployment speaks Anthropic's API. */
+/* The attempt's upstream body when it must be translated: 1 (a->up_body
+ * set), 0 not to translate, -1 without memory, -2 the client's body cannot
+ * be translated (llmr_anth_bad_request answers it). */
+int llmr_anth_up_body(llmr_request *r, const llmr_deployment *d);
+void llmr_anth_bad_request(llmr_request *r, llmr_reply *rep);
+/* The headers of an attempt that differ from the deployment's (a
+ * /v1/messages client's anthropic-beta to an anthropic/ deployment), or NULL. */
+const struct curl_slist *llmr_anth_headers(llmr_request *r, const llmr_deployment *d);
+/* Sends rep itself when the answer needs translating: 1, else 0. */
+int llmr_anth_reply(llmr_request *r, const llmr_reply *rep);
+/* libcurl's write callback of a committed stream (on_body). */
+size_t llmr_anth_stream_write(llmr_request *r, const char *data, size_t len);
+/* At the stream's commit: 1 when the time to first token waits for the
+ * first content event. */
+int llmr_anth_stream_begin(llmr_request *r);
+/* At the stream's end: 1 when it has ended the reply itself. */
+int llmr_anth_stream_end(llmr_request *r, const llmr_reply *rep);
+void llmr_anth_free(llmr_request *r);
+/* POST /v1/messages and /v1/messages/count_tokens. */
+void llmr_anth_handle(llmr_worker *w, struct evhttp_request *req, int count_tokens);
+void llmr_anth_http_free(void);
 
 /* plan.c */
 /* Moves to the next group of the plan (appending the fallbacks of the group

@@ -74,6 +74,11 @@ static void note_ttft(llmr_request *r, int64_t at_us)
     llmr_hist_add(&s->ttft, us);
 }
 
+void llmr_stream_ttft(llmr_request *r, int64_t at_us)
+{
+    note_ttft(r, at_us);
+}
+
 void llmr_stream_commit(llmr_request *r)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(r->req);
@@ -84,7 +89,7 @@ void llmr_stream_commit(llmr_request *r)
     /* A Responses stream opens with response.created before the model has
      * made anything: its time to first token is to the first delta. */
     rl->sse.responses = r->op == LLMR_OP_RESPONSES;
-    if (!rl->sse.responses)
+    if (!rl->sse.responses && !llmr_anth_stream_begin(r))
         note_ttft(r, llmr_clock_us());
     llmr_reply_headers(r, 1);
     evhttp_add_header(out, "Content-Type",
@@ -279,6 +284,8 @@ void llmr_stream_end(llmr_request *r, const llmr_reply *rep)
     size_t n;
 
     event_del(&rl->idle);
+    if (llmr_anth_stream_end(r, rep))
+        return;
     if (rep->has_kind && rl->chunk != NULL && r->op == LLMR_OP_RESPONSES) {
         responses_error(r, rep);
     } else if (rep->has_kind && rl->chunk != NULL) {

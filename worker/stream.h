@@ -13,6 +13,8 @@ void llmr_stream_commit(llmr_request *r);
 size_t llmr_stream_write(llmr_request *r, const char *data, size_t len);
 /* Ends a committed stream; with rep->has_kind, an SSE error event first. */
 void llmr_stream_end(llmr_request *r, const llmr_reply *rep);
+/* The deployment's time to first token, the first token seen at at_us. */
+void llmr_stream_ttft(llmr_request *r, int64_t at_us);
 /* Usage of the stream: reported, or estimated from its content. */
 void llmr_stream_usage(const llmr_request *r, int64_t *prompt, int64_t *completion);
 /* Sets the relay's timer up (at the request's start; it runs once committed). */

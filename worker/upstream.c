@@ -613,7 +613,7 @@ static void setup(llmr_worker *w, CURL *e, const llmr_xfer_spec *s)
     long h2 = d->http2 && strncasecmp(d->api_base, "https://", 8) == 0;
 
     curl_easy_setopt(e, CURLOPT_URL, s->url != NULL ? s->url : t->url[s->op]);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->headers != NULL ? s->headers : t->headers);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, s->body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)s->len);
     /* Set on every use: a reused handle must not keep a GET or DELETE. */

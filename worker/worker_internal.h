@@ -143,6 +143,7 @@ typedef struct llmr_xfer_spec {
     void *arg;
     const char *url;            /* instead of the op's URL (responses.c), or NULL */
     const char *method;         /* "GET" or "DELETE" without a body, or NULL: POST */
+    const struct curl_slist *headers;   /* instead of the deployment's, or NULL */
 } llmr_xfer_spec;
 int llmr_upstream_start(llmr_worker *w, CURL *easy, const llmr_xfer_spec *spec);
 void llmr_upstream_abort(llmr_worker *w, CURL *easy);
@@ -175,6 +176,9 @@ char *llmr_provider_url(const llmr_deployment *d, enum llmr_op op, const char *r
                         const char *query);
 struct curl_slist *llmr_openai_headers(const llmr_deployment *d);
 struct curl_slist *llmr_azure_headers(const llmr_deployment *d);
+int llmr_anthropic_url(const llmr_deployment *d, enum llmr_op op, const char *rest,
+                       const char *query, char *buf, size_t cap);
+struct curl_slist *llmr_anthropic_headers(const llmr_deployment *d);
 extern const char *const llmr_op_path[LLMR_OP_COUNT];
 /* The body [0, len) as an upstream gets it: `e` says where the model goes
  * (replacing the inside of the "model" string, JSON-escaped, or inserted as

@@ -24,6 +24,8 @@ static const char *const knob_header[MK_COUNT] = {
     [MK_UPSTREAM_HEADERS] = "upstream-headers",
     [MK_REQUIRE_KEY] = "require-key",
     [MK_ESCAPED_DELTAS] = "escaped-deltas",
+    [MK_TOOL_CALL] = "tool-call",
+    [MK_MALFORMED] = "malformed",
 };
 
 static const char *const knob_json[MK_COUNT] = {
@@ -44,6 +46,8 @@ static const char *const knob_json[MK_COUNT] = {
     [MK_UPSTREAM_HEADERS] = "upstream_headers",
     [MK_REQUIRE_KEY] = "require_key",
     [MK_ESCAPED_DELTAS] = "escaped_deltas",
+    [MK_TOOL_CALL] = "tool_call",
+    [MK_MALFORMED] = "malformed",
 };
 
 /* Inclusive bounds; -1 on stall/drop_after means "never". An hour caps the
@@ -52,7 +56,7 @@ static const long knob_min[MK_COUNT] = {
     [MK_LATENCY_MS] = 0, [MK_STATUS] = 200, [MK_DROP] = 0, [MK_CHUNKS] = 0,
     [MK_CHUNK_DELAY_MS] = 0, [MK_STALL_AFTER] = -1, [MK_DROP_AFTER] = -1,
     [MK_USAGE] = 0, [MK_PAD_BYTES] = 0, [MK_UPSTREAM_HEADERS] = 0, [MK_ESCAPED_DELTAS] = 0,
-    [MK_EMBEDDING_DIMS] = 1, [MK_EMBEDDINGS] = 1,
+    [MK_EMBEDDING_DIMS] = 1, [MK_EMBEDDINGS] = 1, [MK_TOOL_CALL] = 0, [MK_MALFORMED] = 0,
 };
 static const long knob_max[MK_COUNT] = {
     [MK_LATENCY_MS] = 3600000, [MK_STATUS] = 599, [MK_DROP] = 1,
@@ -60,6 +64,7 @@ static const long knob_max[MK_COUNT] = {
     [MK_STALL_AFTER] = 100000, [MK_DROP_AFTER] = 100000, [MK_USAGE] = 1,
     [MK_EMBEDDING_DIMS] = 20000000, [MK_EMBEDDINGS] = 100000,
     [MK_PAD_BYTES] = 256L << 20, [MK_UPSTREAM_HEADERS] = 100, [MK_ESCAPED_DELTAS] = 1,
+    [MK_TOOL_CALL] = 1, [MK_MALFORMED] = 1,
 };
 
 void mock_knobs_defaults(struct mock_knobs *k)

@@ -35,6 +35,8 @@ enum mock_knob {
     MK_UPSTREAM_HEADERS,
     MK_REQUIRE_KEY,
     MK_ESCAPED_DELTAS,
+    MK_TOOL_CALL,
+    MK_MALFORMED,
     MK_COUNT
 };
 
@@ -107,7 +109,7 @@ void mock_stats_free(struct mock_stats *s);
 
 /* One routed request that outlives its evhttp callback (latency, stream). */
 enum mock_endpoint { EP_NONE, EP_CHAT, EP_COMPLETIONS, EP_EMBEDDINGS, EP_MODELS,
-                     EP_RESPONSES };
+                     EP_RESPONSES, EP_MESSAGES };
 enum mock_phase { PH_NEW, PH_LATENCY, PH_STREAM, PH_STALLED, PH_DROPPING };
 
 struct mock_ctx;
@@ -130,6 +132,7 @@ struct mock_call {
     int base64;                    /* embeddings as base64 float32 */
     const char *model;
     size_t model_len;
+    int has_max_tokens;            /* EP_MESSAGES: the body names max_tokens */
     char model_copy[];             /* heap calls own their model */
 };
 
@@ -168,6 +171,15 @@ void mock_responses_completed(struct mock_call *c);
 /* GET/DELETE …/responses/{id}[/input_items]: answered (1), or not such a path (0). */
 int mock_responses_by_id(struct mock_ctx *ctx, struct evhttp_request *req, const char *path);
 void mock_responses_free(void);
+
+/* serve.c: sends ctx->out as the call's answer with `status`. */
+void mock_call_reply(struct mock_call *c, int status);
+
+/* anthropic.c: the Messages API (README.md) */
+void mock_anth_respond(struct mock_call *c);
+void mock_anth_stream_open(struct mock_call *c);
+void mock_anth_stream_delta(struct mock_call *c);
+void mock_anth_stream_close(struct mock_call *c);
 
 /* stream.c */
 void mock_stream_start(struct mock_call *c);

@@ -355,6 +355,17 @@ static void reply_body(struct mock_call *c, struct evbuffer *out)
 
     switch (c->ep) {
     case EP_CHAT:
+        if (c->k.v[MK_TOOL_CALL]) {     /* a call of get_weather, as OpenAI answers it */
+            evbuffer_add_printf(out, "{\"id\":\"chatcmpl-mock-%lu\",\"object\":"
+                "\"chat.completion\",\"created\":%ld,\"model\":\"%.*s\",\"choices\":[{"
+                "\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":null,"
+                "\"tool_calls\":[{\"id\":\"call_mock_%lu\",\"type\":\"function\",\"function\":"
+                "{\"name\":\"get_weather\",\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}\"}}]},"
+                "\"finish_reason\":\"tool_calls\"}],", c->id, c->created, ml, c->model, c->id);
+            mock_usage_json(c, out, p, 5);
+            MOCK_ADD_LIT(out, "}");
+            break;
+        }
         evbuffer_add_printf(out, "{\"id\":\"chatcmpl-mock-%lu\",\"object\":\"chat.completion\","
             "\"created\":%ld,\"model\":\"%.*s\",\"choices\":[{\"index\":0,\"message\":"
             "{\"role\":\"assistant\",\"content\":\"mock reply", c->id, c->created, ml, c->model);
@@ -389,6 +400,7 @@ static void reply_body(struct mock_call *c, struct evbuffer *out)
     case EP_RESPONSES:
         mock_responses_body(c, out);
         break;
+    case EP_MESSAGES:               /* anthropic.c answers these itself */
     case EP_MODELS:
     case EP_NONE:
         evbuffer_add_printf(out, "{\"object\":\"list\",\"data\":[{\"id\":\"mock-model\","
@@ -408,6 +420,11 @@ static void call_reply(struct mock_call *c, int status)
     if (ctx->verbose)
         llmr_info("-> %d (request %lu)", status, c->id);
     mock_call_finish(c);
+}
+
+void mock_call_reply(struct mock_call *c, int status)
+{
+    call_reply(c, status);
 }
 
 /* require_key: the key the request carries (Authorization: Bearer, or
@@ -432,6 +449,10 @@ static void call_respond(struct mock_call *c)
     int status = (int)c->k.v[MK_STATUS];
     char msg[32];
 
+    if (c->ep == EP_MESSAGES) {     /* Anthropic's API: its own shapes (anthropic.c) */
+        mock_anth_respond(c);
+        return;
+    }
     if (c->k.v[MK_DROP]) {
         ctx->stats.dropped++;
         mock_call_drop(c);
@@ -587,6 +608,8 @@ static enum mock_endpoint endpoint_of(const char *path, enum evhttp_cmd_type m)
     while (n > 1 && path[n - 1] == '/')
         n--;
     if (m == EVHTTP_REQ_POST) {
+        if (ends_with(path, n, "/v1/messages"))
+            return EP_MESSAGES;
         if (ends_with(path, n, "/chat/completions"))
             return EP_CHAT;
         if (ends_with(path, n, "/completions"))
@@ -627,7 +650,8 @@ static int call_init(struct mock_call *c, struct mock_ctx *ctx, struct evhttp_re
     c->created = (long)time(NULL);
     c->prompt_tokens = (long)(blen / 4) + 1;
     c->stream = b.stream && (c->ep == EP_CHAT || c->ep == EP_COMPLETIONS
-                             || c->ep == EP_RESPONSES);
+                             || c->ep == EP_RESPONSES || c->ep == EP_MESSAGES);
+    c->has_max_tokens = memmem(body, blen, "\"max_tokens\"", 12) != NULL;
     c->include_usage = b.include_usage || c->k.v[MK_USAGE];
     c->inputs = b.inputs;
     c->base64 = b.base64;

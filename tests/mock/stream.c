@@ -35,8 +35,25 @@ static void send_content(struct mock_call *c)
         mock_responses_delta(c);
         return;
     }
+    if (c->ep == EP_MESSAGES) {
+        mock_anth_stream_delta(c);
+        return;
+    }
     event_head(c, out);
-    if (c->ep == EP_CHAT)
+    if (c->ep == EP_CHAT && c->k.v[MK_TOOL_CALL]) {
+        /* tool-call deltas: the call's id and name, then its arguments in pieces */
+        static const char *const piece[] = { "", "{\\\"city\\\":", "\\\"Paris\\\"}" };
+        if (c->sent == 0)
+            evbuffer_add_printf(out, "\"choices\":[{\"index\":0,\"delta\":{\"role\":"
+                                "\"assistant\",\"content\":null,\"tool_calls\":[{\"index\":0,"
+                                "\"id\":\"call_mock_%lu\",\"type\":\"function\",\"function\":"
+                                "{\"name\":\"get_weather\",\"arguments\":\"\"}}]},"
+                                "\"finish_reason\":null}]}", c->id);
+        else
+            evbuffer_add_printf(out, "\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":"
+                                "[{\"index\":0,\"function\":{\"arguments\":\"%s\"}}]},"
+                                "\"finish_reason\":null}]}", piece[c->sent < 3 ? c->sent : 0]);
+    } else if (c->ep == EP_CHAT)
         evbuffer_add_printf(out, "\"choices\":[{\"index\":0,\"delta\":{%s\"content\":"
                             "\"tok%ld \"},\"finish_reason\":null}]}",
                             c->sent == 0 ? "\"role\":\"assistant\"," : "", c->sent);
@@ -55,10 +72,15 @@ static void send_final(struct mock_call *c)
         mock_responses_completed(c);
         return;
     }
+    if (c->ep == EP_MESSAGES) {         /* message_delta and message_stop end it */
+        mock_anth_stream_close(c);
+        return;
+    }
     event_head(c, out);
     if (c->ep == EP_CHAT)
         evbuffer_add_printf(out, "\"choices\":[{\"index\":0,\"delta\":{},"
-                            "\"finish_reason\":\"stop\"}]}");
+                            "\"finish_reason\":\"%s\"}]}",
+                            c->k.v[MK_TOOL_CALL] ? "tool_calls" : "stop");
     else
         evbuffer_add_printf(out, "\"choices\":[{\"index\":0,\"text\":\"\","
                             "\"finish_reason\":\"stop\",\"logprobs\":null}]}");
@@ -145,8 +167,10 @@ void mock_stream_start(struct mock_call *c)
     c->phase = PH_STREAM;
     if (c->ep == EP_RESPONSES)
         mock_responses_created(c);
+    if (c->ep == EP_MESSAGES)
+        mock_anth_stream_open(c);
     /* As a model does: response.created at once, output after a while. */
-    if (c->ep == EP_RESPONSES && c->k.v[MK_CHUNK_DELAY_MS] > 0) {
+    if ((c->ep == EP_RESPONSES || c->ep == EP_MESSAGES) && c->k.v[MK_CHUNK_DELAY_MS] > 0) {
         mock_call_arm(c, c->k.v[MK_CHUNK_DELAY_MS]);
         return;
     }

@@ -36,11 +36,34 @@ static void test_providers(void)
     llmr_conf_free(c);
 }
 
+/* anthropic/<model>: Anthropic's Messages API, its own default api_base. */
+static void test_anthropic_provider(void)
+{
+    llmr_conf *c = LOAD_OK(
+        "model_list = (\n"
+        " { model_name = \"c\"; litellm_params = { model = \"anthropic/claude-sonnet-4-5\"; }; },\n"
+        " { model_name = \"c\"; litellm_params = { model = \"anthropic/claude-x\";\n"
+        "     api_base = \"http://127.0.0.1:9000/\"; api_key = \"k\"; }; }\n"
+        ");\n");
+
+    if (c == NULL)
+        return;
+    T_EQ_INT(c->deployments[0].provider, LLMR_PROVIDER_ANTHROPIC);
+    T_EQ_STR(c->deployments[0].upstream_model, "claude-sonnet-4-5");
+    T_EQ_STR(c->deployments[0].api_base, "https://api.anthropic.com");
+    T_EQ_STR(c->deployments[1].api_base, "http://127.0.0.1:9000");
+    llmr_conf_free(c);
+    EXPECT_ERR("model_list = ( { model_name = \"g\";\n litellm_params = {\n  model = "
+               "\"anthropic/\"; }; } );\n", 3, "model_list[0].litellm_params.model",
+               "needs a model after \"anthropic/\"");
+}
+
 static void test_provider_errors(void)
 {
 #define MODEL(m) "model_list = ( { model_name = \"g\";\n litellm_params = {\n  model = " m "; }; } );\n"
     EXPECT_ERR(MODEL("\"bedrock/anthropic.claude\""), 3, "model_list[0].litellm_params.model",
                "unsupported provider \"bedrock\" (allowed: azure/<deployment>, openai/<model>, "
+               "anthropic/<model>, "
                "or a bare OpenAI model name)");
     EXPECT_ERR(MODEL("\"text-completion-openai/x\""), 3, "model_list[0].litellm_params.model",
                "unsupported provider \"text-completion-openai\"");
@@ -548,6 +571,7 @@ int main(void)
     T_RUN(test_providers);
     T_RUN(test_health_checks);
     T_RUN(test_provider_errors);
+    T_RUN(test_anthropic_provider);
     T_RUN(test_api_base_version);
     T_RUN(test_ssl_verify);
     T_RUN(test_router_tls_defaults);
