@@ -48,6 +48,7 @@ typedef struct llmr_deployment {
     int line;                   /* line of the model_list entry, for messages */
     int group;                  /* index into llmr_conf.groups */
     int slot;                   /* shm slot, set by the master; -1 before */
+    double stream_timeout;      /* seconds to a stream's first byte; 0 = router's */
 } llmr_deployment;
 
 /* The request the health prober sends a deployment (model_info.health_check,

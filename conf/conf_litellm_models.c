@@ -47,7 +47,7 @@ static const char *const need_base[] = { "custom_openai", "openai_like", "hosted
 
 static const char *const params_same[] = {
     "api_key", "api_base", "api_version", "rpm", "tpm", "timeout", "max_parallel_requests",
-    "order", "weight", "ssl_verify", "http2", NULL
+    "order", "weight", "ssl_verify", "http2", "stream_timeout", NULL
 };
 /* Cost bookkeeping and LiteLLM's own request handling. */
 static const char *const params_ignored[] = {
@@ -177,9 +177,6 @@ static int map_param(lt *m, config_setting_t *lp, const conf_ynode *k, const con
         return lt_put(m, lp, k->str, v, key);
     if (lt_in(k->str, params_ignored))
         return lt_warn(m, k, key, "ignored: LiteLLM's cost tracking or request handling");
-    if (strcmp(k->str, "stream_timeout") == 0)
-        return conf_yfail(m->cx, k->line, key, "not supported per deployment: set "
-                          "router_settings.stream_timeout");
     lt_join(allow, sizeof(allow), params_same);
     return conf_yfail(m->cx, k->line, key, "not supported: llmroute sends the client's "
                       "request as it is and cannot honour it (supported: model, "

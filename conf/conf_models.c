@@ -30,7 +30,7 @@ static const char *const entry_keys[] = {
 };
 static const char *const params_keys[] = {
     "model", "api_key", "api_base", "api_version", "rpm", "tpm", "weight",
-    "order", "max_parallel_requests", "timeout", "ssl_verify", "http2", NULL
+    "order", "max_parallel_requests", "timeout", "ssl_verify", "http2", "stream_timeout", NULL
 };
 static const char *const info_keys[] = { "id", "max_input_tokens", "supports_responses",
                                          "mode", "health_check", NULL };
@@ -386,6 +386,8 @@ static int parse_params(conf_cx *cx, const config_setting_t *entry,
         || conf_opt_int(cx, lp, p, "max_parallel_requests",
                         &d->max_parallel_requests, 1, INT_MAX) != 0
         || conf_opt_num(cx, lp, p, "timeout", &d->timeout, 0, 1,
+                        CONF_MAX_SECONDS) != 0
+        || conf_opt_num(cx, lp, p, "stream_timeout", &d->stream_timeout, 0, 1,
                         CONF_MAX_SECONDS) != 0
         || conf_parse_ssl_verify(cx, lp, p, &d->ssl_verify, &d->ca_file, &own_verify) != 0
         || conf_opt_bool(cx, lp, p, "http2", &d->http2, &own_http2) != 0)

@@ -232,9 +232,14 @@ static void after_failure(llmr_request *r, enum llmr_err err, int64_t ra)
         finish_final(r);
 }
 
+/* A deployment's own stream_timeout (litellm_params, as LiteLLM allows)
+ * wins over the router's. */
 static int64_t first_byte_budget_us(const llmr_request *r)
 {
-    double t = r->w->conf->stream_timeout;
+    double t = llmr_attempt_dep(r)->stream_timeout;
+
+    if (t <= 0)
+        t = r->w->conf->stream_timeout;
 
     return r->stream && t > 0 ? (int64_t)(t * 1e6) : 0;
 }

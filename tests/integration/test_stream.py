@@ -357,6 +357,24 @@ def test_stream_timeout_first_byte():
     assert row["FAILED"] == 1 and row["INFLIGHT"] == 0, row
 
 
+def test_deployment_stream_timeout_wins_over_the_routers():
+    """litellm_params.stream_timeout (LiteLLM allows it per deployment; the
+    YAML mapping refused it before) bounds the first byte of that deployment
+    only: a router stream_timeout of 30 s does not apply to it."""
+    m = Mock("a")
+    d = Daemon([deployment("g", m, dep_id="a", params="stream_timeout = 0.5;")], workers=2,
+               router="stream_timeout = 30.0; num_retries = 0; cooldown_time = 0.0;")
+    t0 = time.monotonic()
+    s = Stream(d.port, stream_body(chunks=3, latency_ms=3000))
+    status, headers = s.head()
+    raw = s.plain_body()
+    took = time.monotonic() - t0
+    s.close()
+    assert status == 504, (status, headers, raw)
+    assert 0.45 <= took <= 0.5 + harness.slack(1.0, cap=2.0), "504 after %.3fs" % took
+    assert json.loads(raw)["error"]["code"] == "timeout", raw
+
+
 def test_stream_usage_accounting():
     mu, me = Mock("u"), Mock("e")
     d = Daemon([deployment("gu", mu, dep_id="u"), deployment("ge", me, dep_id="e")],

@@ -255,7 +255,7 @@ static void test_unknown_keys(void)
                "  api_bse = \"http://x\";\n }; } );\n", 4,
                "model_list[0].litellm_params.api_bse",
                "(allowed: model, api_key, api_base, api_version, rpm, tpm, weight, order, "
-               "max_parallel_requests, timeout, ssl_verify, http2)");
+               "max_parallel_requests, timeout, ssl_verify, http2, stream_timeout)");
     EXPECT_ERR("model_list = ( { model_name = \"g\";\n litellm_params = { model = \"m\"; };\n"
                " model_info = { base_model = \"chat\"; }; } );\n", 3,
                "model_list[0].model_info.base_model",

@@ -229,8 +229,8 @@ static void test_refused(void)
                3, "model_list[0].litellm_params.model", "hosted_vllm/ needs api_base");
     EXPECT_ERR(Y_ML "      temperature: 0.2\n", 5, "model_list[0].litellm_params.temperature",
                "not supported");
-    EXPECT_ERR(Y_ML "      stream_timeout: 2\n", 5,
-               "model_list[0].litellm_params.stream_timeout", "router_settings.stream_timeout");
+    EXPECT_ERR(Y_ML "      stream_timeout: -2\n", 5,
+               "model_list[0].litellm_params.stream_timeout", "must be a number > 0");
     EXPECT_ERR(Y_ML "router_settings:\n  routing_strategy: cost-based-routing\n", 6,
                "router_settings.routing_strategy", "unsupported strategy");
     EXPECT_ERR(Y_ML "router_settings:\n  retry_policy: {}\n", 6,
