@@ -20,6 +20,8 @@ import tempfile
 import time
 import urllib.request
 
+import bench_https
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BODY = json.dumps({"model": "bench", "messages": [
     {"role": "system", "content": "You are a helpful assistant."},
@@ -45,9 +47,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def http_ok(port, path):
+def http_ok(port, path, cafile=None):
+    import ssl
+    ctx = ssl.create_default_context(cafile=cafile) if cafile else None
     try:
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=1) as r:
+        with urllib.request.urlopen("%s://127.0.0.1:%d%s" % ("https" if cafile else "http", port,
+                                                             path), timeout=1,
+                                    context=ctx) as r:
             return r.status == 200
     except Exception:
         return False
@@ -56,13 +62,14 @@ def http_ok(port, path):
 class Server:
     """A process tree whose CPU time and memory we measure."""
 
-    def __init__(self, name, argv, port, ready_path, tmp):
+    def __init__(self, name, argv, port, ready_path, tmp, tls_ready=None):
         self.name, self.port = name, port
         self.log = open(os.path.join(tmp, name + ".log"), "wb")
         self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log, cwd=ROOT)
         if port == 0:                      # the mock prints its port
             self.port = int(self.p.stdout.readline().decode().split("=")[1])
-        wait_for(lambda: http_ok(self.port, ready_path), 15, name + " ready")
+        wait_for(lambda: http_ok(self.port, ready_path or "/v1/models", tls_ready), 15,
+                 name + " ready")
 
     def pids(self):
         out = subprocess.run(["pgrep", "-P", str(self.p.pid)], capture_output=True, text=True)
@@ -178,12 +185,12 @@ http {
     return path
 
 
-def llmroute_conf(tmp, name, port, upstream, workers, server=""):
+def llmroute_conf(tmp, name, port, upstream, workers, server="", scheme="http", params=""):
     path = os.path.join(tmp, name + ".conf")
     deps = ",\n".join(
         '{ model_name = "bench"; litellm_params = { model = "openai/gpt-3.5-turbo"; '
-        'api_base = "http://127.0.0.1:%d/v1"; api_key = "sk-bench"; }; '
-        'model_info = { id = "mock-%s"; }; }' % (upstream, c) for c in "ab")
+        'api_base = "%s://127.0.0.1:%d/v1"; api_key = "sk-bench"; %s }; '
+        'model_info = { id = "mock-%s"; }; }' % (scheme, upstream, params, c) for c in "ab")
     with open(path, "w") as f:
         f.write("""server: { listen = "127.0.0.1:%d"; workers = %d;
   pid_file = "%s/%s.pid"; shm_name = "/llmr-bench-%d-%s"; %s };
@@ -192,9 +199,9 @@ model_list = ( %s );
     return path
 
 
-def start_llmroute(args, tmp, name, upstream, workers, server=""):
+def start_llmroute(args, tmp, name, upstream, workers, server="", scheme="http", params=""):
     port = free_port()
-    conf = llmroute_conf(tmp, name, port, upstream, workers, server)
+    conf = llmroute_conf(tmp, name, port, upstream, workers, server, scheme, params)
     return Server(name, [os.path.join(args.build, "llmroute"), "-c", conf], port,
                   "/health/readiness", tmp)
 
@@ -307,6 +314,10 @@ def main():
     ap.add_argument("--rate-duration", type=int, default=5)
     ap.add_argument("--streams", type=int, nargs="*", default=[1000, 2500, 5000, 10000])
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results.json"))
+    ap.add_argument("--only", choices=["plain", "https"],
+                    help="run only the plain-HTTP scenarios or only the HTTPS upstream one")
+    ap.add_argument("--workers", type=int, nargs="*", default=[1, 2],
+                    help="worker counts of the HTTPS scenario")
     args = ap.parse_args()
     args.build = os.path.abspath(args.build)
     # Thousands of streams need thousands of sockets in every process.
@@ -329,6 +340,10 @@ def main():
     res["routing"] = json.loads(subprocess.run([os.path.join(args.build, "llmroute-route")],
                                                capture_output=True, text=True,
                                                check=True).stdout)["ns_per_decision"]
+    if args.only == "https":
+        res["https"] = bench_https.run(sys.modules[__name__], args, tmp, lua, args.workers)
+        bench_https.report(res["https"], args.workers)
+        return finish(args, res, tmp)
     try:
         mock = Server("mock", [os.path.join(args.build, "llmroute-mock"), "-p", "0"], 0,
                       "/v1/models", tmp)
@@ -361,7 +376,15 @@ def main():
     finally:
         for s in servers:
             s.stop()
+    if args.only is None:
+        res["https"] = bench_https.run(sys.modules[__name__], args, tmp, lua, args.workers)
     report(res)
+    if "https" in res:
+        bench_https.report(res["https"], args.workers)
+    return finish(args, res, tmp)
+
+
+def finish(args, res, tmp):
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(res, f, indent=2)
