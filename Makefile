@@ -138,10 +138,13 @@ run:
 	@$(MAKE) --no-print-directory all
 	@exec env BUILD=$(BUILD) scripts/run.sh
 
+# `make bench BENCH_ARGS="--cores"` pins the proxy, the load and the upstream to
+# cores of their own (machines with more than 2 cores); "--only https" runs only
+# the HTTPS upstream scenario, "--only plain" all but it.
 bench:
 	@scripts/install-deps.sh bench
 	@$(MAKE) --no-print-directory all
-	@BUILD=$(BUILD) scripts/bench.sh
+	@BUILD=$(BUILD) scripts/bench.sh $(BENCH_ARGS)
 
 # libFuzzer targets (clang), each run for FUZZ_SECONDS; not part of `test`.
 # Seeds: request bodies and answers in tests/fuzz/seeds-json, the example

@@ -20,10 +20,38 @@ import tempfile
 import time
 import urllib.request
 
+import bench_https
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BODY = json.dumps({"model": "bench", "messages": [
     {"role": "system", "content": "You are a helpful assistant."},
     {"role": "user", "content": "Say hello in one short sentence, please."}]})
+
+
+# "cores" mode (--cores, machines with more than 2 cores): the proxy, the
+# load tool and the upstream each pinned to cores of their own, as
+# ../shared/device/run.sh does, so that a proxy's N workers get N cores.
+CORES = {}
+
+
+def plan_cores(n):
+    """A quarter of the cores (at least 1) for the load, a quarter for the
+    upstream, the rest for the proxy, which gets its first W for W workers."""
+    load = max(1, n // 4)
+    up = max(1, n // 4)
+    proxy = n - load - up
+    return {"proxy": list(range(proxy)), "load": list(range(proxy, proxy + load)),
+            "upstream": list(range(proxy + load, n))}
+
+
+def pinned(role, argv, workers=None):
+    """argv under taskset when in cores mode."""
+    cores = CORES.get(role)
+    if not cores:
+        return argv
+    if workers is not None:
+        cores = cores[:max(1, min(workers, len(cores)))]
+    return ["taskset", "-c", ",".join(map(str, cores))] + argv
 
 
 def wait_for(cond, timeout=10.0, what="condition"):
@@ -45,9 +73,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def http_ok(port, path):
+def http_ok(port, path, cafile=None):
+    import ssl
+    ctx = ssl.create_default_context(cafile=cafile) if cafile else None
     try:
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=1) as r:
+        with urllib.request.urlopen("%s://127.0.0.1:%d%s" % ("https" if cafile else "http", port,
+                                                             path), timeout=1,
+                                    context=ctx) as r:
             return r.status == 200
     except Exception:
         return False
@@ -56,13 +88,18 @@ def http_ok(port, path):
 class Server:
     """A process tree whose CPU time and memory we measure."""
 
-    def __init__(self, name, argv, port, ready_path, tmp):
+    def __init__(self, name, argv, port, ready_path, tmp, tls_ready=None, role=None,
+                 workers=None):
         self.name, self.port = name, port
         self.log = open(os.path.join(tmp, name + ".log"), "wb")
+        if role is None:
+            role = "upstream" if name.startswith(("mock", "tls-up")) else "proxy"
+        argv = pinned(role, argv, workers if role == "proxy" else None)
         self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log, cwd=ROOT)
         if port == 0:                      # the mock prints its port
             self.port = int(self.p.stdout.readline().decode().split("=")[1])
-        wait_for(lambda: http_ok(self.port, ready_path), 15, name + " ready")
+        wait_for(lambda: http_ok(self.port, ready_path or "/v1/models", tls_ready), 15,
+                 name + " ready")
 
     def pids(self):
         out = subprocess.run(["pgrep", "-P", str(self.p.pid)], capture_output=True, text=True)
@@ -122,13 +159,14 @@ def run_wrk(port, path, args, lua):
     cmd = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d",
            "%ds" % args.duration, "--latency", "-s", lua,
            "http://127.0.0.1:%d%s" % (port, path)]
-    return parse_wrk(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+    return parse_wrk(subprocess.run(pinned("load", cmd), capture_output=True, text=True, check=True).stdout)
 
 
 def run_lat(args, tmp, port_a, port_b, path, body="body.json", stream=False):
-    r = subprocess.run([os.path.join(args.build, "llmroute-lat"), "-n", str(args.lat_requests),
-                        "-r", "20", "-b", os.path.join(tmp, body), str(port_a),
-                        str(port_b), path] + (["-s"] if stream else []),
+    r = subprocess.run(pinned("load", [os.path.join(args.build, "llmroute-lat"), "-n",
+                                       str(args.lat_requests), "-r", "20", "-b",
+                                       os.path.join(tmp, body), str(port_a), str(port_b),
+                                       path] + (["-s"] if stream else [])),
                        capture_output=True, text=True)
     if r.returncode != 0:
         logs = "".join("\n--- %s\n%s" % (f, open(os.path.join(tmp, f), errors="replace").read()[-1500:])
@@ -139,8 +177,8 @@ def run_lat(args, tmp, port_a, port_b, path, body="body.json", stream=False):
 
 def measure(server, port, path, args, lua):
     """wrk against port; CPU and RSS of `server` (None for direct)."""
-    subprocess.run(["wrk", "-t1", "-c8", "-d1s", "-s", lua,
-                    "http://127.0.0.1:%d%s" % (port, path)], capture_output=True)
+    subprocess.run(pinned("load", ["wrk", "-t1", "-c8", "-d1s", "-s", lua,
+                                   "http://127.0.0.1:%d%s" % (port, path)]), capture_output=True)
     cpu0 = server.cpu_ns() if server else 0
     r = run_wrk(port, path, args, lua)
     if server:
@@ -178,12 +216,12 @@ http {
     return path
 
 
-def llmroute_conf(tmp, name, port, upstream, workers, server=""):
+def llmroute_conf(tmp, name, port, upstream, workers, server="", scheme="http", params=""):
     path = os.path.join(tmp, name + ".conf")
     deps = ",\n".join(
         '{ model_name = "bench"; litellm_params = { model = "openai/gpt-3.5-turbo"; '
-        'api_base = "http://127.0.0.1:%d/v1"; api_key = "sk-bench"; }; '
-        'model_info = { id = "mock-%s"; }; }' % (upstream, c) for c in "ab")
+        'api_base = "%s://127.0.0.1:%d/v1"; api_key = "sk-bench"; %s }; '
+        'model_info = { id = "mock-%s"; }; }' % (scheme, upstream, params, c) for c in "ab")
     with open(path, "w") as f:
         f.write("""server: { listen = "127.0.0.1:%d"; workers = %d;
   pid_file = "%s/%s.pid"; shm_name = "/llmr-bench-%d-%s"; %s };
@@ -192,11 +230,11 @@ model_list = ( %s );
     return path
 
 
-def start_llmroute(args, tmp, name, upstream, workers, server=""):
+def start_llmroute(args, tmp, name, upstream, workers, server="", scheme="http", params=""):
     port = free_port()
-    conf = llmroute_conf(tmp, name, port, upstream, workers, server)
+    conf = llmroute_conf(tmp, name, port, upstream, workers, server, scheme, params)
     return Server(name, [os.path.join(args.build, "llmroute"), "-c", conf], port,
-                  "/health/readiness", tmp)
+                  "/health/readiness", tmp, workers=workers)
 
 
 def rate_steps(args, tmp, mock_port, port, name):
@@ -212,7 +250,7 @@ def rate_steps(args, tmp, mock_port, port, name):
                    "-D", str(args.rate_duration), "--warm-up-time", "1", "-d", body,
                    "-H", "Content-Type: application/json", "--log-file", log,
                    "http://127.0.0.1:%d/v1/chat/completions" % port]
-            out = subprocess.run(cmd, capture_output=True, text=True).stdout
+            out = subprocess.run(pinned("load", cmd), capture_output=True, text=True).stdout
             lats, errors = [], 0
             with open(log) as f:
                 for line in f:
@@ -263,9 +301,11 @@ def stream_scenario(args, tmp, mock_port):
            "direct_steps": [], "direct_max_streams": 0}
 
     def streams(port, n):
-        r = subprocess.run([os.path.join(args.build, "llmroute-streams"), "-n", str(n),
-                            "-e", "66", "-g", "1000", "-b", os.path.join(tmp, "stream64.json"),
-                            str(port), "/v1/chat/completions"], capture_output=True, text=True)
+        r = subprocess.run(pinned("load", [os.path.join(args.build, "llmroute-streams"), "-n",
+                                           str(n), "-e", "66", "-g", "1000", "-b",
+                                           os.path.join(tmp, "stream64.json"), str(port),
+                                           "/v1/chat/completions"]),
+                           capture_output=True, text=True)
         return json.loads(r.stdout) if r.stdout.strip() else {"streams": n, "error": r.stderr}
     try:
         for n in args.streams:
@@ -299,16 +339,35 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
     ap.add_argument("--duration", type=int, default=8)
-    ap.add_argument("--connections", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--connections", type=int, help="wrk's (default 64; 256 with --cores)")
+    ap.add_argument("--threads", type=int, help="wrk's (default 1; the load cores with --cores)")
     ap.add_argument("--lat-requests", type=int, default=10000)
     ap.add_argument("--rates", type=int, nargs="*",
                     default=[250, 500, 1000, 2000, 3000, 4000, 6000, 8000])
     ap.add_argument("--rate-duration", type=int, default=5)
     ap.add_argument("--streams", type=int, nargs="*", default=[1000, 2500, 5000, 10000])
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results.json"))
+    ap.add_argument("--only", choices=["plain", "https"],
+                    help="run only the plain-HTTP scenarios or only the HTTPS upstream one")
+    ap.add_argument("--workers", type=int, nargs="*",
+                    help="worker counts of the proxies (default 1 2; 1 2 4 with --cores)")
+    ap.add_argument("--cores", action="store_true",
+                    help="pin the proxy, the load and the upstream to separate cores "
+                         "(machines with more than 2 cores)")
     args = ap.parse_args()
     args.build = os.path.abspath(args.build)
+    if args.cores:
+        if (os.cpu_count() or 1) < 4 or shutil.which("taskset") is None:
+            ap.error("--cores needs taskset and at least 4 cores (this machine has %d)"
+                     % (os.cpu_count() or 1))
+        CORES.update(plan_cores(os.cpu_count()))
+    if args.connections is None:
+        args.connections = 256 if args.cores else 64
+    if args.threads is None:
+        args.threads = len(CORES["load"]) if args.cores else 1
+    if args.workers is None:
+        args.workers = [w for w in ([1, 2, 4] if args.cores else [1, 2])
+                        if not args.cores or w <= len(CORES["proxy"])]
     # Thousands of streams need thousands of sockets in every process.
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     try:
@@ -323,12 +382,17 @@ def main():
     with open(os.path.join(tmp, "body.json"), "w") as f:
         f.write(BODY)
     res = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(),
+           "cores": CORES or None, "workers": args.workers,
            "duration_s": args.duration, "connections": args.connections}
     path = "/v1/chat/completions"
     servers = []
     res["routing"] = json.loads(subprocess.run([os.path.join(args.build, "llmroute-route")],
                                                capture_output=True, text=True,
                                                check=True).stdout)["ns_per_decision"]
+    if args.only == "https":
+        res["https"] = bench_https.run(sys.modules[__name__], args, tmp, lua, args.workers)
+        bench_https.report(res["https"], args.workers)
+        return finish(args, res, tmp)
     try:
         mock = Server("mock", [os.path.join(args.build, "llmroute-mock"), "-p", "0"], 0,
                       "/v1/models", tmp)
@@ -336,11 +400,11 @@ def main():
         print("zero-latency mock on :%d; %d connections, %d s per run" %
               (mock.port, args.connections, args.duration), flush=True)
         res["direct"] = measure(None, mock.port, path, args, lua)
-        for workers in (1, 2):
+        for workers in args.workers:
             port = free_port()
             ng = Server("nginx-%dw" % workers,
                         ["nginx", "-c", nginx_conf(tmp, port, mock.port, workers)], port,
-                        "/v1/models", tmp)
+                        "/v1/models", tmp, workers=workers)
             res["nginx_%dw" % workers] = measure(ng, port, path, args, lua)
             ng.stop()
             lr = start_llmroute(args, tmp, "llmroute-%dw" % workers, mock.port, workers)
@@ -361,7 +425,15 @@ def main():
     finally:
         for s in servers:
             s.stop()
+    if args.only is None:
+        res["https"] = bench_https.run(sys.modules[__name__], args, tmp, lua, args.workers)
     report(res)
+    if "https" in res:
+        bench_https.report(res["https"], args.workers)
+    return finish(args, res, tmp)
+
+
+def finish(args, res, tmp):
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(res, f, indent=2)
@@ -375,13 +447,16 @@ def report(res):
         "scenario", "req/s", "vs direct", "p50 us", "p99 us", "cpu us/r", "errors",
         "peak RSS MiB (master/workers)"))
     print(fmt_row("direct", d, d))
-    for k in ("nginx_1w", "llmroute_1w", "nginx_2w", "llmroute_2w"):
-        print(fmt_row(k.replace("_", " "), res[k], d))
-    for w in ("1w", "2w"):
+    ws = ["%dw" % n for n in res.get("workers", [1, 2])]
+    for w in ws:
+        for k in ("nginx_" + w, "llmroute_" + w):
+            print(fmt_row(k.replace("_", " "), res[k], d))
+    for w in ws:
         ratio = res["llmroute_" + w]["cpu_us_per_req"] / res["nginx_" + w]["cpu_us_per_req"]
         res["cpu_ratio_vs_nginx_" + w] = round(ratio, 2)
-        print("llmroute %s: CPU per request %.2fx nginx's; throughput %.2fx direct" % (
-            w, ratio, res["llmroute_" + w]["rps"] / d["rps"]))
+        print("llmroute %s: CPU per request %.2fx nginx's; throughput %.2fx direct, %.2fx "
+              "nginx's" % (w, ratio, res["llmroute_" + w]["rps"] / d["rps"],
+                           res["llmroute_" + w]["rps"] / res["nginx_" + w]["rps"]))
     a, n = res["added_latency"], res["nginx_added_latency"]
     print("added latency at concurrency 1 over %d requests: llmroute p50 %+.1f us, p99 %+.1f us"
           " (nginx p50 %+.1f us, p99 %+.1f us)" % (a["requests"], a["added_p50_us"],

@@ -6,7 +6,7 @@
 #          groff and man (test_install.py renders the man page), prometheus (test_metrics.py),
 #          chromium (test_ui.py), node and npm, then the client SDKs of test_clients.py
 #          (scripts/install-clients.sh)
-#   bench  run + the load tools of `make bench`: wrk, h2load, nginx
+#   bench  run + the load tools of `make bench`: wrk, h2load, nginx, openssl, ss
 #   fuzz   run + clang and its libFuzzer runtime (`make fuzz`)
 #   all    everything above, and valgrind
 # The default is run; --list prints the packages instead of installing.  Idempotent: packages already present are skipped, and
@@ -20,6 +20,7 @@ groff-base man-db"
 TEST="$TEST prometheus"   # promtool and a real scrape (test_metrics.py)
 TEST="$TEST redis-server"  # a real Redis (common/redis.c, the Redis cache, multi-host sync)
 BENCH="wrk nghttp2-client nginx procps"
+BENCH="$BENCH openssl iproute2"  # the HTTPS scenario: a test CA (openssl), upstream connections (ss)
 FUZZ="clang libclang-rt-14-dev"
 DEV="valgrind"
 
