@@ -82,4 +82,8 @@ int conf_parse_group_names(conf_cx *cx, const config_setting_t *s,
 int conf_parse_aliases(conf_cx *cx, const config_setting_t *rs);
 void conf_free_aliases(llmr_conf *c);
 
+/* conf_sync.c: router_settings.redis_* (multi-host sync). */
+int conf_parse_sync(conf_cx *cx, const config_setting_t *rs);
+int conf_sync_defaults(llmr_conf *c);
+
 #endif
