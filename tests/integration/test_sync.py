@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 
 from harness import Daemon, Mock, Proc, TestFailure, cli, chat, deployment, free_port
 from harness import minute_room, wait_for, SLOW, timeout
@@ -117,7 +118,7 @@ def test_sync_rpm_60_exact_over_three_hosts():
     on Redis)."""
     redis, mock = Redis(), Mock()
     ds = hosts(redis, [deployment("g", mock, dep_id="d1", params="rpm = 60;")])
-    minute_room(40 * SLOW if SLOW > 1 else 30)
+    minute_room(50 if SLOW > 1 else 30)
     wait_for(lambda: sum(claims(ds, "d1")) == 60 and min(claims(ds, "d1")) >= 17, 10,
              "the hosts to hold about their share, 20, of this minute's 60")
     before = mock.stats()["requests"]
@@ -168,7 +169,7 @@ def test_sync_redis_killed_and_restarted():
     this minute are in Redis once more."""
     redis, mock = Redis(), Mock()
     ds = hosts(redis, [deployment("g", mock, dep_id="d1", params="rpm = 3000;")])
-    minute_room(40 * SLOW if SLOW > 1 else 30)
+    minute_room(50 if SLOW > 1 else 30)
     stop, results = threading.Event(), []
 
     def traffic():
@@ -217,7 +218,7 @@ def test_sync_process_sigkilled_is_respawned():
     the segment holds stay, traffic goes on, and sync resumes."""
     redis, mock = Redis(), Mock()
     ds = hosts(redis, [deployment("g", mock, dep_id="d1", params="rpm = 600;")])
-    minute_room(20 * SLOW)
+    minute_room(50 if SLOW > 1 else 20)
     wait_for(lambda: sum(claims(ds, "d1")) == 600, 10, "shares granted")
     st = status(ds[0])
     pid, before = st["sync"]["pid"], dep_of(st, "d1")["sync"]["rpm_granted"]
@@ -243,3 +244,37 @@ def test_sync_off_without_redis_settings():
     assert st["sync"]["state"] == "off" and st["sync"]["pid"] == 0, st["sync"]
     assert [chat(d.port, model="g").status for _ in range(3)] == [200, 200, 429]
     d.stop()
+
+
+@timeout(180)
+def test_sync_stop_hands_back_and_shares_parallel():
+    """max_parallel_requests = 9 over 3 hosts: 3 each.  A host stopped
+    gracefully hands its unused grant back to Redis, and once its
+    heartbeat is gone the two left take their new share, 30 of 60.
+    `llmroute status` shows the sync state, the hosts and the leases."""
+    import socket
+    redis, mock = Redis(), Mock()
+    ds = hosts(redis, [deployment("g", mock, dep_id="d1",
+                                  params="rpm = 60; max_parallel_requests = 9;")])
+    minute_room(50 if SLOW > 1 else 30)
+    wait_for(lambda: sum(claims(ds, "d1")) == 60, 10, "the minute's 60 claimed")
+    for d in ds:
+        assert dep_of(status(d), "d1")["sync"]["parallel_granted"] == 3
+    text = ds[0].status().stdout
+    assert "sync: shared, 3 host(s) seen" in text, text
+    assert any(line.split()[:1] == ["d1"] and len(line.split()) == 6
+               for line in text.splitlines() if "LEASES" not in line), text
+    minute = int(status(ds[0])["now_ms"] // 60000)
+    key = "t%d:rpm:d1:%d" % (redis.port, minute)
+    gone = "%s:%s" % (socket.gethostname(), ds[2].shm_name)
+    assert int(redis.cmd("HGET", key, gone)) > 0
+    ds[2].stop()
+    assert redis.cmd("HGET", key, gone) == "0", "the stopped host kept its claim"
+    if int(time.time() // 60) == minute:
+        wait_for(lambda: claims(ds[:2], "d1") == [30, 30], 15,
+                 "the two hosts left to hold 30 each")
+    for d in ds[:2]:
+        wait_for(lambda: dep_of(status(d), "d1")["sync"]["parallel_granted"] == 4, 15,
+                 "the parallel share of 2 hosts")
+        d.stop()
+    redis.stop()
