@@ -46,8 +46,9 @@ long llmr_lease_share(long limit, int hosts);
 int llmr_lease_plan(const llmr_lease_view *v, llmr_lease_ask *ask);
 /* What the lease script computes in Redis, for the unit tests and the
  * README: the new claim of a host whose claim Redis counted as `cur` in a
- * minute where all hosts together claimed `total` (cur included). */
-long llmr_lease_grant(long limit, long total, long cur, long floor, long want);
+ * minute where all hosts together claimed `total` (cur included).  Only a
+ * hand-back lowers a claim below cur. */
+long llmr_lease_grant(long limit, long total, long cur, long floor, long want, int hand_back);
 /* The grant word to store after the script answered `claim`. */
 uint32_t llmr_lease_grant_of(long claim, uint32_t back);
 /* Redis down: the grant this host spends meanwhile, share of the hosts

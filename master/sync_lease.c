@@ -70,10 +70,12 @@ int llmr_lease_plan(const llmr_lease_view *v, llmr_lease_ask *ask)
     return 0;
 }
 
-long llmr_lease_grant(long limit, long total, long cur, long floor, long want)
+long llmr_lease_grant(long limit, long total, long cur, long floor, long want, int hand_back)
 {
     long others = total - cur, room;
 
+    if (!hand_back && cur > floor)
+        floor = cur;
     if (want < floor)
         want = floor;
     room = limit - others - floor;

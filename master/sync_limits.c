@@ -18,13 +18,17 @@
 #define LEASE_TTL_MS 120000     /* a minute's hash outlives the minute */
 #define TOPUP_TICKS 5           /* a host below its share asks this often */
 
-/* KEYS[1] the minute's hash; ARGV host, limit, floor, want, ttl.  The same
- * sum as llmr_lease_grant(). */
+/* KEYS[1] the minute's hash; ARGV host, limit, floor, want, ttl, and 1
+ * for a hand-back (only a hand-back lowers a claim: an answer lost to a
+ * timeout, or two sync processes overlapping at a reload, then never make
+ * Redis count less than the host may spend).  The same sum as
+ * llmr_lease_grant(). */
 static const char LEASE_LUA[] =
     "local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')\n"
     "local total = 0\n"
     "for _, v in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(v) end\n"
     "local limit, floor, want = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "if ARGV[6] ~= '1' and cur > floor then floor = cur end\n"
     "if want < floor then want = floor end\n"
     "local room = limit - (total - cur) - floor\n"
     "local add = want - floor\n"
@@ -160,8 +164,9 @@ static void lease_one(sync_cx *cx, int dep, int kind, uint32_t minute)
     op->dep = dep;
     op->kind = kind;
     op->minute = minute;
-    if (llmr_redis_cmd(cx->cmd, lease_reply, op, "EVAL %s 1 %s %s %s %s %s %s", LEASE_LUA,
-                       key, cx->host, limit, floor, want, ttl) < 0) {
+    if (llmr_redis_cmd(cx->cmd, lease_reply, op, "EVAL %s 1 %s %s %s %s %s %s %s", LEASE_LUA,
+                       key, cx->host, limit, floor, want, ttl,
+                       ask.give_back > 0 ? "1" : "0") < 0) {
         sync_count(cx, 0);      /* what was reserved stays out: never over */
         return;
     }

@@ -20,6 +20,7 @@ groff-base man-db"
 TEST="$TEST prometheus"   # promtool and a real scrape (test_metrics.py)
 TEST="$TEST redis-server"  # a real Redis (common/redis.c, the Redis cache, multi-host sync)
 BENCH="wrk nghttp2-client nginx procps"
+BENCH="$BENCH redis-server"  # the multi-host sync scenario (scripts/bench_sync.py)
 FUZZ="clang libclang-rt-14-dev"
 DEV="valgrind"
 
