@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
@@ -31,6 +32,25 @@ def redis_calls(port):
                                                           "mget", "hello", "client"))
     total = sum(calls.values()) - info
     return total, total - inner
+
+
+def sync_pid(args, conf_path):
+    out = subprocess.run([os.path.join(args.build, "llmroute"), "-c", conf_path, "status",
+                          "--json"], capture_output=True, text=True)
+    try:
+        return json.loads(out.stdout)["sync"]["pid"]
+    except (ValueError, KeyError):
+        return 0
+
+
+def proc_cpu_ns(pid):
+    total = 0
+    if not pid:
+        return 0
+    for task in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/schedstat" % (pid, task)) as f:
+            total += int(f.read().split()[0])
+    return total
 
 
 def conf(tmp, name, port, upstream, router):
@@ -65,10 +85,17 @@ def scenario(args, tmp, mock_port, lua):
             c = conf(tmp, "llmroute-" + name, port, mock_port, router)
             lr = bench.Server("llmroute-" + name, [os.path.join(args.build, "llmroute"), "-c", c],
                               port, "/health/readiness", tmp)
+            spid = sync_pid(args, c)
             c0, t0 = redis_calls(rport)
+            s0, w0 = proc_cpu_ns(spid), time.monotonic()
             r = bench.measure(lr, port, path, args, lua)
             c1, t1 = redis_calls(rport)
+            s1, w1 = proc_cpu_ns(spid), time.monotonic()
             lr.stop()
+            if spid:    # the sync process alone: what syncing costs the host
+                r["sync_process_cpu_us_per_req"] = round((s1 - s0) / 1e3 / max(r["requests"], 1),
+                                                         3)
+                r["sync_process_cpu_ms_per_s"] = round((s1 - s0) / 1e6 / (w1 - w0), 2)
             # measure() warms up for 1 s first: those requests are not counted
             # in r["requests"], so the figures per 1,000 overstate a little.
             n = max(r["requests"], 1)
@@ -98,7 +125,10 @@ def report(res):
                   name.replace("_", " "), r["rps"], r["cpu_us_per_req"], r["errors"],
                   r["redis_commands"], r["redis_commands_per_1000_requests"],
                   r["redis_round_trips_per_1000_requests"]))
-    print("multi-host sync: CPU per request %.3fx without" % s["cpu_ratio_sync_vs_no_sync"])
+    print("multi-host sync: CPU per request %.3fx without; the sync process itself %.3f us per "
+          "request (%.2f ms of CPU per second)" % (
+              s["cpu_ratio_sync_vs_no_sync"], s["sync"].get("sync_process_cpu_us_per_req", 0),
+              s["sync"].get("sync_process_cpu_ms_per_s", 0)))
 
 
 def main():
