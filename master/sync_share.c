@@ -83,9 +83,12 @@ static void learn(sync_cx *cx, int dep, int64_t until)
 {
     llmr_slot *s = sync_slot(cx, dep);
     int64_t now = llmr_wall_ms();
+    int64_t cap = now + (int64_t)(cx->conf->max_cooldown_time * 1000);
 
-    if (until <= now)
+    if (until <= now || cx->conf->cooldown_time <= 0)
         return;
+    if (until > cap)            /* no host's word outlasts this config's cap */
+        until = cap;
     if (llmr_cooldown_left_ms(s, now) == 0)
         atomic_fetch_add_explicit(&s->cooldowns, 1, memory_order_relaxed);
     llmr_cooldown_extend(s, until);
@@ -171,6 +174,11 @@ typedef struct figures {
     uint32_t minute;
 } figures;
 
+static int bounded(int64_t v)
+{
+    return v >= 0 && v <= UINT32_MAX;
+}
+
 static int parse_figures(const char *s, figures *f)
 {
     unsigned minute;
@@ -180,7 +188,9 @@ static int parse_figures(const char *s, figures *f)
                &f->inflight) != 7)
         return -1;
     f->minute = minute;
-    return 0;
+    /* Another host's words: bounded, so that no sum of them can overflow. */
+    return f->stamp_ms >= 0 && bounded(f->tpm) && bounded(f->rpm) && bounded(f->latency_us)
+           && bounded(f->ttft_us) && bounded(f->inflight) ? 0 : -1;
 }
 
 static void merge(sync_cx *cx, int dep, const redisReply *y)

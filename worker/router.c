@@ -185,6 +185,8 @@ static int strategy_pick(llmr_worker *w, const int *cand, int n, int stream)
         switch (w->conf->routing_strategy) {
         case LLMR_STRATEGY_LEAST_BUSY:
             m[k] = atomic_load_explicit(&s->inflight, memory_order_relaxed);
+            if (w->conf->sync)      /* plus the other hosts', as last merged */
+                m[k] += atomic_load_explicit(&s->fleet_inflight, memory_order_relaxed);
             break;
         case LLMR_STRATEGY_USAGE_BASED:
             m[k] = llmr_window_count(&s->tpm_window, minute);

@@ -132,6 +132,13 @@ def test_sync_rpm_60_exact_over_three_hosts():
     r = chat(ds[0].port, model="g")
     assert r.status == 429 and r.json()["error"]["code"] is not None, r
     assert r.headers.get("retry-after", "").isdigit(), r.headers
+
+    def fleet_sees_60(d):
+        x = dep_of(status(d), "d1")
+        return x["sync"]["fleet_rpm_others"] + x["rpm_used"] - x["sync"]["rpm_handed_back"]
+    # the merged figures: each host's own requests plus the others' = 60
+    wait_for(lambda: [fleet_sees_60(d) for d in ds] == [60, 60, 60], 5,
+             "every host to see the fleet's 60 requests this minute")
     for d in ds:
         d.stop()
     redis.stop()
@@ -156,6 +163,13 @@ def test_sync_cooldown_reaches_every_host():
         for _ in range(10):
             assert chat(d.port, model="g").status == 200
     assert bad.stats()["requests"] == seen, "a cooled deployment got requests"
+    # Whatever another host publishes, no cooldown outlasts max_cooldown_time
+    # (300 s by default), and words that are not "<deadline> <id>" are ignored.
+    ch = "t%d:cooldown" % redis.port
+    redis.cmd("PUBLISH", ch, "hello")
+    redis.cmd("PUBLISH", ch, "99999999999999999999999 good")
+    wait_for(lambda: all(0 < dep_of(status(d), "good")["cooldown_left_s"] <= 300 for d in ds),
+             2.0, "the hostile cooldown capped on every host")
     for d in ds:
         d.stop()
     redis.stop()
@@ -168,7 +182,8 @@ def test_sync_redis_killed_and_restarted():
     /metrics; Redis back on the same port: shared again, and the claims
     this minute are in Redis once more."""
     redis, mock = Redis(), Mock()
-    ds = hosts(redis, [deployment("g", mock, dep_id="d1", params="rpm = 3000;")])
+    # rpm high enough that the traffic below never reaches it, even under ASan
+    ds = hosts(redis, [deployment("g", mock, dep_id="d1", params="rpm = 60000;")])
     minute_room(50 if SLOW > 1 else 30)
     stop, results = threading.Event(), []
 
@@ -186,7 +201,7 @@ def test_sync_redis_killed_and_restarted():
         for d in ds:
             st = status(d)
             assert st["sync"]["hosts"] == 3, st["sync"]
-            assert dep_of(st, "d1")["sync"]["rpm_granted"] >= 1000, dep_of(st, "d1")
+            assert dep_of(st, "d1")["sync"]["rpm_granted"] >= 20000, dep_of(st, "d1")
             m = chat(d.port, model="g")     # still served
             assert m.status == 200, m
         from harness import request
@@ -278,3 +293,35 @@ def test_sync_stop_hands_back_and_shares_parallel():
                  "the parallel share of 2 hosts")
         d.stop()
     redis.stop()
+
+
+def test_sync_reload_replaces_the_sync_process():
+    """A reload replaces the sync process like the prober: a new pid, sync
+    still shared, this minute's grant kept in the segment; a reload that
+    removes the Redis settings stops it and shows sync off."""
+    redis, mock = Redis(), Mock()
+    d = Daemon([deployment("g", mock, dep_id="d1", params="rpm = 600;")], workers=2,
+               router=sync_router(redis))
+    wait_for(lambda: status(d)["sync"]["state"] == "shared"
+             and claims([d], "d1")[0] == 600, 20, "one host holding the whole 600")
+    pid = status(d)["sync"]["pid"]
+    minute_room(10)
+    r = cli(d.conf_path, "-s", "reload")
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: status(d)["sync"]["pid"] not in (0, pid)
+             and status(d)["sync"]["state"] == "shared", 15, "a new sync process")
+    wait_gone(pid)
+    assert chat(d.port, model="g").status == 200
+    d.write_conf([deployment("g", mock, dep_id="d1", params="rpm = 2;")], workers=2)
+    assert cli(d.conf_path, "-s", "reload").returncode == 0
+    wait_for(lambda: status(d)["sync"]["state"] == "off" and status(d)["sync"]["pid"] == 0,
+             15, "sync off after the reload")
+    d.stop()
+    redis.stop()
+
+
+def wait_gone(pid):
+    """Waits for pid to exit (a zombie counts as gone); fails past 10 s."""
+    wait_for(lambda: not os.path.exists("/proc/%d" % pid)
+             or open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0] == "Z",
+             10, "the old sync process %d to exit" % pid)
