@@ -159,16 +159,17 @@ FUZZ_SECONDS ?= 60
 FUZZ_TIMEOUT ?= 10
 FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Icommon -Iconf -Ishm -Iworker \
                -fsanitize=fuzzer,address,undefined
-FUZZ_SRC := common/log.c worker/json.c $(CONF_SRC)
+FUZZ_SRC := common/log.c worker/json.c $(CONF_SRC) common/redis.c
+FUZZ_LIBS := -lconfig -lyaml -lhiredis -levent_openssl -levent -lssl -lcrypto
 FUZZ_RUN = LSAN_OPTIONS=suppressions=tests/fuzz/lsan.supp
 FUZZ_ARGS = -timeout=$(FUZZ_TIMEOUT) -rss_limit_mb=4096 -artifact_prefix=build/fuzz/
 FUZZ_LOOP = $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) -max_len=1048576 -print_final_stats=1
 fuzz:
 	@scripts/install-deps.sh fuzz
 	@mkdir -p build/fuzz/corpus-json build/fuzz/corpus-conf build/fuzz/seeds-conf
-	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_json tests/fuzz/fuzz_json.c worker/estimate.c $(FUZZ_SRC) -lconfig -levent -lyaml
-	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_conf tests/fuzz/fuzz_conf.c $(FUZZ_SRC) -lconfig -levent -lyaml
-	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_yaml tests/fuzz/fuzz_yaml.c $(FUZZ_SRC) -lconfig -levent -lyaml
+	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_json tests/fuzz/fuzz_json.c worker/estimate.c $(FUZZ_SRC) $(FUZZ_LIBS)
+	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_conf tests/fuzz/fuzz_conf.c $(FUZZ_SRC) $(FUZZ_LIBS)
+	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_yaml tests/fuzz/fuzz_yaml.c $(FUZZ_SRC) $(FUZZ_LIBS)
 	python3 tests/fuzz/big_seeds.py build/fuzz/seeds-big
 	cp conf/llmroute.conf build/fuzz/seeds-conf/llmroute.conf
 	$(FUZZ_RUN) build/fuzz/fuzz_json $(FUZZ_ARGS) build/fuzz/seeds-big/*

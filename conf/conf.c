@@ -46,7 +46,9 @@ static const char *const router_keys[] = {
     "context_window_fallbacks", "content_policy_fallbacks",
     "default_fallbacks", "routing_strategy_args", "model_group_alias", "ssl_verify",
     "http2", "background_health_checks", "health_check_interval",
-    "enable_health_check_routing", NULL
+    "enable_health_check_routing",
+    "redis_host", "redis_port", "redis_password", "redis_url", "redis_prefix",
+    "redis_sync_interval_ms", NULL
 };
 static const char *const strategy_args_keys[] = { "lowest_latency_buffer", NULL };
 
@@ -381,7 +383,8 @@ static int parse_router(conf_cx *cx, const config_setting_t *rs)
                                 &c->context_window_fallbacks) != 0
         || conf_parse_fallbacks(cx, rs, "content_policy_fallbacks",
                                 &c->content_policy_fallbacks) != 0
-        || conf_parse_aliases(cx, rs) != 0)
+        || conf_parse_aliases(cx, rs) != 0
+        || conf_parse_sync(cx, rs) != 0)
         return -1;
 
     if ((s = config_setting_get_member(rs, "default_fallbacks")) != NULL
@@ -498,6 +501,10 @@ int llmr_conf_load_mode(const char *path, enum llmr_conf_mode mode, llmr_conf **
         return conf_fail_oom(&cx, NULL, "");
     }
     set_defaults(cx.conf);
+    if (conf_sync_defaults(cx.conf) < 0) {
+        llmr_conf_free(cx.conf);
+        return conf_fail_oom(&cx, NULL, "");
+    }
 
     config_init(&cf);
     rc = conf_is_yaml(path) ? conf_yaml_read(&cx, &cf) : read_file(&cx, &cf);
@@ -570,6 +577,10 @@ void llmr_conf_free(llmr_conf *c)
     free(c->pid_file);
     free(c->access_log);
     free(c->shm_name);
+    free(c->redis_host);
+    free_secret(c->redis_password);
+    free_secret(c->redis_url);
+    free(c->redis_prefix);
     free_fallbacks(&c->fallbacks);
     free_fallbacks(&c->context_window_fallbacks);
     free_fallbacks(&c->content_policy_fallbacks);

@@ -130,6 +130,15 @@ typedef struct llmr_conf {
     int background_health_checks;   /* run the health prober (LiteLLM's name) */
     double health_check_interval;   /* seconds between two rounds of probes */
     int enable_health_check_routing;/* skip deployments the prober found unhealthy */
+    /* Several hosts sharing limits through Redis (master/sync.c): on when
+     * redis_host or redis_url is set. */
+    int sync;
+    char *redis_host;           /* NULL = none */
+    int redis_port;             /* 6379 */
+    char *redis_password;       /* resolved; NULL = none; never logged */
+    char *redis_url;            /* redis:// or rediss://; overrides host/port/password */
+    char *redis_prefix;         /* "llmroute": every key starts "<prefix>:" */
+    int redis_sync_interval_ms; /* 100 */
 
     /* model_list */
     llmr_deployment *deployments;

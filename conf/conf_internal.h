@@ -125,5 +125,8 @@ int conf_yfail(conf_cx *cx, unsigned line, const char *key, const char *fmt, ...
 /* conf_litellm.c: LiteLLM's sections onto the native tree; warnings go to
  * cx->conf->warnings.  apply_env: set environment_variables. */
 int conf_litellm_map(conf_cx *cx, const conf_ydoc *doc, config_t *cf, int apply_env);
+/* conf_sync.c: router_settings.redis_* (multi-host sync). */
+int conf_parse_sync(conf_cx *cx, const config_setting_t *rs);
+int conf_sync_defaults(llmr_conf *c);
 
 #endif

@@ -73,7 +73,8 @@ void llmr_prober_spawn(llmr_cycle *cy)
         llmr_child_signals();
         llmr_child_close_others(cy, NULL, 0);
         code = llmr_prober_main(cy->conf, &cy->shm, master);
-        if (cy->pending.conf != NULL)
+        /* Forked while a reload commits, pending.conf is already cy->conf. */
+        if (cy->pending.conf != NULL && cy->pending.conf != cy->conf)
             llmr_conf_free(cy->pending.conf);
         llmr_child_free_cycle(cy);
         exit(code);

@@ -291,9 +291,12 @@ static void reap(llmr_cycle *cy)
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         int prober = llmr_prober_reaped(cy, pid, status);
+        int syncer = llmr_syncer_reaped(cy, pid, status);
         if (prober == 2)
             schedule_respawn(&cy->prober);
-        if (prober)
+        if (syncer == 2)
+            schedule_respawn(&cy->syncer);
+        if (prober || syncer)
             continue;
         for (int i = 0; i < LLMR_MAX_PROCS; i++) {
             if (cy->procs[i].pid == pid) {
@@ -316,6 +319,8 @@ static void respawn_due(llmr_cycle *cy)
     }
     if (cy->prober.pid == 0 && cy->prober.respawn_at > 0 && cy->prober.respawn_at <= now)
         llmr_prober_spawn(cy);
+    if (cy->syncer.pid == 0 && cy->syncer.respawn_at > 0 && cy->syncer.respawn_at <= now)
+        llmr_syncer_spawn(cy);
 }
 
 static int pending_respawns(const llmr_cycle *cy)
@@ -347,6 +352,9 @@ static void arm_timer(const llmr_cycle *cy)
     if (cy->prober.pid == 0 && cy->prober.respawn_at > 0
         && (next == 0 || cy->prober.respawn_at < next))
         next = cy->prober.respawn_at;
+    if (cy->syncer.pid == 0 && cy->syncer.respawn_at > 0
+        && (next == 0 || cy->syncer.respawn_at < next))
+        next = cy->syncer.respawn_at;
     if (cy->quitting && (next == 0 || cy->stop_deadline < next))
         next = cy->stop_deadline;
     /* Workers report ready through the segment, not by signal: look again
@@ -392,6 +400,7 @@ static void stop(llmr_cycle *cy, int how)
               live_procs(cy));
     signal_procs(cy, how == 1 ? SIGQUIT : SIGTERM, 0);
     llmr_prober_signal(cy, SIGTERM);
+    llmr_syncer_signal(cy, SIGQUIT);    /* hands back unused grants, then exits */
 }
 
 /* Settings that live in the master's own resources cannot change without a
@@ -506,6 +515,7 @@ static void commit(llmr_cycle *cy)
             memset(&cy->procs[i], 0, sizeof(cy->procs[i]));
     signal_procs(cy, SIGQUIT, 1);
     llmr_prober_replace(cy);
+    llmr_syncer_replace(cy);
     snprintf(msg, sizeof(msg), "reloaded: generation %u, %d deployment(s), %d worker(s)",
              cy->generation, cy->conf->ndeployments, worker_count(cy->conf));
     llmr_info("%s", msg);
@@ -624,6 +634,9 @@ static int take_segment(llmr_cycle *cy)
     /* A crashed master's segment taken over: uptime counts from this master. */
     cy->shm.seg->hdr.start_time = (int64_t)time(NULL);
     atomic_store(&cy->shm.seg->hdr.prober_pid, 0);  /* a dead master's prober exits itself */
+    atomic_store(&cy->shm.seg->hdr.sync_pid, 0);    /* and so does its sync process */
+    if (!cy->conf->sync)
+        atomic_store(&cy->shm.seg->hdr.sync_state, LLMR_SYNC_OFF);
     adopt_segment(cy);
     return 0;
 }
@@ -692,6 +705,7 @@ static void kill_stragglers(llmr_cycle *cy)
                   live_procs(cy));
         signal_procs(cy, SIGKILL, 0);
         llmr_prober_signal(cy, SIGKILL);
+        llmr_syncer_signal(cy, SIGKILL);
         cy->stop_deadline = llmr_mono_s() + 1.0;
     }
 }
@@ -724,6 +738,7 @@ static int handle_events(llmr_cycle *cy)
     check_orphans(cy);
     if (cy->quitting)
         return live_procs(cy) == 0 && cy->prober.pid == 0 && cy->prober_retired == 0
+               && cy->syncer.pid == 0 && cy->syncer_retired == 0
                ? 1 : (kill_stragglers(cy), 0);
     check_pending(cy);
     respawn_due(cy);
@@ -748,6 +763,7 @@ int llmr_master_run(const char *conf_path, const llmr_worker_entry *worker)
     if (spawn_generation(cy, 0) < 0)
         goto failed;
     llmr_prober_spawn(cy);
+    llmr_syncer_spawn(cy);
     llmr_info("llmroute %s started: %d worker(s), %d deployment(s), listening on %s%s",
               LLMR_VERSION, worker_count(cy->conf), cy->conf->ndeployments,
               cy->listeners[0].addr, cy->nlisteners > 1 ? " and more" : "");
@@ -765,7 +781,8 @@ int llmr_master_run(const char *conf_path, const llmr_worker_entry *worker)
 
 failed:
     llmr_prober_signal(cy, SIGKILL);
-    if (live_procs(cy) > 0 || cy->prober.pid > 0) {
+    llmr_syncer_signal(cy, SIGKILL);
+    if (live_procs(cy) > 0 || cy->prober.pid > 0 || cy->syncer.pid > 0) {
         signal_procs(cy, SIGKILL, 0);
         while (wait(NULL) > 0)
             ;

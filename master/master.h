@@ -74,6 +74,8 @@ typedef struct llmr_cycle {
     double stop_deadline;
     llmr_proc prober;           /* the health prober (prober.c); pid 0 = none */
     pid_t prober_retired;       /* an old generation's prober, told to stop */
+    llmr_proc syncer;           /* the sync process (sync.c); pid 0 = none */
+    pid_t syncer_retired;       /* an old generation's, told to stop */
 } llmr_cycle;
 
 /* Seconds a new generation has to report ready before a reload gives up. */
@@ -116,6 +118,12 @@ void llmr_prober_spawn(llmr_cycle *cy);
 void llmr_prober_replace(llmr_cycle *cy);
 int llmr_prober_reaped(llmr_cycle *cy, pid_t pid, int status);
 void llmr_prober_signal(llmr_cycle *cy, int signo);
+
+/* sync_super.c: the sync process's supervision, as the prober's. */
+void llmr_syncer_spawn(llmr_cycle *cy);
+void llmr_syncer_replace(llmr_cycle *cy);
+int llmr_syncer_reaped(llmr_cycle *cy, pid_t pid, int status);
+void llmr_syncer_signal(llmr_cycle *cy, int signo);
 
 /* prober.c: the health prober's process; returns its exit code once the
  * master is gone (a signal from the master ends it sooner). */

@@ -23,7 +23,7 @@ int llmr_master_map_slots(llmr_shm *shm, llmr_conf *conf, uint32_t gen, uint32_t
     }
     for (int i = 0; i < conf->ndeployments; i++) {
         llmr_deployment *d = &conf->deployments[i];
-        llmr_limits l = { d->rpm, d->tpm, d->max_parallel_requests };
+        llmr_limits l = { d->rpm, d->tpm, d->max_parallel_requests, conf->sync };
         llmr_shm_slot_limits(shm, d->slot, &l);
     }
     return 0;

@@ -73,6 +73,32 @@ static void print_narrow(const llmr_slot *s, int64_t now_ms)
            (double)llmr_cooldown_left_ms(s, now_ms) / 1000.0);
 }
 
+/* Several hosts (master/sync.c): the state, the hosts seen and this
+ * host's leases per deployment this minute. */
+static void print_sync(const llmr_shm *shm)
+{
+    const llmr_shm_header *h = &shm->seg->hdr;
+    uint32_t st = atomic_load(&h->sync_state), m = llmr_minute_of(llmr_wall_ms());
+
+    if (st == LLMR_SYNC_OFF)
+        return;
+    printf("sync: %s, %d host(s) seen, sync pid %d, %lld Redis command(s), %lld failed\n",
+           llmr_sync_state_name(st), (int)atomic_load(&h->sync_hosts),
+           (int)atomic_load(&h->sync_pid), (long long)atomic_load(&h->sync_commands),
+           (long long)atomic_load(&h->sync_errors));
+    printf("%-24s %9s %9s %11s %11s %8s\n", "LEASES", "RPM_GRANT", "RPM_USED", "TPM_GRANT",
+           "TPM_USED", "PAR_SHARE");
+    for (int i = 0; i < LLMR_SHM_SLOTS; i++) {
+        const llmr_slot *s = &shm->seg->slots[i];
+        if (!llmr_shm_slot_live(shm, i))
+            continue;
+        put_cell(s->id, sizeof(s->id), 24);
+        printf(" %9u %9u %11u %11u %8lld\n", llmr_sync_word(&s->rpm_grant[m & 1], m),
+               llmr_window_count(&s->rpm_window, m), llmr_sync_word(&s->tpm_grant[m & 1], m),
+               llmr_window_count(&s->tpm_window, m), LD(par_grant));
+    }
+}
+
 static void print_table(const llmr_shm *shm, const char *name, int wide)
 {
     printf("master pid %d, config generation %u, up %llds, segment %s\n",
@@ -96,6 +122,7 @@ static void print_table(const llmr_shm *shm, const char *name, int wide)
         else
             print_narrow(&shm->seg->slots[i], llmr_wall_ms());
     }
+    print_sync(shm);
 }
 
 int llmr_status_print(const char *conf_path, int flags)

@@ -422,6 +422,8 @@ def main():
         ng.stop()
         res["rate_20ms"] = rate_scenario(args, tmp)
         res["streaming"] = stream_scenario(args, tmp, mock.port)
+        import bench_sync       # multi-host sync through Redis (issue 14)
+        res["sync"] = bench_sync.scenario(args, tmp, mock.port, lua)
     finally:
         for s in servers:
             s.stop()
@@ -487,6 +489,8 @@ def report(res):
                     "%.1f" % (k / 1024) for k in step["rss_kb"]) if "rss_kb" in step else ""))
     print("most concurrent streams held without loss or stall: llmroute 2 workers %d, "
           "direct to the mock %d" % (st["max_streams"], st["direct_max_streams"]))
+    import bench_sync
+    bench_sync.report(res)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ TEST="$TEST prometheus"   # promtool and a real scrape (test_metrics.py)
 TEST="$TEST redis-server"  # a real Redis (common/redis.c, the Redis cache, multi-host sync)
 BENCH="wrk nghttp2-client nginx procps"
 BENCH="$BENCH openssl iproute2"  # the HTTPS scenario: a test CA (openssl), upstream connections (ss)
+BENCH="$BENCH redis-server"  # the multi-host sync scenario (scripts/bench_sync.py)
 FUZZ="clang libclang-rt-14-dev"
 DEV="valgrind"
 

@@ -63,18 +63,48 @@ static uint32_t tokens32(int64_t tokens)
     return tokens < 0 ? 0 : tokens > UINT32_MAX ? UINT32_MAX : (uint32_t)tokens;
 }
 
+long llmr_counters_grant(const _Atomic uint64_t grant[2], uint32_t minute, long limit,
+                         int sync)
+{
+    uint64_t v;
+
+    if (!sync || limit <= 0)
+        return limit;
+    v = atomic_load_explicit(&grant[minute & 1], memory_order_relaxed);
+    if ((uint32_t)(v >> 32) != minute || (uint32_t)v == 0)
+        return -1;
+    return (long)(uint32_t)v;
+}
+
+/* The limits admission applies: with sync on, the grants of this host
+ * (master/sync.c) replace the deployment's own; -1 refuses everything. */
+static void effective(const llmr_slot *s, const llmr_limits *l, uint32_t minute,
+                      long *rpm, long *tpm, int *par)
+{
+    *rpm = llmr_counters_grant(s->rpm_grant, minute, l->rpm, l->sync);
+    *tpm = llmr_counters_grant(s->tpm_grant, minute, l->tpm, l->sync);
+    *par = l->max_parallel;
+    if (l->sync && *par > 0) {
+        int64_t g = atomic_load_explicit(&s->par_grant, memory_order_relaxed);
+        *par = g <= 0 ? -1 : g < *par ? (int)g : *par;
+    }
+}
+
 enum llmr_limit llmr_counters_admit(llmr_slot *s, const llmr_limits *l, int wslot,
                                     int64_t tokens, int64_t now_ms)
 {
     uint32_t minute = llmr_minute_of(now_ms);
+    long rpm, tpm;
+    int par;
 
-    if (!inflight_try_take(s, l->max_parallel))
+    effective(s, l, minute, &rpm, &tpm, &par);
+    if (par < 0 || !inflight_try_take(s, par))
         return LLMR_LIMIT_PARALLEL;
-    if (window_add(&s->rpm_window, minute, 1, l->rpm) < 0) {
+    if (rpm < 0 || window_add(&s->rpm_window, minute, 1, rpm) < 0) {
         atomic_fetch_sub_explicit(&s->inflight, 1, memory_order_relaxed);
         return LLMR_LIMIT_RPM;
     }
-    if (window_add(&s->tpm_window, minute, tokens32(tokens), l->tpm) < 0) {
+    if (tpm < 0 || window_add(&s->tpm_window, minute, tokens32(tokens), tpm) < 0) {
         window_adjust(&s->rpm_window, minute, -1);
         atomic_fetch_sub_explicit(&s->inflight, 1, memory_order_relaxed);
         return LLMR_LIMIT_TPM;
@@ -99,14 +129,16 @@ enum llmr_limit llmr_counters_check(const llmr_slot *s, const llmr_limits *l,
                                     int64_t tokens, int64_t now_ms)
 {
     uint32_t minute = llmr_minute_of(now_ms);
+    long rpm, tpm;
+    int par;
 
-    if (l->max_parallel > 0
-        && atomic_load_explicit(&s->inflight, memory_order_relaxed) >= l->max_parallel)
+    effective(s, l, minute, &rpm, &tpm, &par);
+    if (par < 0 || (par > 0 && atomic_load_explicit(&s->inflight, memory_order_relaxed) >= par))
         return LLMR_LIMIT_PARALLEL;
-    if (l->rpm > 0 && (long)llmr_window_count(&s->rpm_window, minute) + 1 > l->rpm)
+    if (rpm < 0 || (rpm > 0 && (long)llmr_window_count(&s->rpm_window, minute) + 1 > rpm))
         return LLMR_LIMIT_RPM;
-    if (l->tpm > 0
-        && (long)llmr_window_count(&s->tpm_window, minute) + (long)tokens32(tokens) > l->tpm)
+    if (tpm < 0 || (tpm > 0
+        && (long)llmr_window_count(&s->tpm_window, minute) + (long)tokens32(tokens) > tpm))
         return LLMR_LIMIT_TPM;
     return LLMR_LIMIT_NONE;
 }
@@ -177,6 +209,11 @@ void llmr_ewma_add(_Atomic int64_t *v, int64_t x)
 uint32_t llmr_window_add(_Atomic uint64_t *w, uint32_t minute, uint32_t x)
 {
     return (uint32_t)window_add(w, minute, x, 0);
+}
+
+int llmr_window_try_add(_Atomic uint64_t *w, uint32_t minute, uint32_t x, long limit)
+{
+    return window_add(w, minute, x, limit > 0 ? limit : 0) < 0 ? -1 : 0;
 }
 
 void llmr_cooldown_extend(llmr_slot *s, int64_t until_ms)

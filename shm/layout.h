@@ -16,7 +16,7 @@
 #endif
 
 #define LLMR_SHM_MAGIC      0x31524d4c524d4c4cULL   /* "LLMRLMR1" */
-#define LLMR_SHM_VERSION    9
+#define LLMR_SHM_VERSION    10
 #define LLMR_SHM_SLOTS      1024
 #define LLMR_CACHE_LINE     64
 #define LLMR_WORKER_SLOTS   512     /* live worker processes, reloads included */
@@ -103,6 +103,27 @@ typedef struct llmr_slot {
     _Atomic int64_t health_latency_us;
     _Atomic int64_t health_checked_ms;  /* CLOCK_REALTIME ms; 0 = never */
     _Atomic uint64_t health_err[LLMR_HEALTH_ERR_WORDS];
+    /* Multi-host sync (master/sync.c), written by the sync process only.
+     * This host's grants, (minute << 32) | amount, for that minute, in the
+     * word of the minute's parity, so that the next minute's lease can be
+     * taken before it starts: with sync on, admission spends them instead
+     * of rpm and tpm.  *_back counts what the sync process took out of the
+     * windows (with the same CAS as a worker's admission) to hand back to
+     * the fleet.  par_grant is this host's share of max_parallel. */
+    _Alignas(LLMR_CACHE_LINE) _Atomic uint64_t rpm_grant[2];
+    _Atomic uint64_t tpm_grant[2];
+    _Atomic uint64_t rpm_back;
+    _Atomic uint64_t tpm_back;
+    _Atomic int64_t par_grant;
+    _Atomic int64_t leases;             /* lease script calls answered */
+    /* The fleet's figures, merged by the sync process: tokens and requests
+     * this minute ((minute << 32) | count, all hosts), and the latency means
+     * over the hosts that measured one (0 = none yet). */
+    _Atomic uint64_t fleet_tpm;
+    _Atomic uint64_t fleet_rpm;
+    _Atomic int64_t fleet_latency_ewma_us;
+    _Atomic int64_t fleet_ttft_ewma_us;
+    _Atomic int64_t fleet_inflight;
 } __attribute__((aligned(LLMR_CACHE_LINE))) llmr_slot;
 
 typedef struct llmr_shm_header {
@@ -129,7 +150,23 @@ typedef struct llmr_shm_header {
     _Atomic int64_t reloads_ok;
     _Atomic int64_t reloads_failed;
     _Atomic int32_t prober_pid;     /* the health prober; 0 = none */
+    /* Multi-host sync (master/sync.c): the sync process's pid (0 = none),
+     * its state (enum llmr_sync_state), the live hosts it last counted, when
+     * the state last changed, and Redis commands sent and failed. */
+    _Atomic int32_t sync_pid;
+    _Atomic uint32_t sync_state;
+    _Atomic int32_t sync_hosts;
+    _Atomic int64_t sync_since_ms;
+    _Atomic int64_t sync_commands;
+    _Atomic int64_t sync_errors;
 } __attribute__((aligned(LLMR_CACHE_LINE))) llmr_shm_header;
+
+enum llmr_sync_state {
+    LLMR_SYNC_OFF = 0,          /* no redis_host / redis_url */
+    LLMR_SYNC_CONNECTING = 1,   /* first connect: grants not taken yet */
+    LLMR_SYNC_SHARED = 2,       /* leases from Redis */
+    LLMR_SYNC_LOCAL = 3         /* Redis down or slow: limit / hosts last seen */
+};
 
 /* One per worker share (the index workers call wslot).  The master writes
  * pid around fork and reap; the worker writes ready_gen once it listens, so
@@ -167,7 +204,8 @@ _Static_assert(offsetof(llmr_slot, requests) % LLMR_CACHE_LINE == 0
                && offsetof(llmr_slot, fail_by_class) % LLMR_CACHE_LINE == 0
                && offsetof(llmr_slot, latency) % LLMR_CACHE_LINE == 0
                && sizeof(llmr_hist) % LLMR_CACHE_LINE == 0
-               && offsetof(llmr_slot, health) % LLMR_CACHE_LINE == 0,
+               && offsetof(llmr_slot, health) % LLMR_CACHE_LINE == 0
+               && offsetof(llmr_slot, rpm_grant) % LLMR_CACHE_LINE == 0,
                "each group of counters starts a cache line of its own");
 _Static_assert(sizeof(llmr_shm_header) % LLMR_CACHE_LINE == 0
                && offsetof(llmr_shm_segment, slots) % LLMR_CACHE_LINE == 0,

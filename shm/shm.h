@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "clock.h"
 #include "layout.h"
@@ -82,6 +83,7 @@ static inline llmr_slot *llmr_shm_slot(llmr_shm *shm, int slot)
 typedef struct llmr_limits {
     long rpm, tpm;
     int max_parallel;
+    int sync;       /* several hosts (master/sync.c): spend the slot's grants */
 } llmr_limits;
 
 /* Master: publishes slot's limits for the status readers. */
@@ -102,6 +104,10 @@ enum llmr_limit { LLMR_LIMIT_NONE, LLMR_LIMIT_PARALLEL, LLMR_LIMIT_RPM, LLMR_LIM
  * wslot is the calling worker's share (-1: none). */
 enum llmr_limit llmr_counters_admit(llmr_slot *s, const llmr_limits *l, int wslot,
                                     int64_t tokens, int64_t now_ms);
+/* With sync on, the part of limit `limit` this host may spend in `minute`:
+ * the grant the sync process leased (-1: none, refuse); without, limit. */
+long llmr_counters_grant(const _Atomic uint64_t grant[2], uint32_t minute, long limit,
+                         int sync);
 /* Gives back an admission whose request never went out. */
 void llmr_counters_unadmit(llmr_slot *s, int wslot, int64_t tokens, int64_t now_ms);
 /* Whether an attempt of `tokens` would be admitted now (no reservation). */
@@ -124,6 +130,23 @@ void llmr_ewma_add(_Atomic int64_t *v, int64_t x);
 /* Counts x in a (minute << 32) | count word for minute `minute`; returns
  * the count this minute including x. */
 uint32_t llmr_window_add(_Atomic uint64_t *w, uint32_t minute, uint32_t x);
+/* Adds x to the window of `minute` unless the count would pass limit
+ * (> 0), with the same CAS as an admission; 0, or -1 when refused. */
+int llmr_window_try_add(_Atomic uint64_t *w, uint32_t minute, uint32_t x, long limit);
+/* Sync (shm/sync_shm.c): a (minute << 32) | count word's count for
+ * `minute`, 0 when it holds another minute; the fleet's figures the
+ * strategies read with sync on. */
+uint32_t llmr_sync_word(const _Atomic uint64_t *w, uint32_t minute);
+void llmr_sync_word_set(_Atomic uint64_t *w, uint32_t minute, uint32_t v);
+/* local + the other hosts' count this minute. */
+int64_t llmr_sync_fleet_count(const _Atomic uint64_t *others, uint32_t minute, int64_t local);
+/* The fleet's mean when one was merged, else the local figure. */
+int64_t llmr_sync_fleet_latency(const _Atomic int64_t *fleet, int64_t local);
+/* "off", "connecting", "shared" or "local" (enum llmr_sync_state). */
+const char *llmr_sync_state_name(uint32_t st);
+/* status JSON: `"sync":{...},` of the header, `,"sync":{...}` of a slot. */
+void llmr_sync_json_header(FILE *f, const llmr_shm_header *h);
+void llmr_sync_json_slot(FILE *f, const llmr_slot *s, int64_t now_ms);
 /* Counts a failure that may cool the deployment down: past allowed_fails
  * this minute, the deployment is skipped until now + max(cooldown_ms,
  * at_least_ms).  Returns 1 when this failure started or extended a

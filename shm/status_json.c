@@ -76,6 +76,7 @@ static void put_slot(FILE *f, const llmr_slot *s, int64_t now_ms)
             llmr_window_count(&s->rpm_window, minute), llmr_window_count(&s->tpm_window, minute),
             LD(limit_rpm), LD(limit_tpm), LD(limit_parallel));
     put_health(f, s);
+    llmr_sync_json_slot(f, s, now_ms);
     fputc('}', f);
 }
 
@@ -89,7 +90,9 @@ char *llmr_status_json(const llmr_shm *shm, int64_t now_ms, size_t *len)
 
     if (f == NULL)
         return NULL;
-    fprintf(f, "{\"master_pid\":%d,\"generation\":%u,\"uptime_s\":%lld,\"now_ms\":%lld,"
+    fputc('{', f);
+    llmr_sync_json_header(f, h);
+    fprintf(f, "\"master_pid\":%d,\"generation\":%u,\"uptime_s\":%lld,\"now_ms\":%lld,"
             "\"deployments\":[", (int)atomic_load(&h->master_pid), atomic_load(&h->generation),
             (long long)(now_ms / 1000 - h->start_time), (long long)now_ms);
     for (int i = 0; i < LLMR_SHM_SLOTS; i++) {

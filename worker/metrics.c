@@ -175,6 +175,43 @@ static void process(struct evbuffer *b, llmr_worker *w)
     evbuffer_add_printf(b, "llmroute_build_info{version=\"%s\"} 1\n", LLMR_VERSION);
 }
 
+/* Several hosts (master/sync.c): the sync state, hosts seen, commands,
+ * and this host's grants this minute. */
+static void sync_metrics(struct evbuffer *b, llmr_worker *w)
+{
+    llmr_shm_header *h = &w->shm->seg->hdr;
+    const llmr_conf *c = w->conf;
+    uint32_t st = atomic_load_explicit(&h->sync_state, memory_order_relaxed);
+    uint32_t m = llmr_minute_of(llmr_wall_ms());
+
+    head(b, "llmroute_sync_state", "gauge",
+         "1 for the multi-host sync state now (off, connecting, shared, local).");
+    for (uint32_t k = LLMR_SYNC_OFF; k <= LLMR_SYNC_LOCAL; k++)
+        evbuffer_add_printf(b, "llmroute_sync_state{state=\"%s\"} %d\n",
+                            llmr_sync_state_name(k), k == st);
+    head(b, "llmroute_sync_hosts", "gauge", "llmroute hosts sharing the limits, last seen.");
+    evbuffer_add_printf(b, "llmroute_sync_hosts %d\n", (int)atomic_load(&h->sync_hosts));
+    head(b, "llmroute_sync_redis_commands_total", "counter",
+         "Redis commands the sync process sent, by result.");
+    evbuffer_add_printf(b, "llmroute_sync_redis_commands_total{result=\"sent\"} %lld\n"
+                        "llmroute_sync_redis_commands_total{result=\"failed\"} %lld\n",
+                        (long long)load(&h->sync_commands), (long long)load(&h->sync_errors));
+    head(b, "llmroute_sync_rpm_granted", "gauge",
+         "Requests this host may send the deployment this minute (its lease).");
+    for (int i = 0; i < c->ndeployments; i++) {
+        llmr_slot *sl = llmr_shm_slot(w->shm, c->deployments[i].slot);
+        series(b, c, i, "llmroute_sync_rpm_granted");
+        evbuffer_add_printf(b, "} %u\n", llmr_sync_word(&sl->rpm_grant[m & 1], m));
+    }
+    head(b, "llmroute_sync_tpm_granted", "gauge",
+         "Tokens this host may send the deployment this minute (its lease).");
+    for (int i = 0; i < c->ndeployments; i++) {
+        llmr_slot *sl = llmr_shm_slot(w->shm, c->deployments[i].slot);
+        series(b, c, i, "llmroute_sync_tpm_granted");
+        evbuffer_add_printf(b, "} %u\n", llmr_sync_word(&sl->tpm_grant[m & 1], m));
+    }
+}
+
 #define SLOT(f) offsetof(llmr_slot, f)
 
 static void render(struct evbuffer *b, llmr_worker *w)
@@ -204,6 +241,7 @@ static void render(struct evbuffer *b, llmr_worker *w)
               "llmroute's own time from a request's arrival to its first attempt.",
               SLOT(overhead));
     process(b, w);
+    sync_metrics(b, w);
 }
 
 void llmr_metrics_handle(llmr_worker *w, struct evhttp_request *req)

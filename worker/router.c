@@ -85,6 +85,7 @@ int llmr_router_init(llmr_worker *w)
         w->router.limits[i].rpm = c->deployments[i].rpm;
         w->router.limits[i].tpm = c->deployments[i].tpm;
         w->router.limits[i].max_parallel = c->deployments[i].max_parallel_requests;
+        w->router.limits[i].sync = c->sync;
     }
     return 0;
 }
@@ -184,13 +185,20 @@ static int strategy_pick(llmr_worker *w, const int *cand, int n, int stream)
         switch (w->conf->routing_strategy) {
         case LLMR_STRATEGY_LEAST_BUSY:
             m[k] = atomic_load_explicit(&s->inflight, memory_order_relaxed);
+            if (w->conf->sync)      /* plus the other hosts', as last merged */
+                m[k] += atomic_load_explicit(&s->fleet_inflight, memory_order_relaxed);
             break;
         case LLMR_STRATEGY_USAGE_BASED:
             m[k] = llmr_window_count(&s->tpm_window, minute);
+            if (w->conf->sync)      /* the whole fleet's, merged by master/sync.c */
+                m[k] = llmr_sync_fleet_count(&s->fleet_tpm, minute, m[k]);
             break;
         default:
             m[k] = atomic_load_explicit(stream ? &s->ttft_ewma_us : &s->latency_ewma_us,
                                         memory_order_relaxed);
+            if (w->conf->sync)
+                m[k] = llmr_sync_fleet_latency(stream ? &s->fleet_ttft_ewma_us
+                                                      : &s->fleet_latency_ewma_us, m[k]);
         }
     }
     r = w->conf->routing_strategy == LLMR_STRATEGY_LATENCY_BASED ? pick_latency(w, m, n)
