@@ -82,4 +82,11 @@ int conf_parse_group_names(conf_cx *cx, const config_setting_t *s,
 int conf_parse_aliases(conf_cx *cx, const config_setting_t *rs);
 void conf_free_aliases(llmr_conf *c);
 
+/* conf_cache.c: the root `cache` section (README "Response cache"). */
+void conf_cache_defaults(llmr_conf *c);
+int conf_parse_cache(conf_cx *cx, const config_setting_t *s);
+void conf_free_cache(llmr_conf *c);
+/* conf.c: a relative path made relative to the config file's directory. */
+int conf_beside_file(const char *file, char **path);
+
 #endif

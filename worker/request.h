@@ -136,6 +136,7 @@ typedef struct llmr_controls {
     int num_retries;                    /* -1: router_settings.num_retries */
     double timeout;                     /* seconds; 0: router_settings.timeout */
     llmr_body_edit edit;
+    struct llmr_cache_ticket *cache;    /* the response cache's (cache.c), owned; or NULL */
 } llmr_controls;
 
 /* controls.c: reads the request's controls from its body and headers into
