@@ -8,8 +8,8 @@ import signal
 import threading
 import time
 
-from harness import (Daemon, Mock, TestFailure, chat, deployment, request, slack, timeout,
-                     tmpdir, wait_for)
+from harness import (SLOW, Daemon, Mock, chat, connection_owners, conns_per_worker, deployment,
+                     request, slack, timeout, tmpdir, wait_for, worker_conns)
 
 CHAT = "/v1/chat/completions"
 
@@ -178,3 +178,177 @@ def test_cache_hits_touch_no_deployment_counter():
         assert dep_a[k] == dep_b[k], (k, dep_b, dep_a)
     assert dep_a["requests"] == 1, dep_a
     assert upstream_calls(m) == 1
+
+
+def test_cache_survives_reload():
+    m, d = one()
+    first = ask(d, "r")
+    assert first.headers["x-llmroute-cache"] == "miss"
+    old = set(d.workers())
+    os.kill(d.p.pid, signal.SIGHUP)
+    wait_for(lambda: old.isdisjoint(d.workers()) and len(d.workers()) == 2, 15,
+             "old workers replaced")
+    r = ask(d, "r")
+    assert r.headers["x-llmroute-cache"] == "hit" and r.body == first.body, r.headers
+    assert upstream_calls(m) == 1
+
+
+def fire_together(conns, body, results):
+    """One request on each connection, sent as close together as threads allow."""
+    gate = threading.Barrier(len(conns))
+
+    def one_req(i, c):
+        try:
+            gate.wait(30)
+            results[i] = request(0, "POST", CHAT, body, conn=c, timeout=60)
+        except Exception as e:     # recorded, asserted on by the caller
+            results[i] = e
+    threads = [threading.Thread(target=one_req, args=(i, c)) for i, c in enumerate(conns)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+@timeout(180)
+def test_cache_fifty_identical_requests_over_four_workers_reach_upstream_once():
+    m, d = one(workers=4)
+    held = conns_per_worker(d, 13, workers=4)
+    conns = [c for cs in held.values() for c in cs][:50]
+    owners = set(connection_owners(d, conns))
+    assert len(owners) == 4, owners
+    # the leader's answer takes long enough for every other one to arrive
+    body = {"model": "g", "messages": [{"role": "user", "content": "burst"}],
+            "x_mock": {"latency_ms": int(1500 * SLOW)}}
+    results = [None] * len(conns)
+    threads = fire_together(conns, body, results)
+    for t in threads:
+        t.join(120)
+    for c in conns:
+        c.close()
+    for cs in held.values():
+        for c in cs:
+            c.close()
+    bad = [r for r in results if not hasattr(r, "status") or r.status != 200]
+    assert not bad, bad[:3]
+    assert upstream_calls(m) == 1, m.stats()
+    how = [r.headers["x-llmroute-cache"] for r in results]
+    assert how.count("miss") == 1, how
+    assert how.count("coalesced") + how.count("hit") == 49, how
+    assert how.count("coalesced") >= 25, how
+    assert len({r.body for r in results}) == 1
+    assert len({r.headers["x-llmroute-cache-key"] for r in results}) == 1
+    st = cache_status(d)
+    assert st["misses"] == 1 and st["coalesced"] == how.count("coalesced"), st
+
+
+def test_cache_leader_gone_a_waiter_leads():
+    m, d = one()
+    slow = {"x_mock": {"latency_ms": int(1500 * SLOW)}}
+    conns = worker_conns(d)
+    (pa, ca), (pb, cb) = list(conns.items())[:2]
+    body = json.dumps({"model": "g", "messages": [{"role": "user", "content": "lead"}],
+                       **slow})
+    ca.request("POST", CHAT, body, {"Content-Type": "application/json"})
+    wait_for(lambda: upstream_calls(m) == 1, 10, "the leader's call upstream")
+    got = [None]
+    t = threading.Thread(target=lambda: got.__setitem__(
+        0, request(0, "POST", CHAT, body, conn=cb, timeout=60)))
+    t.start()
+    # the second one waits on the first (on another worker), then the first's
+    # client leaves: its request is cancelled and the waiter leads
+    wait_for(lambda: cache_status(d)["misses"] == 1, 10, "the leader counted")
+    ca.sock.shutdown(2)
+    ca.close()
+    t.join(60 * SLOW)
+    r = got[0]
+    assert r is not None and r.status == 200, r
+    assert r.headers["x-llmroute-cache"] == "miss", r.headers
+    assert upstream_calls(m) == 2
+    assert ask(d, "lead", slow).headers["x-llmroute-cache"] == "hit"
+    cb.close()
+
+
+def test_cache_waiter_keeps_its_own_timeout():
+    m, d = one()
+    lead_body = {"x_mock": {"latency_ms": int(4000 * SLOW)}}
+    got = [None]
+    t = threading.Thread(target=lambda: got.__setitem__(0, ask(d, "w", lead_body)))
+    t.start()
+    wait_for(lambda: upstream_calls(m) == 1, 10, "the leader's call upstream")
+    t0 = time.monotonic()
+    r = ask(d, "w", dict(lead_body, timeout=0.5))   # `timeout` is not part of the key
+    took = time.monotonic() - t0
+    assert r.status == 504, r
+    assert "identical request in flight" in r.json()["error"]["message"], r.json()
+    assert took < 0.5 + slack(1.0, cap=3.0), took
+    t.join(60)
+    assert got[0].status == 200 and got[0].headers["x-llmroute-cache"] == "miss"
+    assert upstream_calls(m) == 1
+
+
+@timeout(240)
+def test_cache_worker_sigkilled_while_writing_leaves_store_usable():
+    # room for every write of the test: nothing is evicted, so every
+    # reference entry must still be there, whole, after each kill
+    m, d = one(cache="max_size_mb = 1024;")
+    refs = {}
+    for k in range(3):
+        r = ask(d, "ref %d" % k)
+        assert r.headers["x-llmroute-cache"] == "miss"
+        refs[k] = r.body
+    big = {"x_mock": {"pad_bytes": 1 << 20}}
+    stop = threading.Event()
+
+    def writer(n):
+        i = 0
+        while not stop.is_set():
+            try:
+                ask(d, "big %d %d" % (n, i), big)
+            except Exception:       # a killed worker's connection: expected
+                pass
+            i += 1
+    ws = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for w in ws:
+        w.start()
+    try:
+        for _ in range(8):
+            before = cache_status(d)["stores"]
+            # kill while the writers keep a 1 MiB write transaction going
+            wait_for(lambda: cache_status(d)["stores"] >= before + 2, 30, "stores under way")
+            victim = d.workers()[0]
+            d.allowed.append("exited on signal")
+            os.kill(victim, signal.SIGKILL)
+            wait_for(lambda: victim not in d.workers() and len(d.workers()) == 2, 20,
+                     "the worker respawned")
+            for k, body in refs.items():
+                r = ask(d, "ref %d" % k)
+                assert r.headers["x-llmroute-cache"] == "hit" and r.body == body, r.headers
+    finally:
+        stop.set()
+        for w in ws:
+            w.join(60)
+    assert cache_status(d)["evictions"] == 0
+    # writable: new entries store and read back, big ones whole
+    for k in range(3):
+        a = ask(d, "after %d" % k, big)
+        assert a.status == 200 and a.headers["x-llmroute-cache"] == "miss", a
+        b = ask(d, "after %d" % k, big)
+        assert b.headers["x-llmroute-cache"] == "hit" and b.body == a.body, b.headers
+    assert upstream_calls(m) <= cache_status(d)["misses"]
+
+
+@timeout(180)
+def test_cache_size_bound_holds_under_a_flood_of_distinct_requests():
+    m, d = one(cache="max_size_mb = 2;")
+    pad = {"x_mock": {"pad_bytes": 40000}}
+    for i in range(150):            # about 6 MB of answers into a 2 MB store
+        r = ask(d, "flood %d" % i, pad)
+        assert r.status == 200 and r.headers["x-llmroute-cache"] == "miss", r
+    data = os.path.join(d.cache_dir, "data.mdb")
+    assert os.path.getsize(data) <= 2 << 20, os.path.getsize(data)
+    st = cache_status(d)
+    assert st["evictions"] > 0 and st["bytes"] <= 2 << 20, st
+    assert st["stores"] >= 140, st
+    # the newest answers are still there, the oldest went first
+    assert ask(d, "flood 149", pad).headers["x-llmroute-cache"] == "hit"
+    assert ask(d, "flood 0", pad).headers["x-llmroute-cache"] == "miss"
