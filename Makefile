@@ -165,12 +165,17 @@ fuzz:
 	@mkdir -p build/fuzz/corpus-json build/fuzz/corpus-conf build/fuzz/seeds-conf
 	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_json tests/fuzz/fuzz_json.c worker/estimate.c $(FUZZ_SRC) -lconfig -levent
 	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_conf tests/fuzz/fuzz_conf.c $(FUZZ_SRC) -lconfig -levent
+	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_cache tests/fuzz/fuzz_cache.c worker/cache_key.c \
+	    worker/cache_entry.c $(FUZZ_SRC) -lconfig -levent -lcrypto
 	python3 tests/fuzz/big_seeds.py build/fuzz/seeds-big
 	cp conf/llmroute.conf build/fuzz/seeds-conf/llmroute.conf
 	$(FUZZ_RUN) build/fuzz/fuzz_json $(FUZZ_ARGS) build/fuzz/seeds-big/*
 	$(FUZZ_RUN) build/fuzz/fuzz_json $(FUZZ_LOOP) build/fuzz/corpus-json tests/fuzz/seeds-json
 	$(FUZZ_RUN) build/fuzz/fuzz_conf $(FUZZ_LOOP) -detect_leaks=0 build/fuzz/corpus-conf \
 	    tests/fuzz/seeds-conf build/fuzz/seeds-conf
+	@mkdir -p build/fuzz/corpus-cache
+	$(FUZZ_RUN) build/fuzz/fuzz_cache $(FUZZ_LOOP) build/fuzz/corpus-cache tests/fuzz/seeds-json \
+	    tests/fuzz/seeds-cache
 
 clean:
 	rm -rf build
