@@ -73,6 +73,19 @@ static void print_narrow(const llmr_slot *s, int64_t now_ms)
            (double)llmr_cooldown_left_ms(s, now_ms) / 1000.0);
 }
 
+/* The response cache's counters, once it has seen a request. */
+static void print_cache(const llmr_cache_stats *c)
+{
+#define C(f) ((long long)atomic_load_explicit(&c->f, memory_order_relaxed))
+    if (C(hits) + C(misses) + C(bypass) + C(coalesced) == 0)
+        return;
+    printf("response cache: hits %lld, misses %lld, coalesced %lld, bypass %lld, stores %lld, "
+           "evictions %lld, expired %lld, errors %lld, entries %lld, bytes %lld\n", C(hits),
+           C(misses), C(coalesced), C(bypass), C(stores), C(evictions), C(expired), C(errors),
+           C(entries), C(bytes));
+#undef C
+}
+
 static void print_table(const llmr_shm *shm, const char *name, int wide)
 {
     printf("master pid %d, config generation %u, up %llds, segment %s\n",
@@ -96,6 +109,7 @@ static void print_table(const llmr_shm *shm, const char *name, int wide)
         else
             print_narrow(&shm->seg->slots[i], llmr_wall_ms());
     }
+    print_cache(&shm->seg->cache);
 }
 
 int llmr_status_print(const char *conf_path, int flags)

@@ -74,6 +74,10 @@ def test_cache_hit_after_miss_same_body():
     st = cache_status(d)
     assert st["hits"] == 2 and st["misses"] == 1 and st["entries"] == 1, st
     assert st["bytes"] > 0, st
+    out = d.status()
+    assert out.returncode == 0 and "response cache: hits 2, misses 1, coalesced 0" in out.stdout, out
+    m_text = request(d.port, "GET", "/metrics").body.decode()
+    assert "\nllmroute_cache_hits_total 2\n" in m_text and "\nllmroute_cache_entries 1\n" in m_text
 
 
 def test_cache_miss_when_a_field_that_matters_differs():
