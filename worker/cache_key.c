@@ -50,7 +50,11 @@ static int by_name(const void *a, const void *b)
     size_t n = x->nlen < y->nlen ? x->nlen : y->nlen;
     int c = memcmp(x->name, y->name, n);
 
-    return c != 0 ? c : (x->nlen > y->nlen) - (x->nlen < y->nlen);
+    if (c == 0)
+        c = (x->nlen > y->nlen) - (x->nlen < y->nlen);
+    /* a name sent twice (allowed for members llmroute does not read): in
+     * the body's order, so the same bytes always make the same key */
+    return c != 0 ? c : (x->val > y->val) - (x->val < y->val);
 }
 
 /* The value's bytes without the whitespace outside its strings. */

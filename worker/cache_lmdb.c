@@ -158,10 +158,13 @@ void llmr_cache_lmdb_get(llmr_cache_lmdb *db, const unsigned char *key, llmr_cac
         got(arg, NULL, 0);
         return;
     }
-    if (mdb_get(txn, db->e, &k, &v) == 0)
-        got(arg, v.mv_data, v.mv_size);
-    else
+    /* A miss starts the request upstream: not from inside the snapshot. */
+    if (mdb_get(txn, db->e, &k, &v) != 0) {
+        mdb_txn_abort(txn);
         got(arg, NULL, 0);
+        return;
+    }
+    got(arg, v.mv_data, v.mv_size);
     mdb_txn_abort(txn);
 }
 

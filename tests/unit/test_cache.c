@@ -42,6 +42,11 @@ static void test_key_ignores_what_does_not_change_the_answer(void)
                             "\"num_retries\":1,\"timeout\":3,\"context_window_fallbacks\":[],"
                             "\"model\":\"g\",\"messages\":[{\"role\":\"user\","
                             "\"content\":\"hi\"}]}"), 1);
+    /* a member sent twice keeps the body's order: same bytes, same key */
+    T_EQ_INT(same_key("{\"t\":1,\"messages\":[],\"t\":2}",
+                      "{\"t\":1,\"messages\":[],\"t\":2}"), 1);
+    T_EQ_INT(same_key("{\"t\":1,\"messages\":[],\"t\":2}",
+                      "{\"t\":2,\"messages\":[],\"t\":1}"), 0);
     /* keys compared after unescaping */
     T_EQ_INT(same_key("{\"temperature\":1,\"messages\":[]}",
                       "{\"messages\":[],\"temp\\u0065rature\":1}"), 1);
