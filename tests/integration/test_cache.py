@@ -356,3 +356,20 @@ def test_cache_size_bound_holds_under_a_flood_of_distinct_requests():
     # the newest answers are still there, the oldest went first
     assert ask(d, "flood 149", pad).headers["x-llmroute-cache"] == "hit"
     assert ask(d, "flood 0", pad).headers["x-llmroute-cache"] == "miss"
+
+
+def test_cache_identical_streams_coalesce_after_the_leaders_end():
+    m, d = one()
+    body = {"stream": True, "x_mock": {"chunks": 4, "chunk_delay_ms": int(300 * SLOW)}}
+    got = [None]
+    t = threading.Thread(target=lambda: got.__setitem__(0, ask(d, "st", body)))
+    t.start()
+    wait_for(lambda: upstream_calls(m) == 1, 10, "the leading stream upstream")
+    second = ask(d, "st", body)
+    t.join(60)
+    first = got[0]
+    assert first.status == 200 and first.headers["x-llmroute-cache"] == "miss", first
+    assert second.status == 200 and second.headers["x-llmroute-cache"] == "coalesced", second
+    assert second.headers["content-type"].startswith("text/event-stream")
+    assert second.body == first.body and first.body.endswith(b"data: [DONE]\n\n")
+    assert upstream_calls(m) == 1
