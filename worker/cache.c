@@ -560,6 +560,21 @@ int llmr_cache_init(llmr_worker *w)
     return 0;
 }
 
+void llmr_cache_drain_deadline(llmr_worker *w)
+{
+    llmr_cache *c = w->cache;
+    llmr_cache_ticket *t, *next;
+
+    for (t = c != NULL ? c->pending : NULL; t != NULL; t = next) {
+        next = t->next;
+        if (t->busy)            /* its store read answers first */
+            continue;
+        unpend(t);
+        llmr_error_reply(w, t->req, LLMR_E_SHUTTING_DOWN);
+        ticket_free(t);
+    }
+}
+
 /* Worker exit: requests still waiting are dropped without an answer, like
  * llmr_request_abort_all() does for started ones. */
 void llmr_cache_free(llmr_worker *w)

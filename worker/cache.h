@@ -79,6 +79,9 @@ struct llmr_request;
 struct llmr_reply;
 int llmr_cache_init(llmr_worker *w);
 void llmr_cache_free(llmr_worker *w);
+/* drain_timeout passed: requests still waiting for an identical one in
+ * flight are answered 503, like the ones not yet answered upstream. */
+void llmr_cache_drain_deadline(llmr_worker *w);
 /* Whether the cache takes requests of op. */
 int llmr_cache_on(const llmr_worker *w, enum llmr_op op);
 /* Takes a validated request over: answers it from the cache, waits for an

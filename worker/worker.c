@@ -50,6 +50,7 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
                   "them", w->index, w->active);
         w->drain_final = 1;
         llmr_request_drain_deadline(w);
+        llmr_cache_drain_deadline(w);
     }
     w->started_at_tick = w->started;
 }

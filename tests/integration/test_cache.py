@@ -373,3 +373,42 @@ def test_cache_identical_streams_coalesce_after_the_leaders_end():
     assert second.headers["content-type"].startswith("text/event-stream")
     assert second.body == first.body and first.body.endswith(b"data: [DONE]\n\n")
     assert upstream_calls(m) == 1
+
+
+def server_read_all(d, conn):
+    """Whether the worker's end of conn has no unread bytes (it took the request)."""
+    mine = conn.sock.getsockname()[1]
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            p = line.split()
+            if int(p[1].split(":")[1], 16) == d.port and int(p[2].split(":")[1], 16) == mine:
+                return int(p[4].split(":")[1], 16) == 0
+    return False
+
+
+def test_cache_waiters_are_answered_at_the_drain_deadline():
+    m = Mock("m")
+    d = CacheDaemon([deployment("g", m, dep_id="a")], drain_timeout=1.0)
+    slow = {"x_mock": {"latency_ms": int(8000 * SLOW)}}
+    conns = list(worker_conns(d).values())
+    body = json.dumps({"model": "g", "messages": [{"role": "user", "content": "dr"}], **slow})
+    hdrs = {"Content-Type": "application/json"}
+    conns[0].request("POST", CHAT, body, hdrs)
+    wait_for(lambda: upstream_calls(m) == 1, 10, "the leader upstream")
+    conns[1].request("POST", CHAT, body, hdrs)
+    wait_for(lambda: server_read_all(d, conns[1]), 10, "the waiter's request read")
+    old = set(d.workers())
+    d.write_conf([deployment("g", m, dep_id="a")], workers=2,
+                 router="cache_responses = true;")
+    t0 = time.monotonic()
+    os.kill(d.p.pid, signal.SIGHUP)
+    for c in conns:
+        r = c.getresponse()
+        body_out = json.loads(r.read())
+        assert r.status == 503, (r.status, body_out)
+        assert body_out["error"]["code"] == "server_shutting_down", body_out
+    assert time.monotonic() - t0 < 8.0, "answered by the upstream, not at the drain deadline"
+    wait_for(lambda: old.isdisjoint(d.workers()), 20, "old workers gone")
+    for c in conns:
+        c.close()
