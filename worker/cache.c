@@ -62,6 +62,7 @@ struct llmr_cache_ticket {
     int flight;                     /* the single-flight entry led or waited on, or -1 */
     int leader;
     int linked, busy, dead, held;
+    int waited;                     /* it waited on a leader: its time is partly spent */
     int poll_ms;
     int64_t deadline_us;
     struct event poll;
@@ -254,6 +255,10 @@ static void start(llmr_cache_ticket *t)
         j = &c->json;
     }
     t->j = NULL;
+    if (t->waited) {            /* what is left of its own timeout, not a fresh one */
+        int64_t left = t->deadline_us - llmr_clock_us();
+        ctl.timeout = left > 1000 ? (double)left / 1e6 : 0.001;
+    }
     ctl.cache = t;              /* the request owns the ticket from here */
     llmr_request_start_ctl(w, req, t->op, t->group, j, &ctl);
 }
@@ -270,6 +275,7 @@ static void on_miss(llmr_cache_ticket *t)
     if (rc == 0) {              /* an identical request is in flight */
         struct timeval tv = { 0, POLL_FIRST_MS * 1000 };
         t->j = NULL;            /* the tokens go to the next request */
+        t->waited = 1;
         t->poll_ms = POLL_FIRST_MS;
         pend(t);
         evtimer_add(&t->poll, &tv);
@@ -320,7 +326,7 @@ static void on_poll_got(void *arg, const void *val, size_t len)
         unpend(t);
         reply_entry(t, &e, "coalesced");
         ticket_free(t);
-    } else if (t->held && llmr_clock_us() >= t->deadline_us) {
+    } else if (llmr_clock_us() >= t->deadline_us) {
         count(t->c, &t->c->stats->misses);
         unpend(t);
         reply_wait_timeout(t);

@@ -412,3 +412,23 @@ def test_cache_waiters_are_answered_at_the_drain_deadline():
     wait_for(lambda: old.isdisjoint(d.workers()), 20, "old workers gone")
     for c in conns:
         c.close()
+
+
+def test_cache_waiter_that_leads_has_only_the_rest_of_its_timeout():
+    m, d = one(router="num_retries = 0; cooldown_time = 0.0;")
+    lat = 2.0 * SLOW
+    fail = {"x_mock": {"latency_ms": int(lat * 1000), "status": 500}}
+    got = [None]
+    t = threading.Thread(target=lambda: got.__setitem__(0, ask(d, "fl", fail)))
+    t.start()
+    wait_for(lambda: upstream_calls(m) == 1, 10, "the leader upstream")
+    t0 = time.monotonic()
+    # waits for the leader (about lat), which fails: it leads with what is
+    # left of its 1.5 lat, not a fresh 1.5 lat that would see the 500
+    r = ask(d, "fl", dict(fail, timeout=1.5 * lat))
+    took = time.monotonic() - t0
+    t.join(60)
+    assert got[0].status == 500, got[0]
+    assert r.status == 504, r
+    assert upstream_calls(m) == 2
+    assert took < 1.5 * lat + slack(1.0, cap=lat / 2), took
