@@ -2,6 +2,7 @@
 for every worker, the key, the body's cache controls, TTL, single-flight
 across workers, crash safety and the size bound.  Real daemon (>= 2
 workers), real mocks."""
+import http.client
 import json
 import os
 import signal
@@ -216,10 +217,15 @@ def fire_together(conns, body, results):
 @timeout(180)
 def test_cache_fifty_identical_requests_over_four_workers_reach_upstream_once():
     m, d = one(workers=4)
-    held = conns_per_worker(d, 13, workers=4)
-    conns = [c for cs in held.values() for c in cs][:50]
-    owners = set(connection_owners(d, conns))
-    assert len(owners) == 4, owners
+    # at least 5 on each worker (smaller batches than 13 each: a loaded box
+    # accepts 100 connections at once slowly), the rest wherever they land
+    held = conns_per_worker(d, 5, workers=4)
+    conns = [c for cs in held.values() for c in cs]
+    while len(conns) < 50:
+        c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=60)
+        c.connect()
+        conns.append(c)
+    assert len(set(connection_owners(d, conns[:20]))) == 4
     # the leader's answer takes long enough for every other one to arrive
     body = {"model": "g", "messages": [{"role": "user", "content": "burst"}],
             "x_mock": {"latency_ms": int(1500 * SLOW)}}
@@ -229,9 +235,6 @@ def test_cache_fifty_identical_requests_over_four_workers_reach_upstream_once():
         t.join(120)
     for c in conns:
         c.close()
-    for cs in held.values():
-        for c in cs:
-            c.close()
     bad = [r for r in results if not hasattr(r, "status") or r.status != 200]
     assert not bad, bad[:3]
     assert upstream_calls(m) == 1, m.stats()
