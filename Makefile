@@ -170,6 +170,8 @@ fuzz:
 	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_json tests/fuzz/fuzz_json.c worker/estimate.c $(FUZZ_SRC) $(FUZZ_LIBS)
 	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_conf tests/fuzz/fuzz_conf.c $(FUZZ_SRC) $(FUZZ_LIBS)
 	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_yaml tests/fuzz/fuzz_yaml.c $(FUZZ_SRC) $(FUZZ_LIBS)
+	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_cache tests/fuzz/fuzz_cache.c worker/cache_key.c \
+	    worker/cache_entry.c $(FUZZ_SRC) $(FUZZ_LIBS)
 	python3 tests/fuzz/big_seeds.py build/fuzz/seeds-big
 	cp conf/llmroute.conf build/fuzz/seeds-conf/llmroute.conf
 	$(FUZZ_RUN) build/fuzz/fuzz_json $(FUZZ_ARGS) build/fuzz/seeds-big/*
@@ -184,6 +186,9 @@ fuzz:
 	    worker/anthropic_req.c worker/anthropic_resp.c worker/anthropic_sse.c worker/json.c -levent
 	$(FUZZ_RUN) build/fuzz/fuzz_anthropic $(FUZZ_LOOP) build/fuzz/corpus-anthropic \
 	    tests/fuzz/seeds-anthropic
+	@mkdir -p build/fuzz/corpus-cache
+	$(FUZZ_RUN) build/fuzz/fuzz_cache $(FUZZ_LOOP) build/fuzz/corpus-cache tests/fuzz/seeds-json \
+	    tests/fuzz/seeds-cache
 
 clean:
 	rm -rf build

@@ -29,7 +29,7 @@
 #define CONF_MIN_NOFILE      64
 
 static const char *const root_keys[] = {
-    "server", "router_settings", "model_list", NULL
+    "server", "router_settings", "model_list", "cache", NULL
 };
 static const char *const server_keys[] = {
     "listen", "workers", "master_key", "pid_file", "shm_name",
@@ -48,7 +48,7 @@ static const char *const router_keys[] = {
     "http2", "background_health_checks", "health_check_interval",
     "enable_health_check_routing",
     "redis_host", "redis_port", "redis_password", "redis_url", "redis_prefix",
-    "redis_sync_interval_ms", NULL
+    "redis_sync_interval_ms", "cache_responses", NULL
 };
 static const char *const strategy_args_keys[] = { "lowest_latency_buffer", NULL };
 
@@ -378,6 +378,7 @@ static int parse_router(conf_cx *cx, const config_setting_t *rs)
                         0.1, 0, CONF_MAX_SECONDS) != 0
         || conf_opt_bool(cx, rs, p, "enable_health_check_routing",
                          &c->enable_health_check_routing, NULL) != 0
+        || conf_opt_bool(cx, rs, p, "cache_responses", &c->cache_responses, NULL) != 0
         || conf_parse_fallbacks(cx, rs, "fallbacks", &c->fallbacks) != 0
         || conf_parse_fallbacks(cx, rs, "context_window_fallbacks",
                                 &c->context_window_fallbacks) != 0
@@ -431,6 +432,7 @@ static void set_defaults(llmr_conf *c)
     c->ssl_verify = 1;
     c->http2 = 1;
     c->health_check_interval = 300.0;   /* LiteLLM's default */
+    conf_cache_defaults(c);
 }
 
 static int read_file(conf_cx *cx, config_t *cf)
@@ -475,6 +477,8 @@ static int parse_root(conf_cx *cx, const config_setting_t *root)
     /* Fallbacks name model groups, so model_list comes first. */
     if ((s = config_setting_get_member(root, "router_settings")) != NULL
         && parse_router(cx, s) != 0)
+        return -1;
+    if (conf_parse_cache(cx, config_setting_get_member(root, "cache")) != 0)
         return -1;
     return conf_tls_defaults(cx);
 }
@@ -604,5 +608,11 @@ void llmr_conf_free(llmr_conf *c)
     }
     free(c->groups);
     free_strings(c->warnings, c->nwarnings);
+    conf_free_cache(c);
     free(c);
+}
+
+int conf_beside_file(const char *file, char **path)
+{
+    return beside_conf(file, path);
 }

@@ -85,6 +85,27 @@ typedef struct llmr_alias {
     int hidden;                 /* left out of /v1/models (still routable) */
 } llmr_alias;
 
+/* The response cache (README "Response cache").  Call types are bits in
+ * the worker's order of operations: chat, completions, embeddings, responses. */
+enum llmr_cache_type { LLMR_CACHE_LOCAL, LLMR_CACHE_REDIS };
+#define LLMR_CACHE_CALL_CHAT        1u
+#define LLMR_CACHE_CALL_COMPLETIONS 2u
+#define LLMR_CACHE_CALL_EMBEDDINGS  4u
+#define LLMR_CACHE_CALL_RESPONSES   8u
+
+typedef struct llmr_cache_conf {
+    enum llmr_cache_type type;
+    double ttl;                 /* seconds an entry lives (3600) */
+    long max_size_mb;           /* the local store's bound (256) */
+    char *path;                 /* local: the LMDB directory, beside the config file */
+    char *ns;                   /* namespace: part of every key ("") */
+    unsigned call_types;        /* LLMR_CACHE_CALL_* (all four) */
+    char *host;                 /* redis: NULL = router_settings' (or 127.0.0.1) */
+    int port;                   /* 0 = 6379 */
+    char *password;             /* resolved; never logged */
+    char *url;                  /* redis:// or rediss://; overrides host/port/password */
+} llmr_cache_conf;
+
 typedef struct llmr_conf {
     char *file;                 /* path as given, for messages */
 
@@ -150,6 +171,9 @@ typedef struct llmr_conf {
      * load ignored, for the master to log and `convert` to print. */
     char **warnings;
     int nwarnings;
+    /* router_settings.cache_responses and the root `cache` section (conf_cache.c) */
+    int cache_responses;
+    llmr_cache_conf cache;
 } llmr_conf;
 
 /* Parses and validates `path`.  On success returns 0 and sets *out.  On

@@ -128,5 +128,11 @@ int conf_litellm_map(conf_cx *cx, const conf_ydoc *doc, config_t *cf, int apply_
 /* conf_sync.c: router_settings.redis_* (multi-host sync). */
 int conf_parse_sync(conf_cx *cx, const config_setting_t *rs);
 int conf_sync_defaults(llmr_conf *c);
+/* conf_cache.c: the root `cache` section (README "Response cache"). */
+void conf_cache_defaults(llmr_conf *c);
+int conf_parse_cache(conf_cx *cx, const config_setting_t *s);
+void conf_free_cache(llmr_conf *c);
+/* conf.c: a relative path made relative to the config file's directory. */
+int conf_beside_file(const char *file, char **path);
 
 #endif

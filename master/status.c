@@ -99,6 +99,19 @@ static void print_sync(const llmr_shm *shm)
     }
 }
 
+/* The response cache's counters, once it has seen a request. */
+static void print_cache(const llmr_cache_stats *c)
+{
+#define C(f) ((long long)atomic_load_explicit(&c->f, memory_order_relaxed))
+    if (C(hits) + C(misses) + C(bypass) + C(coalesced) == 0)
+        return;
+    printf("response cache: hits %lld, misses %lld, coalesced %lld, bypass %lld, stores %lld, "
+           "evictions %lld, expired %lld, errors %lld, entries %lld, bytes %lld\n", C(hits),
+           C(misses), C(coalesced), C(bypass), C(stores), C(evictions), C(expired), C(errors),
+           C(entries), C(bytes));
+#undef C
+}
+
 static void print_table(const llmr_shm *shm, const char *name, int wide)
 {
     printf("master pid %d, config generation %u, up %llds, segment %s\n",
@@ -123,6 +136,7 @@ static void print_table(const llmr_shm *shm, const char *name, int wide)
             print_narrow(&shm->seg->slots[i], llmr_wall_ms());
     }
     print_sync(shm);
+    print_cache(&shm->seg->cache);
 }
 
 int llmr_status_print(const char *conf_path, int flags)

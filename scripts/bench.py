@@ -216,7 +216,8 @@ http {
     return path
 
 
-def llmroute_conf(tmp, name, port, upstream, workers, server="", scheme="http", params=""):
+def llmroute_conf(tmp, name, port, upstream, workers, server="", scheme="http", params="",
+                  extra=""):
     path = os.path.join(tmp, name + ".conf")
     deps = ",\n".join(
         '{ model_name = "bench"; litellm_params = { model = "openai/gpt-3.5-turbo"; '
@@ -226,13 +227,15 @@ def llmroute_conf(tmp, name, port, upstream, workers, server="", scheme="http", 
         f.write("""server: { listen = "127.0.0.1:%d"; workers = %d;
   pid_file = "%s/%s.pid"; shm_name = "/llmr-bench-%d-%s"; %s };
 model_list = ( %s );
-""" % (port, workers, tmp, name, os.getpid(), name, server, deps))
+%s
+""" % (port, workers, tmp, name, os.getpid(), name, server, deps, extra))
     return path
 
 
-def start_llmroute(args, tmp, name, upstream, workers, server="", scheme="http", params=""):
+def start_llmroute(args, tmp, name, upstream, workers, server="", scheme="http", params="",
+                   extra=""):
     port = free_port()
-    conf = llmroute_conf(tmp, name, port, upstream, workers, server, scheme, params)
+    conf = llmroute_conf(tmp, name, port, upstream, workers, server, scheme, params, extra)
     return Server(name, [os.path.join(args.build, "llmroute"), "-c", conf], port,
                   "/health/readiness", tmp, workers=workers)
 
@@ -327,6 +330,30 @@ def stream_scenario(args, tmp, mock_port):
     return res
 
 
+def cache_scenario(args, tmp, mock_port, path, lua):
+    """One worker: CPU per request of a proxied request against a response
+    cache hit (the same body every time, so all but the first are hits)."""
+    out = {}
+    lr = start_llmroute(args, tmp, "llmroute-nocache", mock_port, 1)
+    out["proxied"] = measure(lr, lr.port, path, args, lua)
+    lr.stop()
+    extra = ('router_settings: { cache_responses = true; };\n'
+             'cache: { path = "%s/cache"; };' % tmp)
+    lr = start_llmroute(args, tmp, "llmroute-cache", mock_port, 1, extra=extra)
+    out["hit"] = measure(lr, lr.port, path, args, lua)
+    lr.stop()
+    out["hit_cpu_ratio"] = round(out["hit"]["cpu_us_per_req"] / out["proxied"]["cpu_us_per_req"],
+                                 2)
+    return out
+
+
+def report_cache(c, d):
+    print(fmt_row("llmroute 1w proxy", c["proxied"], d))
+    print(fmt_row("llmroute 1w hit", c["hit"], d))
+    print("response cache hit: CPU per request %.1f us, %.2fx a proxied request's (%.1f us)" % (
+        c["hit"]["cpu_us_per_req"], c["hit_cpu_ratio"], c["proxied"]["cpu_us_per_req"]))
+
+
 def fmt_row(name, r, direct):
     cpu = "%.1f" % r["cpu_us_per_req"] if "cpu_us_per_req" in r else "-"
     rss = "/".join("%.1f" % (k / 1024) for k in r.get("rss_kb", [])) or "-"
@@ -354,6 +381,8 @@ def main():
     ap.add_argument("--cores", action="store_true",
                     help="pin the proxy, the load and the upstream to separate cores "
                          "(machines with more than 2 cores)")
+    ap.add_argument("--cache-only", action="store_true",
+                    help="only the response cache scenario (a hit against a proxied request)")
     args = ap.parse_args()
     args.build = os.path.abspath(args.build)
     if args.cores:
@@ -400,6 +429,11 @@ def main():
         print("zero-latency mock on :%d; %d connections, %d s per run" %
               (mock.port, args.connections, args.duration), flush=True)
         res["direct"] = measure(None, mock.port, path, args, lua)
+        res["cache"] = cache_scenario(args, tmp, mock.port, path, lua)
+        if args.cache_only:
+            report_cache(res["cache"], res["direct"])
+            shutil.rmtree(tmp, ignore_errors=True)
+            return 0
         for workers in args.workers:
             port = free_port()
             ng = Server("nginx-%dw" % workers,
@@ -487,6 +521,7 @@ def report(res):
                 "ms, longest gap %(max_gap_ms).0f ms" % step if "completed" in step
                 else step["error"]) + (", RSS MiB " + "/".join(
                     "%.1f" % (k / 1024) for k in step["rss_kb"]) if "rss_kb" in step else ""))
+    report_cache(res["cache"], d)
     print("most concurrent streams held without loss or stall: llmroute 2 workers %d, "
           "direct to the mock %d" % (st["max_streams"], st["direct_max_streams"]))
     import bench_sync

@@ -16,7 +16,7 @@
 #endif
 
 #define LLMR_SHM_MAGIC      0x31524d4c524d4c4cULL   /* "LLMRLMR1" */
-#define LLMR_SHM_VERSION    10
+#define LLMR_SHM_VERSION    11
 #define LLMR_SHM_SLOTS      1024
 #define LLMR_CACHE_LINE     64
 #define LLMR_WORKER_SLOTS   512     /* live worker processes, reloads included */
@@ -24,6 +24,8 @@
 #define LLMR_RESP_PROBE     16      /* entries one id may sit in */
 #define LLMR_FAIL_CLASSES   16      /* failures by error class (the worker's enum llmr_err) */
 #define LLMR_HIST_BOUNDS    15      /* finite histogram buckets (llmr_hist_bounds_us) */
+#define LLMR_CACHE_FLIGHTS  4096    /* response-cache keys in flight at once (a power of two) */
+#define LLMR_CACHE_PROBE    8       /* flight entries one key may sit in */
 
 /* A latency histogram for GET /metrics: one atomic add into the bucket an
  * observation falls in (not cumulative; the renderer sums) and one to the
@@ -178,6 +180,32 @@ typedef struct llmr_worker_rec {
     _Atomic uint32_t ready_gen;     /* generation it serves; 0 = starting */
 } llmr_worker_rec;
 
+/* The response cache's counters (worker/cache*.c), added to by every
+ * worker; `entries` and `bytes` are the store's size as its last writer
+ * measured it. */
+typedef struct llmr_cache_stats {
+    _Atomic int64_t hits;
+    _Atomic int64_t misses;
+    _Atomic int64_t coalesced;      /* answered with another request's answer */
+    _Atomic int64_t bypass;         /* no-cache: the store not read */
+    _Atomic int64_t stores;         /* entries written */
+    _Atomic int64_t evictions;      /* entries removed for room (expired ones included) */
+    _Atomic int64_t expired;        /* entries removed by the purge because they expired */
+    _Atomic int64_t errors;         /* store operations that failed (Redis down, ...) */
+    _Atomic int64_t entries;
+    _Atomic int64_t bytes;
+} __attribute__((aligned(LLMR_CACHE_LINE))) llmr_cache_stats;
+
+/* A response-cache key in flight (single-flight): one word, claimed by CAS
+ * from 0 to (32-bit tag of the key << 32) | leader pid, so a claim is never
+ * half made; the deadline after it is only a hint (0 while the leader has
+ * not written it yet).  A dead leader's pid, or a deadline past, makes the
+ * entry free for the taking. */
+typedef struct llmr_cache_flight {
+    _Atomic uint64_t owner;
+    _Atomic int64_t deadline_ms;    /* CLOCK_REALTIME ms */
+} llmr_cache_flight;
+
 typedef struct llmr_shm_segment {
     llmr_shm_header hdr;
     llmr_worker_rec workers[LLMR_WORKER_SLOTS];
@@ -186,6 +214,9 @@ typedef struct llmr_shm_segment {
      * entry, (48-bit tag of the id's hash << 16) | (slot + 1), 0 = empty,
      * so that a reader never sees one id's tag with another's slot. */
     _Alignas(LLMR_CACHE_LINE) _Atomic uint64_t resp_ids[LLMR_RESP_IDS];
+    /* The response cache (shm/cache_flight.c). */
+    llmr_cache_stats cache;
+    _Alignas(LLMR_CACHE_LINE) llmr_cache_flight cache_flights[LLMR_CACHE_FLIGHTS];
 } llmr_shm_segment;
 
 /* Layout facts the design rests on, checked by the compiler: a build where

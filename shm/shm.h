@@ -190,4 +190,20 @@ void llmr_counters_fail_class(llmr_slot *s, int cls);
 /* Master: a dead worker is started again. */
 void llmr_shm_count_respawn(llmr_shm *shm);
 
+/* cache_flight.c: the response cache's single-flight table.  `tag` is a
+ * non-zero 32-bit digest of the key.  Join: 1 when this process now leads
+ * the key (it claimed a free or stale entry: *idx set), 0 when a live
+ * leader holds it (*idx set to that entry), -1 when the key's entries are
+ * all held by others (no coalescing). */
+int llmr_cache_flight_join(llmr_shm *shm, uint32_t tag, int32_t pid, int64_t deadline_ms,
+                           int64_t now_ms, int *idx);
+/* Whether entry idx is still led for tag by a live process. */
+int llmr_cache_flight_held(llmr_shm *shm, int idx, uint32_t tag, int64_t now_ms);
+/* The leader lets go (only its own claim). */
+void llmr_cache_flight_release(llmr_shm *shm, int idx, uint32_t tag, int32_t pid);
+static inline llmr_cache_stats *llmr_shm_cache_stats(llmr_shm *shm)
+{
+    return &shm->seg->cache;
+}
+
 #endif

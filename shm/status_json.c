@@ -80,6 +80,15 @@ static void put_slot(FILE *f, const llmr_slot *s, int64_t now_ms)
     fputc('}', f);
 }
 
+/* The response cache's counters (all zero while it is off). */
+static void put_cache(FILE *f, const llmr_cache_stats *s)
+{
+    fprintf(f, ",\"cache\":{\"hits\":%lld,\"misses\":%lld,\"coalesced\":%lld,\"bypass\":%lld,"
+            "\"stores\":%lld,\"evictions\":%lld,\"expired\":%lld,\"errors\":%lld,"
+            "\"entries\":%lld,\"bytes\":%lld}", LD(hits), LD(misses), LD(coalesced), LD(bypass),
+            LD(stores), LD(evictions), LD(expired), LD(errors), LD(entries), LD(bytes));
+}
+
 char *llmr_status_json(const llmr_shm *shm, int64_t now_ms, size_t *len)
 {
     const llmr_shm_header *h = &shm->seg->hdr;
@@ -103,7 +112,9 @@ char *llmr_status_json(const llmr_shm *shm, int64_t now_ms, size_t *len)
         first = 0;
         put_slot(f, &shm->seg->slots[i], now_ms);
     }
-    fputs("]}\n", f);
+    fputc(']', f);
+    put_cache(f, &shm->seg->cache);
+    fputs("}\n", f);
     if (fclose(f) != 0) {
         free(buf);
         return NULL;

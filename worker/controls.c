@@ -16,7 +16,7 @@
 #define TIMEOUT_MAX 1e6             /* seconds; the config's is shorter anyway */
 
 const char *const llmr_control_keys[] = {
-    "fallbacks", "context_window_fallbacks", "num_retries", "timeout",
+    "fallbacks", "context_window_fallbacks", "num_retries", "timeout", "cache",
 };
 const int llmr_ncontrol_keys = (int)(sizeof(llmr_control_keys) / sizeof(llmr_control_keys[0]));
 

@@ -14,6 +14,7 @@
 #include "errors.h"
 #include "log.h"
 #include "request.h"
+#include "cache.h"
 #include "worker_internal.h"
 
 enum route_kind { ROUTE_PROXY, ROUTE_MODELS, ROUTE_LIVE, ROUTE_READY, ROUTE_METRICS,
@@ -298,6 +299,10 @@ void llmr_http_proxy(llmr_worker *w, struct evhttp_request *req, enum llmr_op op
     }
     if (llmr_controls_read(w, req, j, &ctl) < 0)
         return;
+    if (llmr_cache_on(w, op)) {
+        llmr_cache_begin(w, req, op, group, j, &ctl);
+        return;
+    }
     llmr_request_start_ctl(w, req, op, group, j, &ctl);
 }
 

@@ -212,6 +212,47 @@ static void sync_metrics(struct evbuffer *b, llmr_worker *w)
     }
 }
 
+/* The response cache's counters, when it is on (README "Response cache"). */
+static void cache(struct evbuffer *b, llmr_worker *w)
+{
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+    } rows[] = {
+        { "llmroute_cache_hits_total", "counter", "Requests answered from the cache.",
+          offsetof(llmr_cache_stats, hits) },
+        { "llmroute_cache_misses_total", "counter", "Cacheable requests sent upstream.",
+          offsetof(llmr_cache_stats, misses) },
+        { "llmroute_cache_coalesced_total", "counter",
+          "Requests answered with an identical request's answer (single-flight).",
+          offsetof(llmr_cache_stats, coalesced) },
+        { "llmroute_cache_bypass_total", "counter", "Requests with cache no-cache.",
+          offsetof(llmr_cache_stats, bypass) },
+        { "llmroute_cache_stores_total", "counter", "Answers written to the cache.",
+          offsetof(llmr_cache_stats, stores) },
+        { "llmroute_cache_evictions_total", "counter", "Entries removed to make room.",
+          offsetof(llmr_cache_stats, evictions) },
+        { "llmroute_cache_expired_total", "counter", "Expired entries purged.",
+          offsetof(llmr_cache_stats, expired) },
+        { "llmroute_cache_errors_total", "counter",
+          "Cache reads and writes that failed (Redis down, no room).",
+          offsetof(llmr_cache_stats, errors) },
+        { "llmroute_cache_entries", "gauge", "Entries in the local store.",
+          offsetof(llmr_cache_stats, entries) },
+        { "llmroute_cache_bytes", "gauge", "Bytes of the local store's data pages.",
+          offsetof(llmr_cache_stats, bytes) },
+    };
+    llmr_cache_stats *s = llmr_shm_cache_stats(w->shm);
+
+    if (!w->conf->cache_responses)
+        return;
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        head(b, rows[i].name, rows[i].type, rows[i].help);
+        evbuffer_add_printf(b, "%s %lld\n", rows[i].name,
+                            (long long)load((_Atomic int64_t *)((char *)s + rows[i].off)));
+    }
+}
+
 #define SLOT(f) offsetof(llmr_slot, f)
 
 static void render(struct evbuffer *b, llmr_worker *w)
@@ -242,6 +283,7 @@ static void render(struct evbuffer *b, llmr_worker *w)
               SLOT(overhead));
     process(b, w);
     sync_metrics(b, w);
+    cache(b, w);
 }
 
 void llmr_metrics_handle(llmr_worker *w, struct evhttp_request *req)

@@ -17,6 +17,7 @@
 #include "clock.h"
 #include "log.h"
 #include "stream.h"
+#include "cache.h"
 
 const char *llmr_request_group_name(const llmr_request *r, int pos)
 {
@@ -159,6 +160,7 @@ void llmr_reply_headers(llmr_request *r, int upstream)
     snprintf(n, sizeof(n), "%d", r->plan.attempts);
     evhttp_add_header(out, "x-llmroute-attempts", n);
     evhttp_add_header(out, "x-llmroute-model-group", llmr_request_group_name(r, 0));
+    llmr_cache_headers(r);
     if (pos > 0)
         evhttp_add_header(out, "x-llmroute-fallback", llmr_request_group_name(r, pos));
 }

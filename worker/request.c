@@ -20,6 +20,7 @@
 #include "conn.h"
 #include "log.h"
 #include "stream.h"
+#include "cache.h"
 
 static void try_group(llmr_request *r);
 static void on_attempt_done(void *arg, CURLcode result);
@@ -87,6 +88,7 @@ static void request_free(llmr_request *r)
     }
     llmr_relay_free(&r->relay);
     llmr_anth_free(r);
+    llmr_cache_request_free(r);
     free(r->at.up_body);
     free(r);
 }
@@ -119,6 +121,7 @@ void llmr_request_finish(llmr_request *r, const llmr_reply *rep)
         llmr_attempt_end(r, LLMR_OUTCOME_CANCELLED);
     detach(r, rep->how == LLMR_REPLY_GONE);
     llmr_alog_bind(r->w, rep->how == LLMR_REPLY_NONE ? NULL : r);
+    llmr_cache_request_done(r, rep);
     if (rep->how == LLMR_REPLY_GONE)    /* logged before the request may be freed */
         llmr_alog_reply(r->w, r->req, 499, -1);
     llmr_reply_send(r, rep);
@@ -447,6 +450,7 @@ void llmr_request_start_ctl(llmr_worker *w, struct evhttp_request *req, enum llm
         if (r != NULL && r->at.resp != NULL)
             evbuffer_free(r->at.resp);
         free(r);
+        llmr_cache_ticket_drop(ctl->cache);
         llmr_error_reply(w, req, LLMR_E_OUT_OF_MEMORY);
         return;
     }

@@ -137,6 +137,7 @@ typedef struct llmr_controls {
     double timeout;                     /* seconds; 0: router_settings.timeout */
     llmr_body_edit edit;
     int anthropic_in;                   /* came in on /v1/messages (anthropic_glue.c) */
+    struct llmr_cache_ticket *cache;    /* the response cache's (cache.c), owned; or NULL */
 } llmr_controls;
 
 /* controls.c: reads the request's controls from its body and headers into

@@ -13,6 +13,7 @@
 
 #include "clock.h"
 #include "stream.h"
+#include "cache.h"
 
 #define SSE_LINE_MAX (1 << 20)  /* longer data lines are relayed, not read */
 
@@ -251,6 +252,7 @@ size_t llmr_stream_write(llmr_request *r, const char *data, size_t len)
         return CURL_WRITEFUNC_PAUSE;
     }
     sse_scan(&rl->sse, data, len);
+    llmr_cache_tee(r, data, len);
     r->log.bytes_out += (int64_t)len;
     if (rl->sse.responses)
         responses_seen(r);

@@ -10,6 +10,7 @@
 #include "conn.h"
 #include "log.h"
 #include "request.h"
+#include "cache.h"
 #include "stream.h"
 #include "worker_internal.h"
 
@@ -49,6 +50,7 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
                   "them", w->index, w->active);
         w->drain_final = 1;
         llmr_request_drain_deadline(w);
+        llmr_cache_drain_deadline(w);
     }
     w->started_at_tick = w->started;
 }
@@ -163,7 +165,8 @@ static int worker_init(llmr_worker *w, const int *fds, int nfds)
         || llmr_guard_init(w) < 0
         || llmr_conn_init(w) < 0 || setup_http(w) < 0
         || llmr_upstream_init(w) < 0 || llmr_targets_build(w) < 0
-        || llmr_router_init(w) < 0 || llmr_http_models_build(w) < 0)
+        || llmr_router_init(w) < 0 || llmr_http_models_build(w) < 0
+        || llmr_cache_init(w) < 0)
         return -1;
     if (listen_on(w, fds, nfds) < 0)
         return -1;
@@ -175,6 +178,7 @@ static void worker_free(llmr_worker *w)
 {
     llmr_request_abort_all(w);
     llmr_responses_abort_all(w);
+    llmr_cache_free(w);
     if (w->http != NULL)
         evhttp_free(w->http);
     llmr_conn_free_all(w);

@@ -74,6 +74,7 @@ typedef struct llmr_worker {
     int drain_final;            /* drain_timeout passed: streams were ended */
     unsigned drain_final_ticks;
     struct llmr_alog *alog;     /* access_log.c */
+    struct llmr_cache *cache;   /* cache.c: the response cache, or NULL when off */
 } llmr_worker;
 
 /* http_api.c */

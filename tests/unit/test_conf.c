@@ -239,7 +239,7 @@ static void test_unknown_keys(void)
     char err[1024];
 
     EXPECT_ERR(ML "servr = { };\n", 2, "servr",
-               "unknown key (allowed: server, router_settings, model_list)");
+               "unknown key (allowed: server, router_settings, model_list, cache)");
     EXPECT_ERR("server = {\n  workers = 1;\n  listn = \"x\";\n};\n" ML, 3, "server.listn",
                "unknown key (allowed: listen, workers, master_key, pid_file, shm_name, "
                "max_body_bytes, drain_timeout, worker_rlimit_nofile, upstream_max_connecting, "
