@@ -637,6 +637,7 @@ static int take_segment(llmr_cycle *cy)
     atomic_store(&cy->shm.seg->hdr.sync_pid, 0);    /* and so does its sync process */
     if (!cy->conf->sync)
         atomic_store(&cy->shm.seg->hdr.sync_state, LLMR_SYNC_OFF);
+    llmr_syncer_starting(cy);   /* before the workers: they are not ready until it has leases */
     adopt_segment(cy);
     return 0;
 }

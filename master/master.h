@@ -121,6 +121,7 @@ void llmr_prober_signal(llmr_cycle *cy, int signo);
 
 /* sync_super.c: the sync process's supervision, as the prober's. */
 void llmr_syncer_spawn(llmr_cycle *cy);
+void llmr_syncer_starting(llmr_cycle *cy);
 void llmr_syncer_replace(llmr_cycle *cy);
 int llmr_syncer_reaped(llmr_cycle *cy, pid_t pid, int status);
 void llmr_syncer_signal(llmr_cycle *cy, int signo);

@@ -82,7 +82,14 @@ static void hosts_reply(llmr_redis *r, redisReply *y, void *arg)
                 cx->deps[i].resync[k] = 1;
         }
         sync_cooldowns_learn(cx);
-        sync_set_state(cx, LLMR_SYNC_SHARED, "connected");
+        /* A first start has no grants yet: it is "shared" (and the host
+         * ready) once the first leases have come back (on_tick). */
+        if (atomic_load(&h->sync_state) == LLMR_SYNC_CONNECTING) {
+            sync_limits_round(cx, llmr_wall_ms());
+            cx->first_round = 1;
+        } else {
+            sync_set_state(cx, LLMR_SYNC_SHARED, "connected");
+        }
     }
 }
 
@@ -124,6 +131,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     }
     if (cx->up)
         heartbeat(cx, now);
+    if (cx->first_round && cx->up && sync_limits_pending(cx) == 0) {
+        cx->first_round = 0;
+        sync_set_state(cx, LLMR_SYNC_SHARED, "connected, first leases taken");
+    }
     if (cx->up && cx->heartbeat_ok) {
         sync_limits_round(cx, now);
         sync_cooldowns_publish(cx, now);
@@ -141,6 +152,7 @@ static void on_cmd_state(llmr_redis *r, int up, const char *why, void *arg)
     (void)r;
     cx->up = up;
     cx->heartbeat_ok = 0;
+    cx->first_round = 0;
     cx->heartbeat_inflight = 0;
     if (up) {
         heartbeat(cx, llmr_wall_ms());

@@ -51,6 +51,7 @@ typedef struct sync_cx {
     int ticks;
     int up;                         /* cmd connection authenticated */
     int heartbeat_ok;               /* a heartbeat answered since up */
+    int first_round;                /* first leases asked, state still connecting */
     int heartbeat_inflight;
     int draining;                   /* SIGQUIT: handing back, then exit */
     int64_t drain_deadline_ms;

@@ -13,6 +13,18 @@
 #include "master.h"
 #include "sync.h"
 
+/* A host that turns sync on is "connecting" until its sync process has
+ * taken the first leases or fallen back to its local share; workers are not
+ * ready meanwhile (their limits would refuse everything). */
+void llmr_syncer_starting(llmr_cycle *cy)
+{
+    uint32_t off = LLMR_SYNC_OFF;
+
+    if (cy->conf->sync)
+        atomic_compare_exchange_strong(&cy->shm.seg->hdr.sync_state, &off,
+                                       LLMR_SYNC_CONNECTING);
+}
+
 void llmr_syncer_spawn(llmr_cycle *cy)
 {
     llmr_proc *p = &cy->syncer;
@@ -21,6 +33,7 @@ void llmr_syncer_spawn(llmr_cycle *cy)
     p->respawn_at = 0;
     if (!cy->conf->sync || cy->quitting || p->pid > 0)
         return;
+    llmr_syncer_starting(cy);
     if ((pid = fork()) == -1) {
         llmr_error("fork (sync): %s", strerror(errno));
         p->started = llmr_mono_s();

@@ -1,5 +1,6 @@
 /* The response cache in Redis (see cache_redis.h).  Keys are
- * "llmroute:cache:<hex key>"; values are cache_entry.c's framing, the same
+ * "<router_settings.redis_prefix>:cache:<hex key>" ("llmroute:cache:..." by
+ * default); values are cache_entry.c's framing, the same
  * bytes as the local store's, with Redis's own expiry (PX) set to the
  * entry's TTL so that Redis drops it, not us. */
 #include <stdio.h>
@@ -13,12 +14,15 @@
 #include "log.h"
 #include "redis.h"
 
-#define KEY_PREFIX "llmroute:cache:"
+/* Room for the key: the prefix (conf_sync.c bounds it), ":cache:", 64 hex
+ * digits and the NUL. */
+#define KEY_MAX 192
 
 struct llmr_cache_redis {
     llmr_worker *w;
     llmr_redis *conn;
     llmr_cache_stats *stats;
+    char prefix[KEY_MAX - 65];      /* "<redis_prefix>:cache:" */
 };
 
 typedef struct pending_get {
@@ -44,19 +48,26 @@ static void on_state(llmr_redis *r, int up, const char *why, void *arg)
                   "until it is back", rc->w->index, why != NULL ? why : "connection lost");
 }
 
+/* The cache section's own Redis when it names one, else the one of
+ * router_settings.redis_* (LiteLLM's cache falls back to redis_host too). */
 static int opts_from_conf(const llmr_conf *conf, llmr_redis_opts *o, char *err, size_t errlen)
 {
     const llmr_cache_conf *c = &conf->cache;
+    int own = c->url != NULL || c->host != NULL || c->port > 0 || c->password != NULL;
+    const char *url = own ? c->url : conf->redis_url;
+    const char *host = own ? c->host : conf->redis_host;
+    const char *password = own ? c->password : conf->redis_password;
+    int port = own ? c->port : conf->redis_port;
 
     llmr_redis_opts_init(o);
-    if (c->url != NULL)
-        return llmr_redis_parse_url(c->url, o, err, errlen);
-    if (c->host != NULL)
-        snprintf(o->host, sizeof(o->host), "%s", c->host);
-    if (c->port > 0)
-        o->port = c->port;
-    if (c->password != NULL)
-        snprintf(o->password, sizeof(o->password), "%s", c->password);
+    if (url != NULL)
+        return llmr_redis_parse_url(url, o, err, errlen);
+    if (host != NULL)
+        snprintf(o->host, sizeof(o->host), "%s", host);
+    if (port > 0)
+        o->port = port;
+    if (password != NULL)
+        snprintf(o->password, sizeof(o->password), "%s", password);
     return 0;
 }
 
@@ -72,6 +83,8 @@ llmr_cache_redis *llmr_cache_redis_new(llmr_worker *w, llmr_cache_stats *stats, 
     }
     rc->w = w;
     rc->stats = stats;
+    snprintf(rc->prefix, sizeof(rc->prefix), "%s:cache:",
+             w->conf->redis_prefix != NULL ? w->conf->redis_prefix : "llmroute");
     if (opts_from_conf(w->conf, &o, err, errlen) < 0
         || (rc->conn = llmr_redis_new(w->base, &o, on_state, NULL, rc, err, errlen)) == NULL) {
         explicit_bzero(&o, sizeof(o));
@@ -90,10 +103,12 @@ void llmr_cache_redis_free(llmr_cache_redis *rc)
     free(rc);
 }
 
-static void key_of(const unsigned char *key, char *out)
+static void key_of(const llmr_cache_redis *rc, const unsigned char *key, char *out)
 {
-    memcpy(out, KEY_PREFIX, strlen(KEY_PREFIX));
-    llmr_cache_key_hex(key, out + strlen(KEY_PREFIX));
+    size_t n = strlen(rc->prefix);
+
+    memcpy(out, rc->prefix, n);
+    llmr_cache_key_hex(key, out + n);
 }
 
 static void on_get(llmr_redis *r, redisReply *reply, void *arg)
@@ -111,14 +126,14 @@ static void on_get(llmr_redis *r, redisReply *reply, void *arg)
 int llmr_cache_redis_get(llmr_cache_redis *rc, const unsigned char *key, llmr_cache_got_fn *got,
                          void *arg)
 {
-    char k[sizeof(KEY_PREFIX) + 65];
+    char k[KEY_MAX];
     pending_get *p = malloc(sizeof(*p));
 
     if (p == NULL)
         return -1;
     p->got = got;
     p->arg = arg;
-    key_of(key, k);
+    key_of(rc, key, k);
     if (llmr_redis_cmd(rc->conn, on_get, p, "GET %s", k) < 0) {
         free(p);
         return -1;
@@ -141,7 +156,7 @@ static void on_set(llmr_redis *r, redisReply *reply, void *arg)
 int llmr_cache_redis_set(llmr_cache_redis *rc, const unsigned char *key, const unsigned char *hdr,
                          const void *body, size_t len, int64_t ttl_ms, int flight, uint32_t tag)
 {
-    char k[sizeof(KEY_PREFIX) + 65], ttl[24];
+    char k[KEY_MAX], ttl[24];
     pending_set *p;
     unsigned char *val;
     const char *argv[5];
@@ -156,7 +171,7 @@ int llmr_cache_redis_set(llmr_cache_redis *rc, const unsigned char *key, const u
     }
     memcpy(val, hdr, LLMR_CACHE_HDR_LEN);
     memcpy(val + LLMR_CACHE_HDR_LEN, body, len);
-    key_of(key, k);
+    key_of(rc, key, k);
     snprintf(ttl, sizeof(ttl), "%lld", (long long)(ttl_ms > 0 ? ttl_ms : 1));
     argv[0] = "SET", argl[0] = 3;
     argv[1] = k, argl[1] = strlen(k);

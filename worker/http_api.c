@@ -340,22 +340,29 @@ int llmr_http_models_build(llmr_worker *w)
     return w->models_body == NULL ? -1 : 0;
 }
 
+/* Not ready while draining, nor while multi-host sync has not yet taken
+ * this host's first leases (or fallen back to its local share): limits
+ * would refuse every request until then. */
 static void handle_ready(llmr_worker *w, struct evhttp_request *req)
 {
     struct evbuffer *b = evbuffer_new();
+    int syncing = w->conf->sync && atomic_load_explicit(&w->shm->seg->hdr.sync_state,
+                                                        memory_order_relaxed)
+                                   == LLMR_SYNC_CONNECTING;
 
     if (b == NULL) {
         llmr_http_reply_json(w, req, 503, "{}", 2);
         return;
     }
     evbuffer_add_printf(b, "{\"status\":\"%s\",\"pid\":%d,\"generation\":%u,"
-                        "\"deployments\":%d,", w->draining ? "draining" : "ready",
+                        "\"deployments\":%d,", w->draining ? "draining" : syncing ?
+                        "syncing" : "ready",
                         (int)getpid(), w->generation, w->conf->ndeployments);
     llmr_health_groups_json(w, b);
     evbuffer_add(b, "}", 1);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "application/json");
-    llmr_http_reply(w, req, w->draining ? 503 : 200, b);
+    llmr_http_reply(w, req, w->draining || syncing ? 503 : 200, b);
     evbuffer_free(b);
 }
 

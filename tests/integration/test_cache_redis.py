@@ -94,3 +94,25 @@ def test_cache_redis_killed_mid_run_fails_no_request():
     wait_for(lambda: ask(d, "back").headers["x-llmroute-cache"] == "hit", 30,
              "hits once redis is back")
     assert r2.ping()
+
+
+def test_cache_redis_defaults_to_router_settings_redis():
+    """A `cache` section of type redis that names no server uses
+    router_settings.redis_* and their prefix (the Redis the hosts already
+    share for multi-host sync), so one Redis setting serves both."""
+    r = Redis()
+    m = Mock("m")
+    router = 'redis_host = "127.0.0.1"; redis_port = %d; redis_prefix = "team1";' % r.port
+    a, b = [CacheDaemon([deployment("g", m, dep_id="a")], cache='type = "redis";',
+                        router=router) for _ in range(2)]
+    wait_for(lambda: "redis connected" in a.log_text() and "redis connected" in b.log_text(),
+             10, "both instances connected to the router_settings redis")
+    first = ask(a, "shared-by-router-settings")
+    assert first.headers["x-llmroute-cache"] == "miss", first.headers
+    key = first.headers["x-llmroute-cache-key"]
+    wait_for(lambda: r.cmd("EXISTS", "team1:cache:" + key) == b":1\r\n", 10,
+             "the entry under the redis_prefix")
+    assert r.cmd("EXISTS", "llmroute:cache:" + key) == b":0\r\n"
+    second = ask(b, "shared-by-router-settings")
+    assert second.headers["x-llmroute-cache"] == "hit" and second.body == first.body
+    assert upstream_calls(m) == 1

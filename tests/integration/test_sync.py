@@ -325,3 +325,39 @@ def wait_gone(pid):
     wait_for(lambda: not os.path.exists("/proc/%d" % pid)
              or open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0] == "Z",
              10, "the old sync process %d to exit" % pid)
+
+
+@timeout(120)
+def test_sync_first_request_after_readiness_is_served():
+    """Regression: a host started with Redis settings refused every request
+    of a limited deployment (429, no grant yet) until its first leases came
+    back.  Readiness now waits for them, so the first request after it is
+    served, on a deployment with rpm, tpm and max_parallel_requests."""
+    redis, mock = Redis(), Mock()
+    minute_room(10)
+    d = Daemon([deployment("g", mock, dep_id="d1",
+                           params="rpm = 600; tpm = 1000000; max_parallel_requests = 8;")],
+               workers=2, router=sync_router(redis))
+    r = chat(d.port, model="g")
+    assert r.status == 200, r
+    assert status(d)["sync"]["state"] == "shared"
+    d.stop()
+    redis.stop()
+
+
+@timeout(120)
+def test_sync_redis_unreachable_at_start_serves_the_local_share():
+    """Redis not there when the host starts: readiness comes once the
+    connection attempt fails (local state), and requests are served
+    against this host's share instead of being refused."""
+    port = free_port()          # nothing listens there
+    mock = Mock()
+    minute_room(10)
+    d = Daemon([deployment("g", mock, dep_id="d1", params="rpm = 600;")], workers=2,
+               router='redis_host = "127.0.0.1"; redis_port = %d; redis_sync_interval_ms = %d;'
+               % (port, INTERVAL_MS))
+    d.allowed.append("sync: Redis unavailable")
+    r = chat(d.port, model="g")
+    assert r.status == 200, r
+    assert status(d)["sync"]["state"] == "local"
+    d.stop()
