@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Counts, not clocks: system calls per proxied request and per relayed
+stream event (strace -c on the worker), allocations per request (the
+malloc_count.so counter).  One worker, so that every request is its own.
+
+  bench/count.py --build build [--requests 2000] [--streams 40] [--events 64]
+                 [--sites] [--what syscalls,allocs,stream]
+
+Prints one JSON object; with --sites, also the top allocation sites of the
+worker over the measured requests (raw frames; addr2line -f -e build/llmroute
+resolves the static ones)."""
+import argparse
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import bench  # noqa: E402  (Server, start_llmroute, wait_for)
+
+BODY = {"model": "bench", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def worker_pid(lr):
+    out = subprocess.run(["pgrep", "-P", str(lr.p.pid)], capture_output=True, text=True)
+    for pid in map(int, out.stdout.split()):
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            if b"prober" not in f.read():
+                return pid
+    raise RuntimeError("no worker")
+
+
+def requests(port, n, body):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    data = json.dumps(body)
+    for _ in range(n):
+        c.request("POST", "/v1/chat/completions", data, {"Content-Type": "application/json"})
+        r = c.getresponse()
+        r.read()
+        if r.status != 200:
+            raise RuntimeError("status %d" % r.status)
+    c.close()
+
+
+def streams(port, n, events, delay_ms):
+    body = dict(BODY, stream=True, x_mock={"chunks": events, "chunk_delay_ms": delay_ms})
+    errs = []
+
+    def one():
+        try:
+            requests(port, 1, body)
+        except Exception as e:  # noqa: BLE001
+            errs.append(e)
+    ts = [threading.Thread(target=one) for _ in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    if errs:
+        raise errs[0]
+
+
+def strace_c(pid, fn):
+    out = tempfile.mktemp(prefix="strace-")
+    st = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(pid)],
+                          stderr=subprocess.DEVNULL)
+    time.sleep(0.5)         # strace attaching; nothing to poll for
+    fn()
+    st.send_signal(signal.SIGINT)
+    st.wait(30)
+    calls = {}
+    with open(out) as f:
+        for line in f:
+            p = line.split()
+            if len(p) >= 5 and p[0][0].isdigit() and p[-1] != "total":
+                calls[p[-1]] = int(p[3])
+    os.unlink(out)
+    return calls
+
+
+def dump(pid, path):
+    n = sum(1 for _ in open(path)) if os.path.exists(path) else 0
+    os.kill(pid, signal.SIGUSR2)
+    bench.wait_for(lambda: os.path.exists(path) and
+                   any(l.startswith("end") or not os.environ.get("MALLOC_COUNT_SITES")
+                       for l in list(open(path))[n:]) and sum(1 for _ in open(path)) > n,
+                   10, "malloc dump")
+    lines = list(open(path))[n:]
+    counts = dict(kv.split("=") for kv in lines[0].split())
+    return {k: int(v) for k, v in counts.items()}, lines[1:]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--streams", type=int, default=40)
+    ap.add_argument("--events", type=int, default=64)
+    ap.add_argument("--delay", type=int, default=5)
+    ap.add_argument("--sites", action="store_true")
+    ap.add_argument("--what", default="syscalls,allocs,stream")
+    args = ap.parse_args()
+    args.build = os.path.abspath(args.build)
+    what = args.what.split(",")
+    tmp = tempfile.mkdtemp(prefix="llmr-count-")
+    so = os.path.join(tmp, "malloc_count.so")
+    subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", so,
+                    os.path.join(ROOT, "bench", "malloc_count.c")], check=True)
+    if "allocs" in what:
+        os.environ["LD_PRELOAD"] = so
+        os.environ["MALLOC_COUNT_OUT"] = os.path.join(tmp, "mc")
+        if args.sites:
+            os.environ["MALLOC_COUNT_SITES"] = "1"
+    mock = bench.Server("mock", [os.path.join(args.build, "llmroute-mock"), "-p", "0"], 0,
+                        "/v1/models", tmp, role="upstream")
+    os.environ.pop("LD_PRELOAD", None)
+    lr = None
+    res = {}
+    try:
+        if "allocs" in what:
+            os.environ["LD_PRELOAD"] = so
+        lr = bench.start_llmroute(args, tmp, "lr", mock.port, 1)
+        os.environ.pop("LD_PRELOAD", None)
+        pid = worker_pid(lr)
+        requests(lr.port, 200, BODY)        # warm: pools, buffers, connections
+        if "allocs" in what:
+            path = os.path.join(tmp, "mc.%d" % pid)
+            a, _ = dump(pid, path)
+            requests(lr.port, args.requests, BODY)
+            b, sites = dump(pid, path)
+            res["allocs_per_request"] = {k: round((b[k] - a[k]) / args.requests, 2) for k in a}
+            if args.sites:
+                sys.stderr.write("".join(sites))
+        if "syscalls" in what:
+            c = strace_c(pid, lambda: requests(lr.port, args.requests, BODY))
+            res["syscalls_per_request"] = {k: round(v / args.requests, 2)
+                                           for k, v in sorted(c.items())}
+            res["syscalls_per_request_total"] = round(sum(c.values()) / args.requests, 2)
+        if "stream" in what:
+            streams(lr.port, 4, 4, 0)
+            c = strace_c(pid, lambda: streams(lr.port, args.streams, args.events, args.delay))
+            ev = args.streams * (args.events + 2)   # content, the last chunk, [DONE]
+            res["syscalls_per_stream_event"] = {k: round(v / ev, 2)
+                                                for k, v in sorted(c.items())}
+            res["syscalls_per_stream_event_total"] = round(sum(c.values()) / ev, 2)
+    finally:
+        if lr is not None:
+            lr.stop()
+        mock.stop()
+    print(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
