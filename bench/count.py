@@ -4,6 +4,7 @@ stream event (strace -c on the worker), allocations per request (the
 malloc_count.so counter).  One worker, so that every request is its own.
 
   bench/count.py --build build [--requests 2000] [--streams 40] [--events 64]
+                 [--delay MS] [--burst N]
                  [--sites] [--what syscalls,allocs,stream]
 
 Prints one JSON object; with --sites, also the top allocation sites of the
@@ -48,8 +49,9 @@ def requests(port, n, body):
     c.close()
 
 
-def streams(port, n, events, delay_ms):
-    body = dict(BODY, stream=True, x_mock={"chunks": events, "chunk_delay_ms": delay_ms})
+def streams(port, n, events, delay_ms, burst=1):
+    body = dict(BODY, stream=True, x_mock={"chunks": events, "chunk_delay_ms": delay_ms,
+                                           "chunk_burst": burst})
     errs = []
 
     def one():
@@ -102,7 +104,8 @@ def main():
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--streams", type=int, default=40)
     ap.add_argument("--events", type=int, default=64)
-    ap.add_argument("--delay", type=int, default=5)
+    ap.add_argument("--delay", type=int, default=20)
+    ap.add_argument("--burst", type=int, default=1, help="events the mock sends together")
     ap.add_argument("--sites", action="store_true")
     ap.add_argument("--what", default="syscalls,allocs,stream")
     args = ap.parse_args()
@@ -144,7 +147,8 @@ def main():
             res["syscalls_per_request_total"] = round(sum(c.values()) / args.requests, 2)
         if "stream" in what:
             streams(lr.port, 4, 4, 0)
-            c = strace_c(pid, lambda: streams(lr.port, args.streams, args.events, args.delay))
+            c = strace_c(pid, lambda: streams(lr.port, args.streams, args.events, args.delay,
+                                                         args.burst))
             ev = args.streams * (args.events + 2)   # content, the last chunk, [DONE]
             res["syscalls_per_stream_event"] = {k: round(v / ev, 2)
                                                 for k, v in sorted(c.items())}

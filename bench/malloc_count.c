@@ -125,7 +125,7 @@ static void on_dump(int sig)
             n_free);
     if (want_sites) {
         qsort(sites, NSITES, sizeof(site), by_count);
-        for (int i = 0; i < 25 && sites[i].count > 0; i++) {
+        for (int i = 0; i < 80 && sites[i].count > 0; i++) {
             fprintf(f, "site %d: %lu\n", i, sites[i].count);
             fflush(f);
             backtrace_symbols_fd(sites[i].pc, sites[i].n, fileno(f));

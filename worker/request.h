@@ -124,6 +124,7 @@ typedef struct llmr_relay {
     struct event idle;                  /* stream_idle_timeout */
     int64_t last_data_us;               /* the upstream's last bytes */
     llmr_sse sse;
+    struct event flush;                 /* sends `chunk`, once per loop iteration */
 } llmr_relay;
 
 /* What the client may set for its own request (controls.c), and how its
