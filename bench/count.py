@@ -5,7 +5,7 @@ malloc_count.so counter).  One worker, so that every request is its own.
 
   bench/count.py --build build [--requests 2000] [--streams 40] [--events 64]
                  [--delay MS] [--burst N]
-                 [--sites] [--what syscalls,allocs,stream]
+                 [--sites] [--many N] [--what syscalls,allocs,stream,many]
 
 Prints one JSON object; with --sites, also the top allocation sites of the
 worker over the measured requests (raw frames; addr2line -f -e build/llmroute
@@ -68,6 +68,42 @@ def streams(port, n, events, delay_ms, burst=1):
         raise errs[0]
 
 
+def rss_kb(pid, key):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def many_streams(args, tmp, mock_port):
+    """--many N: N concurrent streams of 64 events 20 ms apart on 2 workers
+    (bench/streams.c, every event checked): completed, lost, stalled (a gap
+    over 1 s), and the workers' memory per stream (peak RSS over idle)."""
+    import resource
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(65536, hard), hard))
+    body = os.path.join(tmp, "stream64.json")
+    with open(body, "w") as f:
+        json.dump(dict(BODY, stream=True, x_mock={"chunks": 64, "chunk_delay_ms": 20}), f)
+    lr = bench.start_llmroute(args, tmp, "lr-many", mock_port, 2, "worker_rlimit_nofile = 65536;")
+    try:
+        out = subprocess.run(["pgrep", "-P", str(lr.p.pid)], capture_output=True, text=True)
+        pids = [int(p) for p in out.stdout.split()
+                if b"prober" not in open("/proc/%s/cmdline" % p, "rb").read()]
+        idle = sum(rss_kb(p, "VmRSS") for p in pids)
+        r = subprocess.run([os.path.join(args.build, "llmroute-streams"), "-n", str(args.many),
+                            "-e", "66", "-g", "1000", "-b", body, str(lr.port),
+                            "/v1/chat/completions"], capture_output=True, text=True)
+        res = json.loads(r.stdout) if r.stdout.strip() else {"error": r.stderr}
+        peak = sum(rss_kb(p, "VmHWM") for p in pids)
+        res["workers_rss_idle_kb"], res["workers_rss_peak_kb"] = idle, peak
+        res["kb_per_stream"] = round((peak - idle) / args.many, 1)
+        return res
+    finally:
+        lr.stop()
+
+
 def strace_c(pid, fn):
     out = tempfile.mktemp(prefix="strace-")
     st = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(pid)],
@@ -107,6 +143,7 @@ def main():
     ap.add_argument("--delay", type=int, default=20)
     ap.add_argument("--burst", type=int, default=1, help="events the mock sends together")
     ap.add_argument("--sites", action="store_true")
+    ap.add_argument("--many", type=int, default=10000, help="streams for --what many")
     ap.add_argument("--what", default="syscalls,allocs,stream")
     args = ap.parse_args()
     args.build = os.path.abspath(args.build)
@@ -116,22 +153,24 @@ def main():
     subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", so,
                     os.path.join(ROOT, "bench", "malloc_count.c")], check=True)
     if "allocs" in what:
-        os.environ["LD_PRELOAD"] = so
         os.environ["MALLOC_COUNT_OUT"] = os.path.join(tmp, "mc")
         if args.sites:
             os.environ["MALLOC_COUNT_SITES"] = "1"
     mock = bench.Server("mock", [os.path.join(args.build, "llmroute-mock"), "-p", "0"], 0,
                         "/v1/models", tmp, role="upstream")
-    os.environ.pop("LD_PRELOAD", None)
     lr = None
     res = {}
     try:
+        if "many" in what:
+            res["many_streams"] = many_streams(args, tmp, mock.port)
+            what = [w for w in what if w != "many"]
         if "allocs" in what:
             os.environ["LD_PRELOAD"] = so
-        lr = bench.start_llmroute(args, tmp, "lr", mock.port, 1)
-        os.environ.pop("LD_PRELOAD", None)
-        pid = worker_pid(lr)
-        requests(lr.port, 200, BODY)        # warm: pools, buffers, connections
+        if what:
+            lr = bench.start_llmroute(args, tmp, "lr", mock.port, 1)
+            os.environ.pop("LD_PRELOAD", None)
+            pid = worker_pid(lr)
+            requests(lr.port, 200, BODY)    # warm: pools, buffers, connections
         if "allocs" in what:
             path = os.path.join(tmp, "mc.%d" % pid)
             a, _ = dump(pid, path)
