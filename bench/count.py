@@ -92,10 +92,25 @@ def many_streams(args, tmp, mock_port):
         pids = [int(p) for p in out.stdout.split()
                 if b"prober" not in open("/proc/%s/cmdline" % p, "rb").read()]
         idle = sum(rss_kb(p, "VmRSS") for p in pids)
+        # System calls of the workers per relayed event, counted in the
+        # kernel (perf's tracepoints cost far less than strace under load).
+        calls = ["recvfrom", "poll", "writev", "epoll_wait"]
+        ps = subprocess.Popen(["perf", "stat", "-x", ",", "-e",
+                               ",".join("syscalls:sys_enter_" + c for c in calls),
+                               "-p", ",".join(map(str, pids))],
+                              stderr=subprocess.PIPE, text=True)
         r = subprocess.run([os.path.join(args.build, "llmroute-streams"), "-n", str(args.many),
                             "-e", "66", "-g", "1000", "-b", body, str(lr.port),
                             "/v1/chat/completions"], capture_output=True, text=True)
+        ps.send_signal(signal.SIGINT)
+        perf_out = ps.communicate(timeout=30)[1]
         res = json.loads(r.stdout) if r.stdout.strip() else {"error": r.stderr}
+        events = args.many * 66
+        for line in perf_out.splitlines():
+            f = line.split(",")
+            if len(f) > 2 and f[2].startswith("syscalls:sys_enter_") and f[0].isdigit():
+                res[f[2][len("syscalls:sys_enter_"):] + "_per_event"] = round(int(f[0]) / events,
+                                                                             3)
         peak = sum(rss_kb(p, "VmHWM") for p in pids)
         res["workers_rss_idle_kb"], res["workers_rss_peak_kb"] = idle, peak
         res["kb_per_stream"] = round((peak - idle) / args.many, 1)
