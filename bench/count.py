@@ -5,7 +5,7 @@ malloc_count.so counter).  One worker, so that every request is its own.
 
   bench/count.py --build build [--requests 2000] [--streams 40] [--events 64]
                  [--delay MS] [--burst N]
-                 [--sites] [--many N] [--what syscalls,allocs,stream,many]
+                 [--sites] [--many N] [--what syscalls,allocs,stream,stream_allocs,many]
 
 Prints one JSON object; with --sites, also the top allocation sites of the
 worker over the measured requests (raw frames; addr2line -f -e build/llmroute
@@ -167,7 +167,7 @@ def main():
     so = os.path.join(tmp, "malloc_count.so")
     subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", so,
                     os.path.join(ROOT, "bench", "malloc_count.c")], check=True)
-    if "allocs" in what:
+    if "allocs" in what or "stream_allocs" in what:
         os.environ["MALLOC_COUNT_OUT"] = os.path.join(tmp, "mc")
         if args.sites:
             os.environ["MALLOC_COUNT_SITES"] = "1"
@@ -179,7 +179,7 @@ def main():
         if "many" in what:
             res["many_streams"] = many_streams(args, tmp, mock.port)
             what = [w for w in what if w != "many"]
-        if "allocs" in what:
+        if "allocs" in what or "stream_allocs" in what:
             os.environ["LD_PRELOAD"] = so
         if what:
             lr = bench.start_llmroute(args, tmp, "lr", mock.port, 1)
@@ -192,6 +192,16 @@ def main():
             requests(lr.port, args.requests, BODY)
             b, sites = dump(pid, path)
             res["allocs_per_request"] = {k: round((b[k] - a[k]) / args.requests, 2) for k in a}
+            if args.sites:
+                sys.stderr.write("".join(sites))
+        if "stream_allocs" in what:
+            path = os.path.join(tmp, "mc.%d" % pid)
+            streams(lr.port, 4, 4, 0)
+            a, _ = dump(pid, path)
+            streams(lr.port, args.streams, args.events, args.delay, args.burst)
+            b, sites = dump(pid, path)
+            ev = args.streams * (args.events + 2)
+            res["allocs_per_stream_event"] = {k: round((b[k] - a[k]) / ev, 2) for k in a}
             if args.sites:
                 sys.stderr.write("".join(sites))
         if "syscalls" in what:
