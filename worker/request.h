@@ -124,6 +124,9 @@ typedef struct llmr_relay {
     struct event idle;                  /* stream_idle_timeout */
     int64_t last_data_us;               /* the upstream's last bytes */
     llmr_sse sse;
+    struct event flush;                 /* sends `held`, once per loop iteration */
+    char *held;                         /* this iteration's bytes, kept between streams' */
+    size_t nheld, held_cap;             /* reads (stream.c) */
 } llmr_relay;
 
 /* What the client may set for its own request (controls.c), and how its

@@ -4,6 +4,7 @@
  * libcurl read (16 KiB) and one partial SSE line. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/uio.h>
@@ -50,9 +51,12 @@ static void on_idle(evutil_socket_t fd, short what, void *arg)
     llmr_request_stalled(r);
 }
 
+static void on_flush(evutil_socket_t fd, short what, void *arg);
+
 void llmr_relay_init(llmr_request *r)
 {
     evtimer_assign(&r->relay.idle, r->w->base, on_idle, r);
+    event_assign(&r->relay.flush, r->w->base, -1, 0, on_flush, r);
 }
 
 static void watch_idle(llmr_request *r)
@@ -241,26 +245,80 @@ static void responses_seen(llmr_request *r)
     }
 }
 
+/* Sends what this loop iteration's reads gathered in `held` as one chunk:
+ * straight to the socket when nothing is queued, else through evhttp. */
+static void flush(llmr_request *r)
+{
+    llmr_relay *rl = &r->relay;
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(r->evcon);
+    size_t len = rl->nheld;
+
+    rl->nheld = 0;
+    if (len == 0 || write_direct(rl, bev, rl->held, len) == 0)
+        return;
+    if (rl->chunk != NULL && evbuffer_add(rl->chunk, rl->held, len) == 0)
+        evhttp_send_reply_chunk_with_cb(r->req, rl->chunk, on_drained, r);
+}
+
+/* Appends to `held`, a block kept for the stream's life: an evbuffer would
+ * free its memory when sent and allocate anew for the next event. */
+static int hold(llmr_relay *rl, const char *data, size_t len)
+{
+    if (rl->nheld + len > rl->held_cap) {
+        size_t cap = rl->held_cap > 0 ? rl->held_cap : 1024;
+        char *p;
+
+        while (cap < rl->nheld + len)
+            cap *= 2;
+        if ((p = realloc(rl->held, cap)) == NULL)
+            return -1;
+        rl->held = p;
+        rl->held_cap = cap;
+    }
+    memcpy(rl->held + rl->nheld, data, len);
+    rl->nheld += len;
+    return 0;
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    llmr_request *r = arg;
+
+    (void)fd;
+    (void)what;
+    if (r->state == LLMR_REQ_STREAMING)
+        flush(r);
+}
+
+/* libcurl hands a chunked answer over one chunk at a time: an upstream
+ * read holding ten events makes ten calls here.  They gather in `held`
+ * and go to the client together once this loop iteration's reads are
+ * done (an active event runs after the callbacks already queued), one
+ * send for all of them instead of one each. */
 size_t llmr_stream_write(llmr_request *r, const char *data, size_t len)
 {
     struct bufferevent *bev = evhttp_connection_get_bufferevent(r->evcon);
     llmr_relay *rl = &r->relay;
+    size_t held = rl->nheld;
 
     rl->last_data_us = llmr_clock_us();
     if (evbuffer_get_length(bufferevent_get_output(bev)) > LLMR_STREAM_HIGH_WATER) {
         rl->paused = 1;
         return CURL_WRITEFUNC_PAUSE;
     }
+    if (held > LLMR_STREAM_HIGH_WATER) {    /* a long read: hold no more than that */
+        flush(r);
+        held = 0;
+    }
     sse_scan(&rl->sse, data, len);
     llmr_cache_tee(r, data, len);
     r->log.bytes_out += (int64_t)len;
     if (rl->sse.responses)
         responses_seen(r);
-    if (write_direct(rl, bev, data, len) == 0)
-        return len;
-    if (rl->chunk == NULL || evbuffer_add(rl->chunk, data, len) != 0)
+    if (hold(rl, data, len) < 0)
         return 0;
-    evhttp_send_reply_chunk_with_cb(r->req, rl->chunk, on_drained, r);
+    if (held == 0)      /* the first bytes of this iteration: send them at its end */
+        event_active(&rl->flush, EV_TIMEOUT, 0);
     return len;
 }
 
@@ -286,6 +344,8 @@ void llmr_stream_end(llmr_request *r, const llmr_reply *rep)
     size_t n;
 
     event_del(&rl->idle);
+    flush(r);               /* the events read before the end go first */
+    event_del(&rl->flush);
     if (llmr_anth_stream_end(r, rep))
         return;
     if (rep->has_kind && rl->chunk != NULL && r->op == LLMR_OP_RESPONSES) {
@@ -319,6 +379,10 @@ void llmr_stream_usage(const llmr_request *r, int64_t *prompt, int64_t *completi
 
 void llmr_relay_free(llmr_relay *rl)
 {
+    event_del(&rl->flush);
+    free(rl->held);
+    rl->held = NULL;
+    rl->nheld = rl->held_cap = 0;
     if (rl->sse.line != NULL)
         evbuffer_free(rl->sse.line);
     rl->sse.line = NULL;

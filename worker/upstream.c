@@ -40,6 +40,7 @@ typedef struct up_xfer {
     int sock_errno;             /* why a socket() of the attempt failed */
     int sends;                  /* times curl set out to send the attempt */
     int expired_queued;         /* the attempt's deadline passed in the queue */
+    const char *url;            /* a target's URL the handle holds, or NULL */
     llmr_upstream_done_fn *done;    /* the owner's completion callback */
     void *arg;
 } up_xfer;
@@ -663,13 +664,19 @@ void llmr_upstream_release(llmr_worker *w, CURL *easy)
 
 /* Every option of a transfer, set on every attempt (handles are reused
  * without a reset). */
-static void setup(llmr_worker *w, CURL *e, const llmr_xfer_spec *s)
+static void setup(llmr_worker *w, up_xfer *x, const llmr_xfer_spec *s)
 {
+    CURL *e = x->easy;
     const llmr_target *t = &w->targets[s->dep];
     const llmr_deployment *d = &w->conf->deployments[s->dep];
     long h2 = d->http2 && strncasecmp(d->api_base, "https://", 8) == 0;
 
-    curl_easy_setopt(e, CURLOPT_URL, s->url != NULL ? s->url : t->url[s->op]);
+    /* libcurl copies a URL set (a malloc and a free per request): a target's
+     * URL, which lives as long as the worker, is set only when the handle
+     * holds another (deployments of one group often share it). */
+    if (s->url != NULL || x->url == NULL || strcmp(x->url, t->url[s->op]) != 0)
+        curl_easy_setopt(e, CURLOPT_URL, s->url != NULL ? s->url : t->url[s->op]);
+    x->url = s->url != NULL ? NULL : t->url[s->op];
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->headers != NULL ? s->headers : t->headers);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, s->body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)s->len);
@@ -708,7 +715,7 @@ int llmr_upstream_start(llmr_worker *w, CURL *easy, const llmr_xfer_spec *s)
     struct timeval tv;
     int64_t wait_us;
 
-    setup(w, easy, s);
+    setup(w, x, s);
     x->sock_errno = 0;
     x->sends = 0;
     x->expired_queued = 0;

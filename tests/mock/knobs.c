@@ -26,6 +26,7 @@ static const char *const knob_header[MK_COUNT] = {
     [MK_ESCAPED_DELTAS] = "escaped-deltas",
     [MK_TOOL_CALL] = "tool-call",
     [MK_MALFORMED] = "malformed",
+    [MK_CHUNK_BURST] = "chunk-burst",
 };
 
 static const char *const knob_json[MK_COUNT] = {
@@ -48,6 +49,7 @@ static const char *const knob_json[MK_COUNT] = {
     [MK_ESCAPED_DELTAS] = "escaped_deltas",
     [MK_TOOL_CALL] = "tool_call",
     [MK_MALFORMED] = "malformed",
+    [MK_CHUNK_BURST] = "chunk_burst",
 };
 
 /* Inclusive bounds; -1 on stall/drop_after means "never". An hour caps the
@@ -57,6 +59,7 @@ static const long knob_min[MK_COUNT] = {
     [MK_CHUNK_DELAY_MS] = 0, [MK_STALL_AFTER] = -1, [MK_DROP_AFTER] = -1,
     [MK_USAGE] = 0, [MK_PAD_BYTES] = 0, [MK_UPSTREAM_HEADERS] = 0, [MK_ESCAPED_DELTAS] = 0,
     [MK_EMBEDDING_DIMS] = 1, [MK_EMBEDDINGS] = 1, [MK_TOOL_CALL] = 0, [MK_MALFORMED] = 0,
+    [MK_CHUNK_BURST] = 1,
 };
 static const long knob_max[MK_COUNT] = {
     [MK_LATENCY_MS] = 3600000, [MK_STATUS] = 599, [MK_DROP] = 1,
@@ -65,6 +68,7 @@ static const long knob_max[MK_COUNT] = {
     [MK_EMBEDDING_DIMS] = 20000000, [MK_EMBEDDINGS] = 100000,
     [MK_PAD_BYTES] = 256L << 20, [MK_UPSTREAM_HEADERS] = 100, [MK_ESCAPED_DELTAS] = 1,
     [MK_TOOL_CALL] = 1, [MK_MALFORMED] = 1,
+    [MK_CHUNK_BURST] = 100000,
 };
 
 void mock_knobs_defaults(struct mock_knobs *k)
@@ -78,6 +82,7 @@ void mock_knobs_defaults(struct mock_knobs *k)
     k->v[MK_DROP_AFTER] = -1;
     k->v[MK_EMBEDDING_DIMS] = 3;
     k->v[MK_EMBEDDINGS] = 1;
+    k->v[MK_CHUNK_BURST] = 1;
     k->set &= ~(1u << MK_RETRY_AFTER);
     k->set &= ~(1u << MK_USAGE_TOKENS);
     k->set &= ~(1u << MK_REQUIRE_KEY);

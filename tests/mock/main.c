@@ -33,6 +33,7 @@ static const struct option long_opts[] = {
     { "drop", no_argument, NULL, OPT_KNOB + MK_DROP },
     { "chunks", required_argument, NULL, OPT_KNOB + MK_CHUNKS },
     { "chunk-delay", required_argument, NULL, OPT_KNOB + MK_CHUNK_DELAY_MS },
+    { "chunk-burst", required_argument, NULL, OPT_KNOB + MK_CHUNK_BURST },
     { "stall-after", required_argument, NULL, OPT_KNOB + MK_STALL_AFTER },
     { "drop-after", required_argument, NULL, OPT_KNOB + MK_DROP_AFTER },
     { "usage", no_argument, NULL, OPT_KNOB + MK_USAGE },
@@ -47,8 +48,8 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: llmroute-mock [-l ADDR] [-p PORT] [--latency MS] [--status CODE]\n"
         "       [--retry-after SECONDS] [--error context_length|content_policy] [--drop]\n"
-        "       [--chunks N] [--chunk-delay MS] [--stall-after N] [--drop-after N]\n"
-        "       [--usage] [--usage-tokens N] [--embedding-dims N]\n"
+        "       [--chunks N] [--chunk-delay MS] [--chunk-burst N] [--stall-after N]\n"
+        "       [--drop-after N] [--usage] [--usage-tokens N] [--embedding-dims N]\n"
         "       [--embeddings N] [--name NAME] [-v]\n");
 }
 

@@ -37,6 +37,7 @@ enum mock_knob {
     MK_ESCAPED_DELTAS,
     MK_TOOL_CALL,
     MK_MALFORMED,
+    MK_CHUNK_BURST,
     MK_COUNT
 };
 

@@ -149,7 +149,8 @@ void mock_stream_step(struct mock_call *c)
         }
         send_content(c);
         c->sent++;
-        if (delay > 0 && !cut_due(c)) {
+        /* chunk_burst chunks leave together, then the pause. */
+        if (delay > 0 && !cut_due(c) && c->sent % c->k.v[MK_CHUNK_BURST] == 0) {
             mock_call_arm(c, delay);
             return;
         }
