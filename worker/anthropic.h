@@ -59,6 +59,9 @@ void llmr_anth_error_from_openai(const char *js, size_t len, int status,
 void llmr_anth_error_json(struct evbuffer *out, int status, const char *msg);
 /* Anthropic's error type for an HTTP status. */
 const char *llmr_anth_error_type(int status);
+/* Anthropic's error body for status and msg into out (cap >= 128), NUL
+ * terminated, msg cut to fit; returns its length. */
+size_t llmr_anth_error_buf(char *out, size_t cap, int status, const char *msg);
 /* OpenAI's finish_reason for a stop_reason token, and back. */
 const char *llmr_anth_finish_reason(const llmr_json *j, int tok);
 const char *llmr_anth_stop_reason(const llmr_json *j, int tok);

@@ -314,6 +314,20 @@ void llmr_anth_error_json(struct evbuffer *out, int status, const char *msg)
     evbuffer_add(out, "}}", 2);
 }
 
+size_t llmr_anth_error_buf(char *out, size_t cap, int status, const char *msg)
+{
+    char esc[384];
+    int n;
+
+    llmr_json_escape(esc, sizeof(esc), msg, strlen(msg));
+    n = snprintf(out, cap, "{\"type\":\"error\",\"error\":{\"type\":\"%s\",\"message\":\"%s\"}}",
+                 llmr_anth_error_type(status), esc);
+    if (n < 0 || (size_t)n >= cap)
+        n = snprintf(out, cap, "{\"type\":\"error\",\"error\":{\"type\":\"%s\","
+                     "\"message\":\"error\"}}", llmr_anth_error_type(status));
+    return n < 0 ? 0 : (size_t)n;
+}
+
 /* The member `key` of the object at `obj` when it is a string, else -1. */
 static int str_member(const llmr_json *j, int obj, const char *key)
 {

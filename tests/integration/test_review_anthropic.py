@@ -1,0 +1,70 @@
+"""Review of issue 16 (Anthropic both ways) with hostile inputs: each test
+here failed before the fix it names.  Real llmroute (2 workers), real mock
+upstreams (the mock's Anthropic mode for anthropic/ deployments)."""
+import json
+
+from harness import Daemon, Mock, deployment, raw_exchange, request
+
+KEY = "sk-ant-upstream-rev"
+MASTER = "sk-llmroute-rev"
+H = {"x-api-key": MASTER, "anthropic-version": "2023-06-01"}
+USER = [{"role": "user", "content": "hi"}]
+
+
+def claude(group, mock, model="claude-sonnet-4-5", params=""):
+    return ('{ model_name = "%s"; litellm_params = { model = "anthropic/%s"; api_base = "%s";'
+            ' api_key = "%s"; %s }; }' % (group, model, mock.base, KEY, params))
+
+
+def anth_error(r, status, etype):
+    """r is Anthropic's error shape with this status and type; the message."""
+    assert r.status == status, r
+    doc = json.loads(r.body)
+    assert doc.get("type") == "error", doc
+    assert doc["error"]["type"] == etype, doc
+    assert isinstance(doc["error"]["message"], str) and doc["error"]["message"], doc
+    assert MASTER not in r.body.decode() and KEY not in r.body.decode(), doc
+    return doc["error"]["message"]
+
+
+def split_response(raw):
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, body
+
+
+# ------------------------------------------- 413 before the body is read
+
+def test_review_messages_body_over_max_is_anthropic_413():
+    """conn.c refuses a too-long Content-Length before any handler runs; on
+    /v1/messages (and count_tokens, with a query) the refusal was in
+    OpenAI's shape, which the Anthropic SDKs cannot read."""
+    m = Mock("ant")
+    d = Daemon([claude("claude", m)], workers=2,
+               server='master_key = "%s"; max_body_bytes = 4096;' % MASTER)
+    try:
+        big = {"model": "claude", "max_tokens": 5,
+               "messages": [{"role": "user", "content": "x" * 8000}]}
+        for path in ("/v1/messages", "/v1/messages?beta=true", "/v1/messages/count_tokens"):
+            r = request(d.port, "POST", path, big, headers=H)
+            msg = anth_error(r, 413, "request_too_large")
+            assert "max_body_bytes" in msg, msg
+        # chunked: refused when the running total passes the limit
+        body = json.dumps(big).encode()
+        raw = (b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: " + MASTER.encode()
+               + b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+               + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
+        out, _ = raw_exchange(d.port, raw, until="response", timeout=10)
+        status, rbody = split_response(out)
+        assert status == 413, out[:300]
+        doc = json.loads(rbody)
+        assert doc["type"] == "error" and doc["error"]["type"] == "request_too_large", doc
+        # the chat API keeps OpenAI's shape, and other paths that start alike too
+        for path in ("/v1/chat/completions", "/v1/messagesx"):
+            r = request(d.port, "POST", path, big, headers={"Authorization": "Bearer " + MASTER})
+            assert r.status == 413, r
+            assert json.loads(r.body)["error"]["code"] == "request_too_large", r
+        assert m.stats()["requests"] == 0, m.stats()
+    finally:
+        d.stop()
+        m.stop()
