@@ -75,6 +75,10 @@ static int check_body(llmr_worker *w, struct evhttp_request *req, const llmr_jso
         reply(w, req, 400, "messages: Field required (an array)");
         return -1;
     }
+    if (j->toks[msgs].size == 0) {      /* as Anthropic answers it */
+        reply(w, req, 400, "messages: at least one message is required");
+        return -1;
+    }
     if (!count_tokens && (mt < 0 || llmr_json_int(j, mt, &v) < 0 || v < 1)) {
         reply(w, req, 400, "max_tokens: Field required (an integer >= 1)");
         return -1;

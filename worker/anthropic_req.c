@@ -301,6 +301,27 @@ static void chat_tool_choice(xl *x, int tc, int ptc)
         evbuffer_add_printf(x->out, ",\"tool_choice\":{\"type\":\"auto\"%s}", dis);
 }
 
+static int is_null(const xl *x, int t)
+{
+    return is(x, t, JSMN_PRIMITIVE) && x->j.js[x->j.toks[t].start] == 'n';
+}
+
+/* What the Messages API cannot give is refused, not silently dropped: one
+ * choice only (n), no log probabilities.  0, or -1 with the reason. */
+static int chat_unsupported(xl *x)
+{
+    int n = get(x, 0, "n"), lp = get(x, 0, "logprobs"), top = get(x, 0, "top_logprobs");
+    int64_t v;
+
+    if (n >= 0 && !is_null(x, n) && (llmr_json_int(&x->j, n, &v) < 0 || v != 1))
+        return bad(x, "n: a Claude (anthropic/) deployment gives one choice; "
+                   "n must be 1 or absent");
+    if (llmr_json_is_true(&x->j, lp) || (top >= 0 && !is_null(x, top)))
+        return bad(x, "logprobs: a Claude (anthropic/) deployment gives no log probabilities; "
+                   "logprobs and top_logprobs must be false or absent");
+    return 0;
+}
+
 int llmr_anth_chat_to_messages(const char *js, size_t len, const char *model,
                                struct evbuffer *out, int *include_usage, char *err,
                                size_t errcap)
@@ -318,6 +339,8 @@ int llmr_anth_chat_to_messages(const char *js, size_t len, const char *model,
         bad(&x, "messages must be an array");
         goto done;
     }
+    if (chat_unsupported(&x) < 0)
+        goto done;
     evbuffer_add_printf(out, "{\"model\":");
     llmr_json_add_str(out, model);
     mt = get(&x, 0, "max_completion_tokens");

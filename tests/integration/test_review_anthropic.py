@@ -68,3 +68,51 @@ def test_review_messages_body_over_max_is_anthropic_413():
     finally:
         d.stop()
         m.stop()
+
+
+# ------------------------------------------- what Claude cannot give: 400
+
+def test_review_openai_n_and_logprobs_to_claude_refused():
+    """n > 1 and logprobs were dropped on the way to a Claude deployment and
+    the client got one choice and no log probabilities as if it had asked
+    for that; now a 400 in OpenAI's shape before any upstream call."""
+    m = Mock("ant")
+    d = Daemon([claude("claude", m)], workers=2, server='master_key = "%s";' % MASTER)
+    try:
+        oh = {"Authorization": "Bearer " + MASTER}
+        for extra, word in (({"n": 2}, "n:"), ({"logprobs": True}, "logprobs"),
+                            ({"logprobs": True, "top_logprobs": 2}, "logprobs")):
+            body = dict({"model": "claude", "messages": USER}, **extra)
+            r = request(d.port, "POST", "/v1/chat/completions", body, headers=oh)
+            assert r.status == 400, r
+            err = json.loads(r.body)["error"]
+            assert err["type"] == "invalid_request_error" and word in err["message"], err
+        assert m.stats()["requests"] == 0, m.stats()
+        # what Claude can give still goes through
+        r = request(d.port, "POST", "/v1/chat/completions",
+                    {"model": "claude", "messages": USER, "n": 1, "logprobs": False},
+                    headers=oh)
+        assert r.status == 200 and len(r.json()["choices"]) == 1, r
+    finally:
+        d.stop()
+        m.stop()
+
+
+def test_review_messages_empty_list_refused():
+    """messages: [] was sent on (and answered 200); Anthropic answers it 400
+    "at least one message is required", and so does llmroute now, on both
+    endpoints, whatever the deployment."""
+    m, o = Mock("ant"), Mock("oai")
+    d = Daemon([claude("claude", m), deployment("gpt", o)], workers=2,
+               server='master_key = "%s";' % MASTER)
+    try:
+        for model in ("claude", "gpt"):
+            for path in ("/v1/messages", "/v1/messages/count_tokens"):
+                r = request(d.port, "POST", path,
+                            {"model": model, "max_tokens": 5, "messages": []}, headers=H)
+                assert "at least one message" in anth_error(r, 400, "invalid_request_error")
+        assert m.stats()["requests"] == 0 and o.stats()["requests"] == 0
+    finally:
+        d.stop()
+        m.stop()
+        o.stop()

@@ -1,0 +1,50 @@
+/* Review of the Anthropic translations (issue 16): what a chat body asks
+ * for and the Messages API cannot give is refused with its reason, never
+ * answered with less than was asked. */
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "anthropic.h"
+#include "t.h"
+
+static int refused(const char *body, const char *why)
+{
+    struct evbuffer *b = evbuffer_new();
+    char err[256] = "";
+    int usage, rc = llmr_anth_chat_to_messages(body, strlen(body), "m", b, &usage, err,
+                                               sizeof(err));
+
+    evbuffer_free(b);
+    return rc == -1 && strstr(err, why) != NULL;
+}
+
+static int accepted(const char *body)
+{
+    struct evbuffer *b = evbuffer_new();
+    char err[256] = "";
+    int usage, rc = llmr_anth_chat_to_messages(body, strlen(body), "m", b, &usage, err,
+                                               sizeof(err));
+
+    evbuffer_free(b);
+    return rc == 0;
+}
+
+#define MSGS "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]"
+
+static void test_n_and_logprobs_refused(void)
+{
+    T_CHECK(refused("{" MSGS ",\"n\":2}", "n:"));
+    T_CHECK(refused("{" MSGS ",\"n\":0}", "n:"));
+    T_CHECK(refused("{" MSGS ",\"n\":\"2\"}", "n:"));
+    T_CHECK(refused("{" MSGS ",\"logprobs\":true}", "logprobs"));
+    T_CHECK(refused("{" MSGS ",\"top_logprobs\":3}", "logprobs"));
+    T_CHECK(accepted("{" MSGS ",\"n\":1,\"logprobs\":false}"));
+    T_CHECK(accepted("{" MSGS ",\"n\":null,\"logprobs\":null,\"top_logprobs\":null}"));
+}
+
+int main(void)
+{
+    T_RUN(test_n_and_logprobs_refused);
+    return T_DONE();
+}
