@@ -116,3 +116,39 @@ def test_review_messages_empty_list_refused():
         d.stop()
         m.stop()
         o.stop()
+
+
+# ------------------------------------------- malformed upstream answers: 502
+
+def test_review_pass_through_malformed_answer_is_502():
+    """/v1/messages to a Claude deployment relays the answer as it is; a 200
+    that was truncated JSON or no message at all was relayed as a 200 the
+    Anthropic SDK cannot parse.  Now a 502 api_error in Anthropic's shape,
+    as the translated paths already answered (checked here too)."""
+    m, o = Mock("ant"), Mock("oai")
+    d = Daemon([claude("claude", m), deployment("gpt", o)], workers=2,
+               server='master_key = "%s";' % MASTER, router="num_retries = 0;")
+    try:
+        body = {"model": "claude", "max_tokens": 5, "messages": USER}
+        for knob, why in ((2, "not one JSON object"), (1, "not a message")):
+            m.config(malformed=knob)
+            msg = anth_error(request(d.port, "POST", "/v1/messages", body, headers=H), 502,
+                             "api_error")
+            assert why in msg, msg
+        # the translated ways: to an OpenAI deployment, and chat to Claude
+        o.config(malformed=2)
+        r = request(d.port, "POST", "/v1/messages", dict(body, model="gpt"), headers=H)
+        anth_error(r, 502, "api_error")
+        m.config(malformed=2)
+        r = request(d.port, "POST", "/v1/chat/completions",
+                    {"model": "claude", "messages": USER},
+                    headers={"Authorization": "Bearer " + MASTER})
+        assert r.status == 502 and r.json()["error"]["code"] == "upstream_bad_response", r
+        # a good answer still passes through untouched
+        m.config(malformed=0)
+        r = request(d.port, "POST", "/v1/messages", body, headers=H)
+        assert r.status == 200 and r.json()["type"] == "message", r
+    finally:
+        d.stop()
+        m.stop()
+        o.stop()

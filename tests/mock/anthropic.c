@@ -92,7 +92,7 @@ void mock_anth_respond(struct mock_call *c)
         error_reply(c, status, msg);
     } else if (c->stream) {
         mock_stream_start(c);
-    } else if (c->k.v[MK_MALFORMED]) {     /* a 200 that is no message */
+    } else if (c->k.v[MK_MALFORMED] == 1) {    /* a 200 that is no message */
         MOCK_ADD_LIT(ctx->out, "{\"type\":\"message\",\"id\":\"msg_bad\",\"content\":\"oops\"}");
         mock_call_reply(c, status);
     } else {

@@ -64,7 +64,7 @@ static const long knob_max[MK_COUNT] = {
     [MK_STALL_AFTER] = 100000, [MK_DROP_AFTER] = 100000, [MK_USAGE] = 1,
     [MK_EMBEDDING_DIMS] = 20000000, [MK_EMBEDDINGS] = 100000,
     [MK_PAD_BYTES] = 256L << 20, [MK_UPSTREAM_HEADERS] = 100, [MK_ESCAPED_DELTAS] = 1,
-    [MK_TOOL_CALL] = 1, [MK_MALFORMED] = 1,
+    [MK_TOOL_CALL] = 1, [MK_MALFORMED] = 2,
 };
 
 void mock_knobs_defaults(struct mock_knobs *k)
