@@ -152,3 +152,35 @@ def test_review_pass_through_malformed_answer_is_502():
         d.stop()
         m.stop()
         o.stop()
+
+
+# ------------------------------------------- a key echoed by an upstream
+
+def test_review_upstream_echoed_key_never_reaches_the_client():
+    """An OpenAI-compatible server that refuses a key may echo it ("Incorrect
+    API key provided: sk-..."); that 401 was relayed with the deployment's
+    key in it, on /v1/chat/completions and, translated, on /v1/messages."""
+    secret = "sk-upstream-secret-rev-0123456789"
+    o = Mock("oai")
+    o.config(require_key="sk-another-key")
+    d = Daemon([deployment("gpt", o, key=secret)], workers=2,
+               server='master_key = "%s";' % MASTER, router="num_retries = 0;")
+    try:
+        for stream in (False, True):
+            r = request(d.port, "POST", "/v1/messages",
+                        {"model": "gpt", "max_tokens": 5, "messages": USER, "stream": stream},
+                        headers=H)
+            msg = anth_error(r, 401, "authentication_error")
+            assert "Incorrect API key provided" in msg and secret not in r.body.decode(), msg
+            r = request(d.port, "POST", "/v1/chat/completions",
+                        {"model": "gpt", "messages": USER, "stream": stream},
+                        headers={"Authorization": "Bearer " + MASTER})
+            assert r.status == 401, r
+            assert "Incorrect API key provided" in r.json()["error"]["message"], r
+            assert secret not in r.body.decode() and secret[:12] not in r.body.decode(), r
+        assert o.stats()["last"]["headers"]["authorization"] == "Bearer " + secret
+    finally:
+        d.stop()
+        m_log = d.log_text()
+        o.stop()
+    assert secret not in m_log
