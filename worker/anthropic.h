@@ -81,6 +81,9 @@ int llmr_anth_up_feed(llmr_anth_up *s, const char *data, size_t len, struct evbu
 int llmr_anth_up_usage(const llmr_anth_up *s, int64_t *prompt, int64_t *completion);
 /* Content or tool-call deltas seen (the first one times the first token). */
 int64_t llmr_anth_up_content_events(const llmr_anth_up *s);
+/* Whether the events seen said an error (an error event, a malformed one):
+ * the client was told, in a chunk of its own, and needs no second one. */
+int llmr_anth_up_failed(const llmr_anth_up *s);
 void llmr_anth_up_free(llmr_anth_up *s);
 
 /* chat.completion.chunk events -> Anthropic's events (message_start,

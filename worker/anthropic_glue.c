@@ -361,6 +361,15 @@ int llmr_anth_stream_end(llmr_request *r, const llmr_reply *rep)
 
     if (r->relay.chunk == NULL)
         return 0;
+    /* The translator already wrote the error it saw (an upstream error
+     * event, a malformed one) in the client's API: a second, llmroute's
+     * own "failed mid-stream", would only say it again, less precisely. */
+    if (rep->has_kind && s != NULL && ((s->mode == M_CHAT_TO_ANTH && llmr_anth_up_failed(s->up))
+                                       || (s->mode == M_ANTH_TO_CHAT
+                                           && llmr_anth_down_done(s->down)))) {
+        llmr_http_stream_end(r->w, r->req);
+        return 1;
+    }
     if (rep->has_kind && r->ctl.anthropic_in) {
         error_event(r, rep);
         llmr_http_stream_end(r->w, r->req);

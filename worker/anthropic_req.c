@@ -258,12 +258,13 @@ static int chat_messages(xl *x, int msgs)
     return 0;
 }
 
-static void chat_tools(xl *x, int tools)
+/* The tools Anthropic can call; returns how many were written. */
+static int chat_tools(xl *x, int tools)
 {
     int n = 0;
 
     if (!is(x, tools, JSMN_ARRAY) || x->j.toks[tools].size == 0)
-        return;
+        return 0;
     evbuffer_add_printf(x->out, ",\"tools\":[");
     for (int i = 0, k = tools + 1; i < x->j.toks[tools].size; i++, k = llmr_json_skip(&x->j, k)) {
         int f = get(x, k, "function"), name = get(x, f, "name");
@@ -281,6 +282,7 @@ static void chat_tools(xl *x, int tools)
         evbuffer_add(x->out, "}", 1);
     }
     evbuffer_add(x->out, "]", 1);
+    return n;
 }
 
 static void chat_tool_choice(xl *x, int tc, int ptc)
@@ -364,8 +366,10 @@ int llmr_anth_chat_to_messages(const char *js, size_t len, const char *model,
     copy_as(&x, get(&x, 0, "temperature"), "temperature");
     copy_as(&x, get(&x, 0, "top_p"), "top_p");
     copy_as(&x, get(&x, 0, "stream"), "stream");
-    chat_tools(&x, get(&x, 0, "tools"));
-    chat_tool_choice(&x, get(&x, 0, "tool_choice"), get(&x, 0, "parallel_tool_calls"));
+    /* Anthropic refuses a tool_choice without tools (parallel_tool_calls
+     * alone would make one): it goes only with them */
+    if (chat_tools(&x, get(&x, 0, "tools")) > 0)
+        chat_tool_choice(&x, get(&x, 0, "tool_choice"), get(&x, 0, "parallel_tool_calls"));
     if (is(&x, get(&x, 0, "user"), JSMN_STRING)) {
         evbuffer_add_printf(out, ",\"metadata\":{\"user_id\":");
         raw(&x, get(&x, 0, "user"));

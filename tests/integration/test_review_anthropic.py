@@ -184,3 +184,67 @@ def test_review_upstream_echoed_key_never_reaches_the_client():
         m_log = d.log_text()
         o.stop()
     assert secret not in m_log
+
+
+# ------------------------------------------- an error event mid-stream
+
+def sse_data(body):
+    return [l[6:] for l in body.decode().split("\n") if l.startswith("data: ")]
+
+
+def test_review_claude_error_event_mid_stream():
+    """Anthropic ends a stream it cannot finish with an `error` event
+    (overloaded_error).  A chat client gets the content so far, then one
+    error chunk with Anthropic's type and message, and the stream ends; a
+    /v1/messages client gets the events as they came, the error last."""
+    m = Mock("ant")
+    d = Daemon([claude("claude", m)], workers=2, server='master_key = "%s";' % MASTER,
+               router="num_retries = 0;")
+    try:
+        m.config(malformed=2, chunks=3)
+        r = request(d.port, "POST", "/v1/chat/completions",
+                    {"model": "claude", "messages": USER, "stream": True},
+                    headers={"Authorization": "Bearer " + MASTER})
+        assert r.status == 200, r
+        data = sse_data(r.body)
+        chunks = [json.loads(x) for x in data if x != "[DONE]"]
+        assert chunks[1]["choices"][0]["delta"]["content"] == "tok0 ", chunks
+        errors = [c["error"] for c in chunks if "error" in c]
+        assert len(errors) == 1, chunks
+        assert errors[0]["type"] == "overloaded_error" and errors[0]["message"] == "Overloaded"
+        assert "error" in chunks[-1], chunks        # nothing after it
+        r = request(d.port, "POST", "/v1/messages",
+                    {"model": "claude", "max_tokens": 5, "messages": USER, "stream": True},
+                    headers=H)
+        assert r.status == 200, r
+        names = [l[7:] for l in r.body.decode().split("\n") if l.startswith("event: ")]
+        assert names[0] == "message_start" and names[-1] == "error", names
+        assert names.count("error") == 1, names
+        assert d.p.poll() is None
+    finally:
+        d.stop()
+        m.stop()
+
+
+def test_review_malformed_chat_stream_to_messages_client_one_error_event():
+    """/v1/messages to an OpenAI deployment whose stream breaks (a chunk that
+    is not JSON): the translator says so in an `error` event; llmroute's own
+    "failed mid-stream" event came after it, a second error for one fault."""
+    o = Mock("oai")
+    d = Daemon([deployment("gpt", o)], workers=2, server='master_key = "%s";' % MASTER,
+               router="num_retries = 0;")
+    try:
+        o.config(malformed=2, chunks=3)
+        r = request(d.port, "POST", "/v1/messages",
+                    {"model": "gpt", "max_tokens": 5, "messages": USER, "stream": True},
+                    headers=H)
+        assert r.status == 200, r
+        names = [l[7:] for l in r.body.decode().split("\n") if l.startswith("event: ")]
+        assert names[0] == "message_start" and names[-1] == "error", names
+        assert names.count("error") == 1, names
+        last = json.loads(sse_data(r.body)[-1])
+        assert last["type"] == "error" and last["error"]["type"] == "api_error", last
+        assert d.p.poll() is None
+    finally:
+        d.stop()
+        o.stop()

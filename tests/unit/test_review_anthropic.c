@@ -43,8 +43,40 @@ static void test_n_and_logprobs_refused(void)
     T_CHECK(accepted("{" MSGS ",\"n\":null,\"logprobs\":null,\"top_logprobs\":null}"));
 }
 
+/* The translated body, or "" when the translation refused it. */
+static const char *translated(const char *body)
+{
+    static char out[4096];
+    struct evbuffer *b = evbuffer_new();
+    char err[256];
+    int usage;
+    size_t n = 0;
+
+    if (llmr_anth_chat_to_messages(body, strlen(body), "m", b, &usage, err, sizeof(err)) == 0)
+        n = (size_t)evbuffer_remove(b, out, sizeof(out) - 1);
+    out[n] = '\0';
+    evbuffer_free(b);
+    return out;
+}
+
+#define TOOL "{\"type\":\"function\",\"function\":{\"name\":\"f\"}}"
+
+static void test_tool_choice_only_with_tools(void)
+{
+    T_CHECK(strstr(translated("{" MSGS ",\"parallel_tool_calls\":false}"), "tool_choice") == NULL);
+    T_CHECK(strstr(translated("{" MSGS ",\"tool_choice\":\"none\"}"), "tool_choice") == NULL);
+    T_CHECK(strstr(translated("{" MSGS ",\"tool_choice\":\"auto\",\"tools\":[]}"),
+                   "tool_choice") == NULL);
+    T_CHECK(strstr(translated("{" MSGS ",\"parallel_tool_calls\":false,\"tools\":[" TOOL "]}"),
+                   "\"tool_choice\":{\"type\":\"auto\",\"disable_parallel_tool_use\":true}")
+            != NULL);
+    T_CHECK(strstr(translated("{" MSGS ",\"tool_choice\":\"required\",\"tools\":[" TOOL "]}"),
+                   "\"tool_choice\":{\"type\":\"any\"}") != NULL);
+}
+
 int main(void)
 {
     T_RUN(test_n_and_logprobs_refused);
+    T_RUN(test_tool_choice_only_with_tools);
     return T_DONE();
 }
