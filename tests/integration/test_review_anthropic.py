@@ -248,3 +248,32 @@ def test_review_malformed_chat_stream_to_messages_client_one_error_event():
     finally:
         d.stop()
         o.stop()
+
+
+def test_review_messages_field_types_refused():
+    """stream, system and tools of the wrong type went on: to an OpenAI
+    deployment `"stream": "yes"` was answered 200 without a stream and
+    `"system": 5` or `"tools": {}` were dropped.  Anthropic answers each
+    400; so does llmroute now, before any upstream call, for any deployment."""
+    m, o = Mock("ant"), Mock("oai")
+    d = Daemon([claude("claude", m), deployment("gpt", o)], workers=2,
+               server='master_key = "%s";' % MASTER)
+    try:
+        for model in ("claude", "gpt"):
+            for field, value in (("stream", "yes"), ("stream", 1),
+                                 ("system", 5), ("system", {"text": "x"}), ("tools", {}),
+                                 ("tools", "get_weather")):
+                body = {"model": model, "max_tokens": 5, "messages": USER, field: value}
+                msg = anth_error(request(d.port, "POST", "/v1/messages", body, headers=H),
+                                 400, "invalid_request_error")
+                assert msg.startswith(field + ":"), msg
+            for ok in ({"stream": False}, {"stream": None}, {"system": [{"type": "text", "text": "be brief"}]},
+                       {"tools": []}):
+                body = dict({"model": model, "max_tokens": 5, "messages": USER}, **ok)
+                r = request(d.port, "POST", "/v1/messages", body, headers=H)
+                assert r.status == 200 and r.json()["type"] == "message", (ok, r)
+        assert m.stats()["requests"] == 4 and o.stats()["requests"] == 4
+    finally:
+        d.stop()
+        m.stop()
+        o.stop()
