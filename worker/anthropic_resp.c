@@ -275,6 +275,8 @@ int llmr_anth_chat_to_message(const char *js, size_t len, struct evbuffer *out, 
         int d = llmr_json_get(&j, usage, "prompt_tokens_details");
         cached = num(&j, d, "cached_tokens");
     }
+    if (cached > num(&j, usage, "prompt_tokens"))   /* an upstream's nonsense: no negative */
+        cached = num(&j, usage, "prompt_tokens");
     evbuffer_add_printf(out, "],\"stop_reason\":\"%s\",\"stop_sequence\":null,\"usage\":"
                         "{\"input_tokens\":%lld,\"output_tokens\":%lld,"
                         "\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":%lld}}",

@@ -74,9 +74,29 @@ static void test_tool_choice_only_with_tools(void)
                    "\"tool_choice\":{\"type\":\"any\"}") != NULL);
 }
 
+/* An OpenAI-compatible answer whose cached tokens exceed its prompt gave a
+ * negative input_tokens to the Anthropic client. */
+static void test_cached_over_prompt_never_negative(void)
+{
+    static const char in[] = "{\"id\":\"c\",\"model\":\"g\",\"choices\":[{\"message\":"
+        "{\"content\":\"x\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":3,"
+        "\"completion_tokens\":1,\"prompt_tokens_details\":{\"cached_tokens\":10}}}";
+    struct evbuffer *b = evbuffer_new();
+    char err[256], out[1024];
+    size_t n;
+
+    T_EQ_INT(llmr_anth_chat_to_message(in, sizeof(in) - 1, b, err, sizeof(err)), 0);
+    n = (size_t)evbuffer_remove(b, out, sizeof(out) - 1);
+    out[n] = '\0';
+    T_CHECK(strstr(out, "\"input_tokens\":0,") != NULL);
+    T_CHECK(strstr(out, "\"cache_read_input_tokens\":3}") != NULL);
+    evbuffer_free(b);
+}
+
 int main(void)
 {
     T_RUN(test_n_and_logprobs_refused);
     T_RUN(test_tool_choice_only_with_tools);
+    T_RUN(test_cached_over_prompt_never_negative);
     return T_DONE();
 }
