@@ -59,6 +59,9 @@ void llmr_anth_error_from_openai(const char *js, size_t len, int status,
 void llmr_anth_error_json(struct evbuffer *out, int status, const char *msg);
 /* Anthropic's error type for an HTTP status. */
 const char *llmr_anth_error_type(int status);
+/* Anthropic's error body for status and msg into out (cap >= 128), NUL
+ * terminated, msg cut to fit; returns its length. */
+size_t llmr_anth_error_buf(char *out, size_t cap, int status, const char *msg);
 /* OpenAI's finish_reason for a stop_reason token, and back. */
 const char *llmr_anth_finish_reason(const llmr_json *j, int tok);
 const char *llmr_anth_stop_reason(const llmr_json *j, int tok);
@@ -78,6 +81,9 @@ int llmr_anth_up_feed(llmr_anth_up *s, const char *data, size_t len, struct evbu
 int llmr_anth_up_usage(const llmr_anth_up *s, int64_t *prompt, int64_t *completion);
 /* Content or tool-call deltas seen (the first one times the first token). */
 int64_t llmr_anth_up_content_events(const llmr_anth_up *s);
+/* Whether the events seen said an error (an error event, a malformed one):
+ * the client was told, in a chunk of its own, and needs no second one. */
+int llmr_anth_up_failed(const llmr_anth_up *s);
 void llmr_anth_up_free(llmr_anth_up *s);
 
 /* chat.completion.chunk events -> Anthropic's events (message_start,

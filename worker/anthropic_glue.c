@@ -221,12 +221,46 @@ static void upstream_answer(llmr_request *r, const llmr_reply *rep, enum anth_mo
     evbuffer_free(b);
 }
 
+/* A passed-through 2xx answer is relayed as it came only when it is a
+ * message: one cut short or that is no message is the upstream's fault, a
+ * 502 the SDK can read, not a 200 it cannot parse. */
+static int pass_answer_bad(llmr_request *r, const llmr_reply *rep, char *err, size_t cap)
+{
+    size_t len = evbuffer_get_length(r->at.resp);
+    const char *js = (const char *)evbuffer_pullup(r->at.resp, -1);
+    llmr_json j = { 0 };
+    int bad = 0;
+
+    if (rep->status < 200 || rep->status >= 300)
+        return 0;
+    if (llmr_anth_parse(&j, js, len) < 0) {
+        snprintf(err, cap, "the Anthropic answer is not one JSON object");
+        bad = 1;
+    } else if (!llmr_json_eq(&j, llmr_json_get(&j, 0, "type"), "message")
+               || !llmr_anth_is(&j, llmr_json_get(&j, 0, "content"), JSMN_ARRAY)) {
+        snprintf(err, cap, "the Anthropic answer is not a message (type or content missing)");
+        bad = 1;
+    }
+    llmr_json_free(&j);
+    return bad;
+}
+
 int llmr_anth_reply(llmr_request *r, const llmr_reply *rep)
 {
     enum anth_mode m = r->at.dep >= 0 ? mode_of(r, llmr_attempt_dep(r)) : M_NONE;
+    char err[256];
 
     if (rep->how == LLMR_REPLY_ERROR && r->ctl.anthropic_in) {
         own_error(r, rep);
+        return 1;
+    }
+    if (rep->how == LLMR_REPLY_UPSTREAM && m == M_PASS && pass_answer_bad(r, rep, err,
+                                                                         sizeof(err))) {
+        llmr_reply e;
+        llmr_warn("%s: deployment %s: %s", llmr_request_id(r), llmr_attempt_dep(r)->id, err);
+        llmr_reply_error(&e, LLMR_E_UPSTREAM_MALFORMED, llmr_attempt_dep(r)->id, err);
+        e.headers = 1;
+        own_error(r, &e);
         return 1;
     }
     if (rep->how != LLMR_REPLY_UPSTREAM || m == M_NONE || m == M_PASS)
@@ -327,6 +361,15 @@ int llmr_anth_stream_end(llmr_request *r, const llmr_reply *rep)
 
     if (r->relay.chunk == NULL)
         return 0;
+    /* The translator already wrote the error it saw (an upstream error
+     * event, a malformed one) in the client's API: a second, llmroute's
+     * own "failed mid-stream", would only say it again, less precisely. */
+    if (rep->has_kind && s != NULL && ((s->mode == M_CHAT_TO_ANTH && llmr_anth_up_failed(s->up))
+                                       || (s->mode == M_ANTH_TO_CHAT
+                                           && llmr_anth_down_done(s->down)))) {
+        llmr_http_stream_end(r->w, r->req);
+        return 1;
+    }
     if (rep->has_kind && r->ctl.anthropic_in) {
         error_event(r, rep);
         llmr_http_stream_end(r->w, r->req);

@@ -53,14 +53,23 @@ static void reply(llmr_worker *w, struct evhttp_request *req, int status, const 
 /* The fields llmroute reads: each once (see http_api.c's `interpreted`). */
 static const char *const interpreted[] = { "model", "stream", "messages", "system", "tools" };
 
-/* Checks what Anthropic itself checks before routing; 0, or -1 answered. */
+static int is_false_or_null(const llmr_json *j, int t)
+{
+    return j->toks[t].type == JSMN_PRIMITIVE && (j->js[j->toks[t].start] == 'f'
+                                                 || j->js[j->toks[t].start] == 'n');
+}
+
+/* Checks what Anthropic itself checks before routing; 0, or -1 answered:
+ * the fields llmroute reads must have Anthropic's types, or a translated
+ * request would differ from what Anthropic would have refused. */
 static int check_body(llmr_worker *w, struct evhttp_request *req, const llmr_json *j,
                       int count_tokens)
 {
     int dup = llmr_json_dup_key(j, 0, interpreted,
                                 (int)(sizeof(interpreted) / sizeof(interpreted[0])));
     int model = llmr_json_get(j, 0, "model"), msgs = llmr_json_get(j, 0, "messages");
-    int mt = llmr_json_get(j, 0, "max_tokens");
+    int mt = llmr_json_get(j, 0, "max_tokens"), stream = llmr_json_get(j, 0, "stream");
+    int sys = llmr_json_get(j, 0, "system"), tools = llmr_json_get(j, 0, "tools");
     int64_t v;
 
     if (dup >= 0) {
@@ -73,6 +82,22 @@ static int check_body(llmr_worker *w, struct evhttp_request *req, const llmr_jso
     }
     if (msgs < 0 || j->toks[msgs].type != JSMN_ARRAY) {
         reply(w, req, 400, "messages: Field required (an array)");
+        return -1;
+    }
+    if (j->toks[msgs].size == 0) {      /* as Anthropic answers it */
+        reply(w, req, 400, "messages: at least one message is required");
+        return -1;
+    }
+    if (stream >= 0 && !llmr_json_is_true(j, stream) && !is_false_or_null(j, stream)) {
+        reply(w, req, 400, "stream: Input should be a valid boolean");
+        return -1;
+    }
+    if (sys >= 0 && j->toks[sys].type != JSMN_STRING && j->toks[sys].type != JSMN_ARRAY) {
+        reply(w, req, 400, "system: Input should be a string or a list of text blocks");
+        return -1;
+    }
+    if (tools >= 0 && j->toks[tools].type != JSMN_ARRAY) {
+        reply(w, req, 400, "tools: Input should be a valid list");
         return -1;
     }
     if (!count_tokens && (mt < 0 || llmr_json_int(j, mt, &v) < 0 || v < 1)) {

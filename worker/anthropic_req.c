@@ -258,12 +258,13 @@ static int chat_messages(xl *x, int msgs)
     return 0;
 }
 
-static void chat_tools(xl *x, int tools)
+/* The tools Anthropic can call; returns how many were written. */
+static int chat_tools(xl *x, int tools)
 {
     int n = 0;
 
     if (!is(x, tools, JSMN_ARRAY) || x->j.toks[tools].size == 0)
-        return;
+        return 0;
     evbuffer_add_printf(x->out, ",\"tools\":[");
     for (int i = 0, k = tools + 1; i < x->j.toks[tools].size; i++, k = llmr_json_skip(&x->j, k)) {
         int f = get(x, k, "function"), name = get(x, f, "name");
@@ -281,6 +282,7 @@ static void chat_tools(xl *x, int tools)
         evbuffer_add(x->out, "}", 1);
     }
     evbuffer_add(x->out, "]", 1);
+    return n;
 }
 
 static void chat_tool_choice(xl *x, int tc, int ptc)
@@ -301,6 +303,27 @@ static void chat_tool_choice(xl *x, int tc, int ptc)
         evbuffer_add_printf(x->out, ",\"tool_choice\":{\"type\":\"auto\"%s}", dis);
 }
 
+static int is_null(const xl *x, int t)
+{
+    return is(x, t, JSMN_PRIMITIVE) && x->j.js[x->j.toks[t].start] == 'n';
+}
+
+/* What the Messages API cannot give is refused, not silently dropped: one
+ * choice only (n), no log probabilities.  0, or -1 with the reason. */
+static int chat_unsupported(xl *x)
+{
+    int n = get(x, 0, "n"), lp = get(x, 0, "logprobs"), top = get(x, 0, "top_logprobs");
+    int64_t v;
+
+    if (n >= 0 && !is_null(x, n) && (llmr_json_int(&x->j, n, &v) < 0 || v != 1))
+        return bad(x, "n: a Claude (anthropic/) deployment gives one choice; "
+                   "n must be 1 or absent");
+    if (llmr_json_is_true(&x->j, lp) || (top >= 0 && !is_null(x, top)))
+        return bad(x, "logprobs: a Claude (anthropic/) deployment gives no log probabilities; "
+                   "logprobs and top_logprobs must be false or absent");
+    return 0;
+}
+
 int llmr_anth_chat_to_messages(const char *js, size_t len, const char *model,
                                struct evbuffer *out, int *include_usage, char *err,
                                size_t errcap)
@@ -318,6 +341,8 @@ int llmr_anth_chat_to_messages(const char *js, size_t len, const char *model,
         bad(&x, "messages must be an array");
         goto done;
     }
+    if (chat_unsupported(&x) < 0)
+        goto done;
     evbuffer_add_printf(out, "{\"model\":");
     llmr_json_add_str(out, model);
     mt = get(&x, 0, "max_completion_tokens");
@@ -341,8 +366,10 @@ int llmr_anth_chat_to_messages(const char *js, size_t len, const char *model,
     copy_as(&x, get(&x, 0, "temperature"), "temperature");
     copy_as(&x, get(&x, 0, "top_p"), "top_p");
     copy_as(&x, get(&x, 0, "stream"), "stream");
-    chat_tools(&x, get(&x, 0, "tools"));
-    chat_tool_choice(&x, get(&x, 0, "tool_choice"), get(&x, 0, "parallel_tool_calls"));
+    /* Anthropic refuses a tool_choice without tools (parallel_tool_calls
+     * alone would make one): it goes only with them */
+    if (chat_tools(&x, get(&x, 0, "tools")) > 0)
+        chat_tool_choice(&x, get(&x, 0, "tool_choice"), get(&x, 0, "parallel_tool_calls"));
     if (is(&x, get(&x, 0, "user"), JSMN_STRING)) {
         evbuffer_add_printf(out, ",\"metadata\":{\"user_id\":");
         raw(&x, get(&x, 0, "user"));

@@ -275,6 +275,8 @@ int llmr_anth_chat_to_message(const char *js, size_t len, struct evbuffer *out, 
         int d = llmr_json_get(&j, usage, "prompt_tokens_details");
         cached = num(&j, d, "cached_tokens");
     }
+    if (cached > num(&j, usage, "prompt_tokens"))   /* an upstream's nonsense: no negative */
+        cached = num(&j, usage, "prompt_tokens");
     evbuffer_add_printf(out, "],\"stop_reason\":\"%s\",\"stop_sequence\":null,\"usage\":"
                         "{\"input_tokens\":%lld,\"output_tokens\":%lld,"
                         "\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":%lld}}",
@@ -312,6 +314,20 @@ void llmr_anth_error_json(struct evbuffer *out, int status, const char *msg)
                         llmr_anth_error_type(status));
     llmr_json_add_str(out, msg);
     evbuffer_add(out, "}}", 2);
+}
+
+size_t llmr_anth_error_buf(char *out, size_t cap, int status, const char *msg)
+{
+    char esc[384];
+    int n;
+
+    llmr_json_escape(esc, sizeof(esc), msg, strlen(msg));
+    n = snprintf(out, cap, "{\"type\":\"error\",\"error\":{\"type\":\"%s\",\"message\":\"%s\"}}",
+                 llmr_anth_error_type(status), esc);
+    if (n < 0 || (size_t)n >= cap)
+        n = snprintf(out, cap, "{\"type\":\"error\",\"error\":{\"type\":\"%s\","
+                     "\"message\":\"error\"}}", llmr_anth_error_type(status));
+    return n < 0 ? 0 : (size_t)n;
 }
 
 /* The member `key` of the object at `obj` when it is a string, else -1. */

@@ -112,6 +112,11 @@ int64_t llmr_anth_up_content_events(const llmr_anth_up *s)
     return s->content_events;
 }
 
+int llmr_anth_up_failed(const llmr_anth_up *s)
+{
+    return s->failed;
+}
+
 /* Copies string token t's inside into dst (as written), cut to fit. */
 static void keep(char *dst, size_t cap, const llmr_json *j, int t)
 {

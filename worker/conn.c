@@ -31,6 +31,7 @@
 #include "log.h"
 #include "clock.h"
 #include "errors.h"
+#include "anthropic.h"
 
 #define LINE_KEEP 512               /* head bytes of a line kept for checks */
 #define CHUNK_DIGITS 15             /* a chunk size fits in 60 bits */
@@ -59,6 +60,7 @@ typedef struct conn {
     int digits;
     int deadline;                       /* 0, or the phase it guards: 'h' / 'b' */
     int close_after;                    /* a body evhttp will not read was announced */
+    int anth_path;                      /* the target is /v1/messages[...]: Anthropic's shape */
     int busy;                           /* a request of it is being answered */
     struct conn *pprev, *pnext;         /* in llmr_conns.pending until adopted */
 
@@ -96,7 +98,9 @@ static void send_refusal(conn *k)
     struct iovec iov[2];
     struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
 
-    n = (int)llmr_error_json(json, sizeof(json), k->kind, NULL, NULL, k->msg);
+    /* An Anthropic SDK reads only its own error shape (e.g. a 413 there). */
+    n = k->anth_path ? (int)llmr_anth_error_buf(json, sizeof(json), k->status, k->msg)
+                     : (int)llmr_error_json(json, sizeof(json), k->kind, NULL, NULL, k->msg);
     llmr_request_id_new(id, sizeof(id));
     h = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
                  "x-request-id: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
@@ -221,6 +225,21 @@ static void header_line(conn *k, const char *p, size_t n)
     }
 }
 
+/* Whether a request target (up to its space) is POST /v1/messages or its
+ * count_tokens, the query aside: their refusals take Anthropic's shape. */
+static int is_anth_target(const char *t, size_t n)
+{
+    static const char base[] = "/v1/messages";
+    size_t b = sizeof(base) - 1, c = sizeof("/count_tokens") - 1;
+    const char *end = memchr(t, ' ', n), *q;
+
+    n = end != NULL ? (size_t)(end - t) : n;
+    q = memchr(t, '?', n);
+    n = q != NULL ? (size_t)(q - t) : n;
+    return n >= b && memcmp(t, base, b) == 0
+           && (n == b || (n == b + c && memcmp(t + b, "/count_tokens", c) == 0));
+}
+
 static void request_line(conn *k, const char *p, size_t n)
 {
     const char *sp = memchr(p, ' ', n);
@@ -230,6 +249,7 @@ static void request_line(conn *k, const char *p, size_t n)
                      || (m == 5 && memcmp(p, "PATCH", 5) == 0);
     k->ncl = k->nte = k->cl_bad = k->te_chunked = 0;
     k->cl = k->body_total = 0;
+    k->anth_path = sp != NULL && is_anth_target(sp + 1, n - m - 1);
 }
 
 static void next_request(conn *k)

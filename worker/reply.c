@@ -305,12 +305,31 @@ void llmr_reply_local(llmr_request *r, llmr_reply *rep, const char *why)
     strcpy(rep->retry_after, "1");
 }
 
+/* Some OpenAI-compatible servers echo the key they got in a 401's message
+ * ("Incorrect API key provided: sk-..."): the deployment's key never goes
+ * to the client, whatever API the error is then said in. */
+static void blank_echoed_key(llmr_request *r, const llmr_reply *rep)
+{
+    const char *key = r->at.dep >= 0 ? llmr_attempt_dep(r)->api_key : NULL;
+    size_t klen = key != NULL ? strlen(key) : 0, n = evbuffer_get_length(r->at.resp);
+    char *body, *hit;
+
+    if (rep->how != LLMR_REPLY_UPSTREAM || rep->status < 400 || klen < 4 || n < klen)
+        return;
+    if ((body = (char *)evbuffer_pullup(r->at.resp, -1)) == NULL)
+        return;
+    for (char *from = body; (hit = memmem(from, n - (size_t)(from - body), key, klen)) != NULL;
+         from = hit + klen)
+        memset(hit, '*', klen);
+}
+
 void llmr_reply_send(llmr_request *r, const llmr_reply *rep)
 {
     llmr_worker *w = r->w;
     struct evhttp_request *req = r->req;
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
 
+    blank_echoed_key(r, rep);
     if (llmr_anth_reply(r, rep))    /* an answer in the client's other API */
         return;
     switch (rep->how) {

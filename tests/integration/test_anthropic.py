@@ -232,7 +232,8 @@ def test_malformed_claude_answer_is_502():
     assert err["code"] == "upstream_bad_response" and "c1" in err["message"], err
     r = request(d.port, "POST", "/v1/messages", {"model": CLAUDE, "max_tokens": 5,
                                                  "messages": MSGS})
-    assert r.status == 200, r      # pass-through: Anthropic's bytes, as they came
+    # pass-through relays Anthropic's bytes, but not a 200 that is no message
+    assert r.status == 502 and r.json()["error"]["type"] == "api_error", r
     # streamed: the chunks before it, then an error event, then the end
     r = request(d.port, "POST", "/v1/chat/completions", {"model": CLAUDE, "messages": MSGS,
                                                          "stream": True})

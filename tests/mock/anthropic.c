@@ -92,7 +92,7 @@ void mock_anth_respond(struct mock_call *c)
         error_reply(c, status, msg);
     } else if (c->stream) {
         mock_stream_start(c);
-    } else if (c->k.v[MK_MALFORMED]) {     /* a 200 that is no message */
+    } else if (c->k.v[MK_MALFORMED] == 1) {    /* a 200 that is no message */
         MOCK_ADD_LIT(ctx->out, "{\"type\":\"message\",\"id\":\"msg_bad\",\"content\":\"oops\"}");
         mock_call_reply(c, status);
     } else {
@@ -138,7 +138,7 @@ void mock_anth_stream_open(struct mock_call *c)
 
 void mock_anth_stream_delta(struct mock_call *c)
 {
-    if (c->k.v[MK_MALFORMED] && c->sent == 1) {     /* a broken event mid-stream */
+    if (c->k.v[MK_MALFORMED] == 1 && c->sent == 1) {    /* a broken event mid-stream */
         MOCK_ADD_LIT(c->ctx->out, "event: content_block_delta\ndata: {\"type\":");
         send_event(c);
         return;
@@ -154,6 +154,13 @@ void mock_anth_stream_close(struct mock_call *c)
     struct evbuffer *out = c->ctx->out;
     int tool = c->k.v[MK_TOOL_CALL] != 0;
 
+    if (c->k.v[MK_MALFORMED] == 2) {    /* as Anthropic ends a stream it cannot finish */
+        event(c, "error");
+        MOCK_ADD_LIT(out, "{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\","
+                     "\"message\":\"Overloaded\"}}");
+        send_event(c);
+        return;
+    }
     event(c, "content_block_stop");
     MOCK_ADD_LIT(out, "{\"type\":\"content_block_stop\",\"index\":0}");
     send_event(c);

@@ -409,10 +409,25 @@ static void reply_body(struct mock_call *c, struct evbuffer *out)
     }
 }
 
+/* Keeps the first half of b: a JSON answer cut short, the framing intact. */
+static void truncate_half(struct evbuffer *b)
+{
+    struct evbuffer *rest = evbuffer_new();
+
+    if (rest == NULL)
+        return;
+    evbuffer_remove_buffer(b, rest, evbuffer_get_length(b) / 2);
+    evbuffer_drain(b, evbuffer_get_length(b));
+    evbuffer_add_buffer(b, rest);
+    evbuffer_free(rest);
+}
+
 static void call_reply(struct mock_call *c, int status)
 {
     struct mock_ctx *ctx = c->ctx;
 
+    if (c->k.v[MK_MALFORMED] == 2 && status < 300)    /* truncated JSON, whole HTTP */
+        truncate_half(ctx->out);
     mock_reply_headers(c, CT_JSON);
     mock_stats_status(&ctx->stats, status);
     call_unhook(c);

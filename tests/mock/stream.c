@@ -40,7 +40,9 @@ static void send_content(struct mock_call *c)
         return;
     }
     event_head(c, out);
-    if (c->ep == EP_CHAT && c->k.v[MK_TOOL_CALL]) {
+    if (c->ep == EP_CHAT && c->k.v[MK_MALFORMED] == 2 && c->sent == 1) {
+        MOCK_ADD_LIT(out, "\"choices\":[{");     /* a chunk cut short: not JSON */
+    } else if (c->ep == EP_CHAT && c->k.v[MK_TOOL_CALL]) {
         /* tool-call deltas: the call's id and name, then its arguments in pieces */
         static const char *const piece[] = { "", "{\\\"city\\\":", "\\\"Paris\\\"}" };
         if (c->sent == 0)
@@ -143,8 +145,9 @@ void mock_stream_step(struct mock_call *c)
     for (;;) {
         if (stream_cut(c))
             return;
-        if (c->sent >= c->k.v[MK_CHUNKS]) {
-            stream_finish(c);
+        if (c->sent >= c->k.v[MK_CHUNKS]
+            || (c->ep == EP_MESSAGES && c->k.v[MK_MALFORMED] == 2 && c->sent >= 1)) {
+            stream_finish(c);       /* malformed 2: an error event ends it early */
             return;
         }
         send_content(c);
