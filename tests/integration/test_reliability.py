@@ -243,7 +243,9 @@ def test_429_backoff_without_usable_retry_after():
         r, took = bg.result()
         served(r, 429, dep="a", n=3)
         assert r.headers.get("retry-after") == "1.5", r.headers
-        assert 3.0 <= took < 3.0 + slack(0.5, cap=1.0), "3 attempts after 429s with " \
+        # libevent arms a timer from the loop's cached time, taken before the
+        # 429 was handled, so under load a wait may end a few ms early
+        assert 2.95 <= took < 3.0 + slack(0.5, cap=1.0), "3 attempts after 429s with " \
             "Retry-After: 1.5 took %.2fs, wanted 1.5+1.5 s" % took
     for bg, ra in ((plain, None), (long_ra, "120")):
         r, took = bg.result()
