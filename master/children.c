@@ -1,6 +1,8 @@
-/* children.c: what a forked child (worker or prober) does first, and the
- * health prober's supervision: one per host, of the serving generation,
- * replaced on reload; the master decides its respawns like a worker's. */
+/* children.c: what a forked child (worker, prober, sync process) does
+ * first, and the supervision of the host processes beside the workers (the
+ * health prober and the sync process): one per host, of the serving
+ * generation, replaced on reload; the master decides their respawns like a
+ * worker's. */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -12,6 +14,7 @@
 
 #include "log.h"
 #include "master.h"
+#include "sync.h"
 
 void llmr_child_signals(void)
 {
@@ -52,18 +55,20 @@ void llmr_child_close_others(llmr_cycle *cy, const int *keep, int nkeep)
         close(cy->pid_fd);
 }
 
-/* The health prober: one per host, of the serving generation, when its
- * config asks for one.  The child never returns. */
-void llmr_prober_spawn(llmr_cycle *cy)
+/* One host process beside the workers (the health prober, the sync
+ * process): one per host, of the serving generation, when its config wants
+ * it; respawned when it dies (the master schedules it, as a worker's),
+ * replaced on reload.  The child never returns. */
+static void aux_spawn(llmr_cycle *cy, const llmr_aux *a)
 {
-    llmr_proc *p = &cy->prober;
+    llmr_proc *p = a->proc;
     pid_t pid, master = getpid();
 
     p->respawn_at = 0;
-    if (!cy->conf->background_health_checks || cy->quitting || p->pid > 0)
+    if (!a->wanted || cy->quitting || p->pid > 0)
         return;
     if ((pid = fork()) == -1) {
-        llmr_error("fork (health prober): %s", strerror(errno));
+        llmr_error("fork (%s): %s", a->name, strerror(errno));
         p->started = llmr_mono_s();
         p->respawn_at = p->started + 1.0;
         return;
@@ -72,7 +77,7 @@ void llmr_prober_spawn(llmr_cycle *cy)
         int code;
         llmr_child_signals();
         llmr_child_close_others(cy, NULL, 0);
-        code = llmr_prober_main(cy->conf, &cy->shm, master);
+        code = a->main(cy->conf, &cy->shm, master);
         /* Forked while a reload commits, pending.conf is already cy->conf. */
         if (cy->pending.conf != NULL && cy->pending.conf != cy->conf)
             llmr_conf_free(cy->pending.conf);
@@ -82,50 +87,136 @@ void llmr_prober_spawn(llmr_cycle *cy)
     p->pid = pid;
     p->gen = cy->generation;
     p->started = llmr_mono_s();
-    atomic_store(&cy->shm.seg->hdr.prober_pid, (int32_t)pid);
+    atomic_store(a->pid_word, (int32_t)pid);
 }
 
-/* A reload's new config replaces the prober: the old one is stopped and
- * not respawned. */
-void llmr_prober_replace(llmr_cycle *cy)
+/* A reload's new config replaces it: the old one is stopped and not
+ * respawned. */
+static void aux_retire(const llmr_aux *a)
 {
-    if (cy->prober.pid > 0) {
-        if (kill(cy->prober.pid, SIGTERM) == -1 && errno != ESRCH)
-            llmr_warn("kill(%d): %s", (int)cy->prober.pid, strerror(errno));
-        cy->prober_retired = cy->prober.pid;
+    if (a->proc->pid > 0) {
+        if (kill(a->proc->pid, SIGTERM) == -1 && errno != ESRCH)
+            llmr_warn("kill(%d): %s", (int)a->proc->pid, strerror(errno));
+        *a->retired = a->proc->pid;
     }
-    memset(&cy->prober, 0, sizeof(cy->prober));
-    atomic_store(&cy->shm.seg->hdr.prober_pid, 0);
-    llmr_prober_spawn(cy);
+    memset(a->proc, 0, sizeof(*a->proc));
+    atomic_store(a->pid_word, 0);
 }
 
-/* Returns 1 when pid was a prober (now reaped), 2 when it is to be
- * respawned (the master schedules it), 0 otherwise. */
-int llmr_prober_reaped(llmr_cycle *cy, pid_t pid, int status)
+/* Returns 1 when pid was this process (now reaped), 2 when it is to be
+ * respawned, 0 otherwise. */
+static int aux_reaped(llmr_cycle *cy, const llmr_aux *a, pid_t pid, int status)
 {
-    llmr_proc *p = &cy->prober;
-
-    if (pid == cy->prober_retired) {
-        cy->prober_retired = 0;
+    if (pid == *a->retired) {
+        *a->retired = 0;
         return 1;
     }
-    if (pid != p->pid)
+    if (pid != a->proc->pid || pid <= 0)
         return 0;
-    p->pid = 0;
-    atomic_store(&cy->shm.seg->hdr.prober_pid, 0);
+    a->proc->pid = 0;
+    atomic_store(a->pid_word, 0);
     if (cy->quitting)
         return 1;
     if (WIFSIGNALED(status))
-        llmr_warn("health prober exited on signal %d; respawning", WTERMSIG(status));
+        llmr_warn("%s exited on signal %d; respawning", a->name, WTERMSIG(status));
     else
-        llmr_warn("health prober exited with code %d; respawning", WEXITSTATUS(status));
+        llmr_warn("%s exited with code %d; respawning", a->name, WEXITSTATUS(status));
     return 2;
+}
+
+static void aux_signal(const llmr_aux *a, int signo)
+{
+    if (a->proc->pid > 0)
+        kill(a->proc->pid, signo);
+    if (*a->retired > 0)
+        kill(*a->retired, signo);
+}
+
+static llmr_aux prober_aux(llmr_cycle *cy)
+{
+    return (llmr_aux){ "health prober", &cy->prober, &cy->prober_retired,
+                       &cy->shm.seg->hdr.prober_pid, cy->conf->background_health_checks,
+                       llmr_prober_main };
+}
+
+static llmr_aux syncer_aux(llmr_cycle *cy)
+{
+    return (llmr_aux){ "sync process", &cy->syncer, &cy->syncer_retired,
+                       &cy->shm.seg->hdr.sync_pid, cy->conf->sync, llmr_sync_main };
+}
+
+void llmr_prober_spawn(llmr_cycle *cy)
+{
+    llmr_aux a = prober_aux(cy);
+
+    aux_spawn(cy, &a);
+}
+
+void llmr_prober_replace(llmr_cycle *cy)
+{
+    llmr_aux a = prober_aux(cy);
+
+    aux_retire(&a);
+    aux_spawn(cy, &a);
+}
+
+int llmr_prober_reaped(llmr_cycle *cy, pid_t pid, int status)
+{
+    llmr_aux a = prober_aux(cy);
+
+    return aux_reaped(cy, &a, pid, status);
 }
 
 void llmr_prober_signal(llmr_cycle *cy, int signo)
 {
-    if (cy->prober.pid > 0)
-        kill(cy->prober.pid, signo);
-    if (cy->prober_retired > 0)
-        kill(cy->prober_retired, signo);
+    llmr_aux a = prober_aux(cy);
+
+    aux_signal(&a, signo);
+}
+
+/* The sync process (sync.c) when the config sets redis_host or redis_url:
+ * the segment keeps its grants, so a SIGKILL loses nothing; told to hand
+ * back on stop.  A host that turns sync on is "connecting" until it has
+ * taken the first leases or fallen back to its local share; workers are
+ * not ready meanwhile (their limits would refuse everything). */
+void llmr_syncer_starting(llmr_cycle *cy)
+{
+    uint32_t off = LLMR_SYNC_OFF;
+
+    if (cy->conf->sync)
+        atomic_compare_exchange_strong(&cy->shm.seg->hdr.sync_state, &off,
+                                       LLMR_SYNC_CONNECTING);
+}
+
+void llmr_syncer_spawn(llmr_cycle *cy)
+{
+    llmr_aux a = syncer_aux(cy);
+
+    if (a.wanted && !cy->quitting && a.proc->pid <= 0)
+        llmr_syncer_starting(cy);
+    aux_spawn(cy, &a);
+}
+
+void llmr_syncer_replace(llmr_cycle *cy)
+{
+    llmr_aux a = syncer_aux(cy);
+
+    aux_retire(&a);
+    if (!cy->conf->sync)
+        atomic_store(&cy->shm.seg->hdr.sync_state, LLMR_SYNC_OFF);
+    llmr_syncer_spawn(cy);
+}
+
+int llmr_syncer_reaped(llmr_cycle *cy, pid_t pid, int status)
+{
+    llmr_aux a = syncer_aux(cy);
+
+    return aux_reaped(cy, &a, pid, status);
+}
+
+void llmr_syncer_signal(llmr_cycle *cy, int signo)
+{
+    llmr_aux a = syncer_aux(cy);
+
+    aux_signal(&a, signo);
 }

@@ -110,6 +110,16 @@ int llmr_listeners_reconcile(const llmr_conf *conf, const llmr_listener *from, i
 void llmr_listeners_close_unused(const llmr_listener *old, int nold,
                                  const llmr_listener *cur, int ncur);
 
+/* A host process beside the workers, as children.c supervises it. */
+typedef struct llmr_aux {
+    const char *name;                   /* for messages */
+    llmr_proc *proc;
+    pid_t *retired;                     /* an old generation's, told to stop */
+    _Atomic int32_t *pid_word;          /* its pid in the segment's header */
+    int wanted;                         /* the config asks for it */
+    int (*main)(const llmr_conf *conf, llmr_shm *shm, pid_t master);
+} llmr_aux;
+
 /* children.c: a forked child's first steps, and the prober's supervision. */
 void llmr_child_signals(void);
 void llmr_child_free_cycle(llmr_cycle *cy);
@@ -119,7 +129,7 @@ void llmr_prober_replace(llmr_cycle *cy);
 int llmr_prober_reaped(llmr_cycle *cy, pid_t pid, int status);
 void llmr_prober_signal(llmr_cycle *cy, int signo);
 
-/* sync_super.c: the sync process's supervision, as the prober's. */
+/* children.c: the sync process's supervision, as the prober's. */
 void llmr_syncer_spawn(llmr_cycle *cy);
 void llmr_syncer_starting(llmr_cycle *cy);
 void llmr_syncer_replace(llmr_cycle *cy);
