@@ -289,24 +289,33 @@ static void on_miss(llmr_cache_ticket *t)
     start(t);
 }
 
-static void on_lookup(void *arg, const void *val, size_t len)
+/* A lookup's answer came: 1 when the ticket is done with (dropped, or
+ * answered from the store as `how`), 0 when the caller goes on with it. */
+static int answered(llmr_cache_ticket *t, const void *val, size_t len,
+                    _Atomic int64_t *counter, const char *how)
 {
-    llmr_cache_ticket *t = arg;
     llmr_cache_entry e;
 
     t->busy = 0;
     if (t->dead) {
         ticket_free(t);
-        return;
+        return 1;
     }
-    if (val != NULL && usable(t, val, len, &e)) {
-        count(t->c, &t->c->stats->hits);
-        unpend(t);
-        reply_entry(t, &e, "hit");
-        ticket_free(t);
-        return;
-    }
-    on_miss(t);
+    if (val == NULL || !usable(t, val, len, &e))
+        return 0;
+    count(t->c, counter);
+    unpend(t);
+    reply_entry(t, &e, how);
+    ticket_free(t);
+    return 1;
+}
+
+static void on_lookup(void *arg, const void *val, size_t len)
+{
+    llmr_cache_ticket *t = arg;
+
+    if (!answered(t, val, len, &t->c->stats->hits, "hit"))
+        on_miss(t);
 }
 
 /* A waiter looks again: the answer stored, the leader still at it, or the
@@ -314,19 +323,10 @@ static void on_lookup(void *arg, const void *val, size_t len)
 static void on_poll_got(void *arg, const void *val, size_t len)
 {
     llmr_cache_ticket *t = arg;
-    llmr_cache_entry e;
 
-    t->busy = 0;
-    if (t->dead) {
-        ticket_free(t);
+    if (answered(t, val, len, &t->c->stats->coalesced, "coalesced"))
         return;
-    }
-    if (val != NULL && usable(t, val, len, &e)) {
-        count(t->c, &t->c->stats->coalesced);
-        unpend(t);
-        reply_entry(t, &e, "coalesced");
-        ticket_free(t);
-    } else if (llmr_clock_us() >= t->deadline_us) {
+    if (llmr_clock_us() >= t->deadline_us) {
         count(t->c, &t->c->stats->misses);
         unpend(t);
         reply_wait_timeout(t);
