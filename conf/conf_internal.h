@@ -81,6 +81,8 @@ int conf_parse_group_names(conf_cx *cx, const config_setting_t *s,
 
 /* conf_alias.c: router_settings.model_group_alias (after model_list). */
 int conf_parse_aliases(conf_cx *cx, const config_setting_t *rs);
+/* conf_value.c: a name os.environ/ may take: [A-Za-z_][A-Za-z0-9_]* */
+int conf_valid_env_name(const char *s);
 void conf_free_aliases(llmr_conf *c);
 
 

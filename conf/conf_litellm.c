@@ -562,17 +562,6 @@ static int map_general(lt *m, const conf_ynode *gs)
     return 0;
 }
 
-static int lt_valid_env_name(const char *s)
-{
-    if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
-        return 0;
-    for (s++; *s; s++)
-        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z')
-              || (*s >= '0' && *s <= '9') || *s == '_'))
-            return 0;
-    return 1;
-}
-
 /* LiteLLM reads the environment first (get_secret), so a variable the
  * operator set wins over the file; one an earlier load of a file set is
  * ours and takes the file's new value on reload. */
@@ -612,7 +601,7 @@ static int map_env(lt *m, const conf_ynode *ev)
         const char *val;
 
         conf_kp(k, p, kk->str);
-        if (!lt_valid_env_name(kk->str))
+        if (!conf_valid_env_name(kk->str))
             return conf_yfail(m->cx, kk->line, k, "not a variable name (letters, digits "
                               "and '_', not starting with a digit)");
         if (vv->kind != CONF_Y_SCALAR)

@@ -140,7 +140,7 @@ int conf_has_ctl(const char *s)
     return 0;
 }
 
-static int valid_env_name(const char *s)
+int conf_valid_env_name(const char *s)
 {
     if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
         return 0;
@@ -167,7 +167,7 @@ const char *conf_str_value(conf_cx *cx, const config_setting_t *s,
     if (strncmp(v, CONF_ENV_PREFIX, strlen(CONF_ENV_PREFIX)) != 0)
         return v;
     name = v + strlen(CONF_ENV_PREFIX);
-    if (!valid_env_name(name)) {
+    if (!conf_valid_env_name(name)) {
         conf_fail(cx, s, path, "os.environ/ must be followed by a variable "
                   "name (letters, digits and '_', not starting with a digit)");
         return NULL;
