@@ -4,6 +4,7 @@
  * generation, replaced on reload; the master decides their respawns like a
  * worker's. */
 #include <errno.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,13 @@ void llmr_child_close_others(llmr_cycle *cy, const int *keep, int nkeep)
  * process): one per host, of the serving generation, when its config wants
  * it; respawned when it dies (the master schedules it, as a worker's),
  * replaced on reload.  The child never returns. */
+/* Its pid in the segment's header, for `status` and the workers; the
+ * segment is there whenever one is spawned, retired or reaped. */
+static _Atomic int32_t *pid_word(llmr_cycle *cy, const llmr_aux *a)
+{
+    return (_Atomic int32_t *)((char *)&cy->shm.seg->hdr + a->pid_off);
+}
+
 static void aux_spawn(llmr_cycle *cy, const llmr_aux *a)
 {
     llmr_proc *p = a->proc;
@@ -87,12 +95,12 @@ static void aux_spawn(llmr_cycle *cy, const llmr_aux *a)
     p->pid = pid;
     p->gen = cy->generation;
     p->started = llmr_mono_s();
-    atomic_store(a->pid_word, (int32_t)pid);
+    atomic_store(pid_word(cy, a), (int32_t)pid);
 }
 
 /* A reload's new config replaces it: the old one is stopped and not
  * respawned. */
-static void aux_retire(const llmr_aux *a)
+static void aux_retire(llmr_cycle *cy, const llmr_aux *a)
 {
     if (a->proc->pid > 0) {
         if (kill(a->proc->pid, SIGTERM) == -1 && errno != ESRCH)
@@ -100,7 +108,7 @@ static void aux_retire(const llmr_aux *a)
         *a->retired = a->proc->pid;
     }
     memset(a->proc, 0, sizeof(*a->proc));
-    atomic_store(a->pid_word, 0);
+    atomic_store(pid_word(cy, a), 0);
 }
 
 /* Returns 1 when pid was this process (now reaped), 2 when it is to be
@@ -114,7 +122,7 @@ static int aux_reaped(llmr_cycle *cy, const llmr_aux *a, pid_t pid, int status)
     if (pid != a->proc->pid || pid <= 0)
         return 0;
     a->proc->pid = 0;
-    atomic_store(a->pid_word, 0);
+    atomic_store(pid_word(cy, a), 0);
     if (cy->quitting)
         return 1;
     if (WIFSIGNALED(status))
@@ -124,25 +132,27 @@ static int aux_reaped(llmr_cycle *cy, const llmr_aux *a, pid_t pid, int status)
     return 2;
 }
 
-static void aux_signal(const llmr_aux *a, int signo)
+/* Also called on a start that failed before the segment or the config
+ * were there: it touches neither. */
+static void aux_signal(const llmr_proc *p, pid_t retired, int signo)
 {
-    if (a->proc->pid > 0)
-        kill(a->proc->pid, signo);
-    if (*a->retired > 0)
-        kill(*a->retired, signo);
+    if (p->pid > 0)
+        kill(p->pid, signo);
+    if (retired > 0)
+        kill(retired, signo);
 }
 
 static llmr_aux prober_aux(llmr_cycle *cy)
 {
     return (llmr_aux){ "health prober", &cy->prober, &cy->prober_retired,
-                       &cy->shm.seg->hdr.prober_pid, cy->conf->background_health_checks,
-                       llmr_prober_main };
+                       offsetof(llmr_shm_header, prober_pid),
+                       cy->conf->background_health_checks, llmr_prober_main };
 }
 
 static llmr_aux syncer_aux(llmr_cycle *cy)
 {
     return (llmr_aux){ "sync process", &cy->syncer, &cy->syncer_retired,
-                       &cy->shm.seg->hdr.sync_pid, cy->conf->sync, llmr_sync_main };
+                       offsetof(llmr_shm_header, sync_pid), cy->conf->sync, llmr_sync_main };
 }
 
 void llmr_prober_spawn(llmr_cycle *cy)
@@ -156,7 +166,7 @@ void llmr_prober_replace(llmr_cycle *cy)
 {
     llmr_aux a = prober_aux(cy);
 
-    aux_retire(&a);
+    aux_retire(cy, &a);
     aux_spawn(cy, &a);
 }
 
@@ -169,9 +179,7 @@ int llmr_prober_reaped(llmr_cycle *cy, pid_t pid, int status)
 
 void llmr_prober_signal(llmr_cycle *cy, int signo)
 {
-    llmr_aux a = prober_aux(cy);
-
-    aux_signal(&a, signo);
+    aux_signal(&cy->prober, cy->prober_retired, signo);
 }
 
 /* The sync process (sync.c) when the config sets redis_host or redis_url:
@@ -201,7 +209,7 @@ void llmr_syncer_replace(llmr_cycle *cy)
 {
     llmr_aux a = syncer_aux(cy);
 
-    aux_retire(&a);
+    aux_retire(cy, &a);
     if (!cy->conf->sync)
         atomic_store(&cy->shm.seg->hdr.sync_state, LLMR_SYNC_OFF);
     llmr_syncer_spawn(cy);
@@ -216,7 +224,5 @@ int llmr_syncer_reaped(llmr_cycle *cy, pid_t pid, int status)
 
 void llmr_syncer_signal(llmr_cycle *cy, int signo)
 {
-    llmr_aux a = syncer_aux(cy);
-
-    aux_signal(&a, signo);
+    aux_signal(&cy->syncer, cy->syncer_retired, signo);
 }

@@ -115,7 +115,7 @@ typedef struct llmr_aux {
     const char *name;                   /* for messages */
     llmr_proc *proc;
     pid_t *retired;                     /* an old generation's, told to stop */
-    _Atomic int32_t *pid_word;          /* its pid in the segment's header */
+    size_t pid_off;                     /* its pid's word in the segment's header */
     int wanted;                         /* the config asks for it */
     int (*main)(const llmr_conf *conf, llmr_shm *shm, pid_t master);
 } llmr_aux;
