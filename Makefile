@@ -158,7 +158,7 @@ bench:
 FUZZ_SECONDS ?= 60
 FUZZ_TIMEOUT ?= 10
 FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Icommon -Iconf -Ishm -Iworker \
-               -fsanitize=fuzzer,address,undefined
+               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_SRC := common/log.c worker/json.c $(CONF_SRC) common/redis.c
 FUZZ_LIBS := -lconfig -lyaml -lhiredis -levent_openssl -levent -lssl -lcrypto
 FUZZ_RUN = LSAN_OPTIONS=suppressions=tests/fuzz/lsan.supp

@@ -27,7 +27,12 @@ static void must_be_object(struct evbuffer *b)
 static void must_be_events(struct evbuffer *b)
 {
     size_t n = evbuffer_get_length(b);
-    const char *p = (const char *)evbuffer_pullup(b, -1), *end = p + n;
+    const char *p, *end;
+
+    if (n == 0)             /* pullup gives NULL: no pointer arithmetic on it */
+        return;
+    p = (const char *)evbuffer_pullup(b, -1);
+    end = p + n;
 
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
