@@ -303,12 +303,16 @@ def test_cache_worker_sigkilled_while_writing_leaves_store_usable():
         r = ask(d, "ref %d" % k)
         assert r.headers["x-llmroute-cache"] == "miss"
         refs[k] = r.body
-    big = {"x_mock": {"pad_bytes": 1 << 20}}
+    # 256 KiB answers, at most 4 x 500 of them (500 MiB): under the 80%
+    # high-water mark of the 1 GiB store however fast the writers go, so a
+    # reference entry can only go missing if a kill damaged the store (an
+    # unbounded writer loop on a fast box once filled it and evicted them)
+    big = {"x_mock": {"pad_bytes": 1 << 18}}
     stop = threading.Event()
 
     def writer(n):
         i = 0
-        while not stop.is_set():
+        while not stop.is_set() and i < 500:
             try:
                 ask(d, "big %d %d" % (n, i), big)
             except Exception:       # a killed worker's connection: expected
