@@ -15,7 +15,7 @@ set -eu
 
 RUN="build-essential pkg-config libevent-dev libcurl4-openssl-dev libconfig-dev
 libjsmn-dev libssl-dev libhiredis-dev liblmdb-dev libyaml-dev curl python3"
-TEST="nginx openssl procps nodejs npm chromium
+TEST="nginx openssl procps strace nodejs npm chromium
 groff-base man-db"
 TEST="$TEST prometheus"   # promtool and a real scrape (test_metrics.py)
 TEST="$TEST redis-server"  # a real Redis (common/redis.c, the Redis cache, multi-host sync)

@@ -62,6 +62,9 @@ typedef struct conn {
     int close_after;                    /* a body evhttp will not read was announced */
     int anth_path;                      /* the target is /v1/messages[...]: Anthropic's shape */
     int busy;                           /* a request of it is being answered */
+    struct event *watch;                /* the socket's end, while evhttp does not read */
+    short watching;                     /* watch's events: 0, EV_CLOSED, or with EV_READ */
+    int fresh;                          /* evhttp read bytes since the watch last ran */
     struct conn *pprev, *pnext;         /* in llmr_conns.pending until adopted */
 
     int status;                         /* the refusal, once decided */
@@ -418,6 +421,7 @@ static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
 
     if (left == 0 || evbuffer_ptr_set(buf, &pos, info->orig_size, EVBUFFER_PTR_SET) < 0)
         return;
+    k->fresh = 1;
     while (left > 0 && k->phase != P_REFUSED) {
         int nv = evbuffer_peek(buf, (ev_ssize_t)left, &pos, v, 8);
         size_t got = 0;
@@ -475,6 +479,63 @@ static void arm_deadline(conn *k, int which)
 }
 
 
+/* ---- a client leaving while its request waits --------------------------- */
+
+/* evhttp stops reading a connection while its request is answered, so on
+ * its own it would see a client leave only when the reply fails; the
+ * upstream transfer would run on for nobody.  The watch notices at once.
+ * It is one event for the connection's life, reading and watching the end
+ * (EPOLLIN|EPOLLRDHUP), rather than an EV_CLOSED event per request: that
+ * one changed the socket's epoll registration twice per request (evhttp's
+ * read off, the close watch on; and back), where the standing read keeps
+ * it as it is whatever evhttp enables.  While evhttp reads, the watch
+ * leaves the bytes and the end to it. */
+static void on_watch(evutil_socket_t fd, short what, void *arg);
+
+static void set_watch(conn *k, short what)
+{
+    if (k->watch == NULL || k->watching == what)
+        return;
+    event_del(k->watch);
+    k->watching = what;
+    if (what != 0) {
+        event_assign(k->watch, k->w->base, k->fd, what | EV_PERSIST, on_watch, k);
+        event_add(k->watch, NULL);
+    }
+}
+
+static void on_watch(evutil_socket_t fd, short what, void *arg)
+{
+    conn *k = arg;
+
+    (void)fd;
+    if (bufferevent_get_enabled(k->bev) & EV_READ) {
+        k->fresh = 0;
+        return;
+    }
+    /* Woken by the bytes evhttp has just read in this same loop pass (the
+     * request it is now answering): stale.  Were more waiting, the watch,
+     * level-triggered, comes again. */
+    if (k->fresh) {
+        k->fresh = 0;
+        return;
+    }
+    if (k->user_cb == NULL) {
+        /* A reply going out, a refusal: nothing waits to be cancelled, and
+         * a level-triggered watch would wake the loop until evhttp reads
+         * again.  The next request rearms it. */
+        set_watch(k, 0);
+        return;
+    }
+    if (what & EV_CLOSED) {
+        evhttp_connection_free(k->evcon);   /* on_close tells the waiting request */
+        return;
+    }
+    /* Bytes of a pipelined request: evhttp reads them after this reply;
+     * until then only the end matters. */
+    set_watch(k, EV_CLOSED);
+}
+
 /* ---- life of a connection ---------------------------------------------- */
 
 static conn *conn_of(llmr_worker *w, struct evhttp_connection *evcon)
@@ -506,6 +567,8 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
     evbuffer_remove_cb(bufferevent_get_input(k->bev), on_input, k);
     if (k->fd >= 0 && k->fd < cs->nbyfd && cs->byfd[k->fd] == k)
         cs->byfd[k->fd] = NULL;
+    if (k->watch != NULL)
+        event_free(k->watch);
     event_free(k->ev);
     free(k);
 }
@@ -552,6 +615,9 @@ static void on_adopt(evutil_socket_t fd, short what, void *arg)
     k->evcon = evcon;
     event_assign(k->ev, k->w->base, -1, 0, on_event, k);
     evhttp_connection_set_closecb(k->evcon, on_close, k);
+    if (event_base_get_features(k->w->base) & EV_FEATURE_EARLY_CLOSE)
+        k->watch = event_new(k->w->base, -1, 0, on_watch, k);
+    set_watch(k, EV_READ | EV_CLOSED);
     bufferevent_decref(bev);
     if (k->phase == P_REFUSED)  /* refused before it was adopted */
         answer_from_loop(k);
@@ -594,8 +660,10 @@ int llmr_conn_request_start(llmr_worker *w, struct evhttp_request *req)
 
     if (k != NULL && k->phase == P_REFUSED)
         return -1;
-    if (k != NULL)
+    if (k != NULL) {
         k->busy = 1;
+        set_watch(k, EV_READ | EV_CLOSED);
+    }
     if (k != NULL && k->close_after)
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
     if (evcon != NULL)

@@ -108,9 +108,6 @@ static void detach(llmr_request *r, int gone)
 {
     if (!gone)
         llmr_conn_set_closecb(r->w, r->evcon, NULL, NULL);
-    if (r->client_gone != NULL)
-        event_free(r->client_gone);
-    r->client_gone = NULL;
 }
 
 void llmr_request_finish(llmr_request *r, const llmr_reply *rep)
@@ -138,32 +135,6 @@ static void on_client_close(struct evhttp_connection *evcon, void *arg)
     (void)evcon;
     check_live(r);
     llmr_request_finish(r, &rep);
-}
-
-/* evhttp stops reading a connection while its request is handled, so it
- * would see a client leave only when the reply fails.  An EV_CLOSED watch
- * on the socket notices at once; freeing the connection then runs
- * on_client_close(), which aborts the upstream transfer. */
-static void on_client_gone(evutil_socket_t fd, short what, void *arg)
-{
-    llmr_request *r = arg;
-
-    (void)fd;
-    (void)what;
-    check_live(r);
-    evhttp_connection_free(r->evcon);
-}
-
-static void watch_client(llmr_request *r)
-{
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(r->evcon);
-    evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
-
-    if (fd < 0 || !(event_base_get_features(r->w->base) & EV_FEATURE_EARLY_CLOSE))
-        return;
-    r->client_gone = event_new(r->w->base, fd, EV_CLOSED, on_client_gone, r);
-    if (r->client_gone != NULL)
-        event_add(r->client_gone, NULL);
 }
 
 /* ---- failures and retries ------------------------------------------------ */
@@ -479,8 +450,7 @@ void llmr_request_start_ctl(llmr_worker *w, struct evhttp_request *req, enum llm
     r->at.dep = -1;
     r->t_start_us = llmr_clock_us();
     r->deadline_us = r->t_start_us + (int64_t)(request_timeout(w->conf, ctl) * 1e6);
-    llmr_conn_set_closecb(w, r->evcon, on_client_close, r);
-    watch_client(r);
+    llmr_conn_set_closecb(w, r->evcon, on_client_close, r);   /* conn.c watches the end */
     try_group(r);
 }
 

@@ -157,7 +157,6 @@ typedef struct llmr_request {
     enum llmr_req_state state;
     struct evhttp_request *req;
     struct evhttp_connection *evcon;
-    struct event *client_gone;          /* EV_CLOSED on the client socket */
     struct event backoff;               /* the wait before a retry */
     struct event first_byte;            /* stream_timeout for a stream's first byte */
     struct event over_budget;           /* max_buffered_bytes passed: answer from the loop */
