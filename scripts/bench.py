@@ -444,6 +444,12 @@ def main():
             lr = start_llmroute(args, tmp, "llmroute-%dw" % workers, mock.port, workers)
             res["llmroute_%dw" % workers] = measure(lr, lr.port, path, args, lua)
             lr.stop()
+            # nginx runs with access_log off; llmroute's default writes one
+            # JSON line per request.  The same proxy without it, side by side.
+            lr = start_llmroute(args, tmp, "llmroute-%dw-nolog" % workers, mock.port, workers,
+                                'access_log = "off";')
+            res["llmroute_%dw_nolog" % workers] = measure(lr, lr.port, path, args, lua)
+            lr.stop()
         # Added latency at concurrency 1, interleaved rounds.
         lr = start_llmroute(args, tmp, "llmroute-lat", mock.port, 1)
         res["idle_worker_rss_kb"] = lr.rss_kb()[1:]
@@ -485,14 +491,18 @@ def report(res):
     print(fmt_row("direct", d, d))
     ws = ["%dw" % n for n in res.get("workers", [1, 2])]
     for w in ws:
-        for k in ("nginx_" + w, "llmroute_" + w):
-            print(fmt_row(k.replace("_", " "), res[k], d))
+        for k in ("nginx_" + w, "llmroute_" + w, "llmroute_" + w + "_nolog"):
+            if k in res:
+                print(fmt_row(k.replace("_", " ").replace(" nolog", " no log"), res[k], d))
     for w in ws:
-        ratio = res["llmroute_" + w]["cpu_us_per_req"] / res["nginx_" + w]["cpu_us_per_req"]
-        res["cpu_ratio_vs_nginx_" + w] = round(ratio, 2)
-        print("llmroute %s: CPU per request %.2fx nginx's; throughput %.2fx direct, %.2fx "
-              "nginx's" % (w, ratio, res["llmroute_" + w]["rps"] / d["rps"],
-                           res["llmroute_" + w]["rps"] / res["nginx_" + w]["rps"]))
+        for k, what in (("llmroute_" + w, ""), ("llmroute_" + w + "_nolog", ", access log off")):
+            if k not in res:
+                continue
+            ratio = res[k]["cpu_us_per_req"] / res["nginx_" + w]["cpu_us_per_req"]
+            res["cpu_ratio_vs_nginx_" + w + ("_nolog" if what else "")] = round(ratio, 2)
+            print("llmroute %s%s: CPU per request %.2fx nginx's; throughput %.2fx direct, "
+                  "%.2fx nginx's" % (w, what, ratio, res[k]["rps"] / d["rps"],
+                                     res[k]["rps"] / res["nginx_" + w]["rps"]))
     a, n = res["added_latency"], res["nginx_added_latency"]
     print("added latency at concurrency 1 over %d requests: llmroute p50 %+.1f us, p99 %+.1f us"
           " (nginx p50 %+.1f us, p99 %+.1f us)" % (a["requests"], a["added_p50_us"],
