@@ -38,6 +38,7 @@ typedef struct llmr_alog {
     int fd;                         /* -1: off, or the file could not be opened */
     size_t used;
     struct event *timer, *sig_reopen;
+    struct event *flush_soon;       /* activated past FLUSH_AT: see line_added() */
     struct llmr_request *bound;     /* the routed request being answered */
     int in_handle;                  /* inside llmr_http_handle(): t_handle is ours */
     int64_t t_handle_us;
@@ -75,6 +76,25 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (a->fd >= 0)
         flush(a);
+}
+
+/* A line is formatted before its reply is sent (the request may be freed
+ * once it is), so the write() that FLUSH_AT calls for must not run there:
+ * one request in every hundred or so would wait for the file before its
+ * client got its answer.  The buffer is written from an event activated
+ * now, which runs after the callbacks already due in this loop pass, the
+ * reply's own sending among them.  Only a buffer without room for a whole
+ * line is written at once. */
+static void room_for_a_line(llmr_alog *a)
+{
+    if (a->used > BUF_CAP - LINE_MAX_LEN)
+        flush(a);
+}
+
+static void line_added(llmr_alog *a)
+{
+    if (a->used > FLUSH_AT)
+        event_active(a->flush_soon, EV_TIMEOUT, 1);
 }
 
 /* SIGUSR1 (the master forwards its own): logrotate has renamed the file. */
@@ -115,6 +135,8 @@ int llmr_alog_open(llmr_worker *w)
     a->timer = event_new(w->base, -1, EV_PERSIST, on_timer, w);
     if (a->timer == NULL || evtimer_add(a->timer, &tv) < 0)
         return -1;
+    if ((a->flush_soon = event_new(w->base, -1, 0, on_timer, w)) == NULL)
+        return -1;
     /* A file that cannot be opened is reported and the worker serves on. */
     a->fd = open_file(w->conf->access_log);
     return 0;
@@ -132,6 +154,8 @@ void llmr_alog_close(llmr_worker *w)
     }
     if (a->timer != NULL)
         event_free(a->timer);
+    if (a->flush_soon != NULL)
+        event_free(a->flush_soon);
     if (a->sig_reopen != NULL)
         event_free(a->sig_reopen);
     free(a);
@@ -392,8 +416,7 @@ void llmr_alog_reply(llmr_worker *w, struct evhttp_request *req, int status,
     if (a == NULL || a->fd < 0)
         return;
     r = a->bound != NULL && a->bound->req == req ? a->bound : NULL;
-    if (a->used > FLUSH_AT)
-        flush(a);
+    room_for_a_line(a);
     l = (line){ a->buf + a->used, 0, LINE_MAX_LEN };
     put_time(&l);
     id = evhttp_find_header(evhttp_request_get_output_headers(req), "x-request-id");
@@ -429,6 +452,7 @@ void llmr_alog_reply(llmr_worker *w, struct evhttp_request *req, int status,
         l.n = l.cap - 1;            /* never reached: the fields are bounded */
     l.p[l.n++] = '\n';
     a->used += l.n;
+    line_added(a);
 }
 
 /* Rare (a refused head or body), so getpeername() here costs nothing. */
@@ -448,8 +472,7 @@ void llmr_alog_refusal(llmr_worker *w, int fd, const char *id, int status, int64
         else if (ss.ss_family == AF_INET6)
             inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, addr, sizeof(addr));
     }
-    if (a->used > FLUSH_AT)
-        flush(a);
+    room_for_a_line(a);
     l = (line){ a->buf + a->used, 0, LINE_MAX_LEN };
     put_time(&l);
     put_key_str(&l, "request_id", id);
@@ -461,6 +484,7 @@ void llmr_alog_refusal(llmr_worker *w, int fd, const char *id, int status, int64
          "\"bytes_in\":null,"
          "\"bytes_out\":%lld,\"cache\":null}\n", (long long)bytes_out);
     a->used += l.n;
+    line_added(a);
 }
 
 void llmr_alog_bind(llmr_worker *w, llmr_request *r)
