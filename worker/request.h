@@ -199,6 +199,8 @@ typedef struct llmr_reply {
 
 /* request.c */
 /* Starts a routed request with the client's controls (llmr_controls_read). */
+/* Frees the request objects kept for reuse (the worker's exit). */
+void llmr_request_pool_free(llmr_worker *w);
 void llmr_request_start_ctl(llmr_worker *w, struct evhttp_request *req, enum llmr_op op,
                             int group, const llmr_json *body, const llmr_controls *ctl);
 /* The one change of state; aborts (checked builds) on an illegal one. */

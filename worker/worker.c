@@ -191,6 +191,7 @@ static void worker_free(llmr_worker *w)
     llmr_attempt_free_all();
     llmr_stream_free_all();
     free(w->models_body);
+    llmr_request_pool_free(w);
     llmr_alog_close(w);
     if (w->sig_quit != NULL)
         event_free(w->sig_quit);

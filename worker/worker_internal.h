@@ -59,6 +59,8 @@ typedef struct llmr_worker {
     size_t models_len;
 
     struct llmr_request *requests;  /* live routed requests (request.c) */
+    struct llmr_request *req_pool;  /* finished ones kept for reuse (request.c) */
+    int req_pool_n;
     int64_t local_fail_log_ms;  /* last log line of a 503 local_resource_exhausted */
     unsigned long local_fails;  /* such 503s since that line */
     size_t resp_bytes;          /* answers being buffered from upstreams, all requests */
