@@ -55,10 +55,21 @@ static uint64_t id_next(void)
 
 void llmr_request_id_new(char *buf, size_t cap)
 {
-    uint64_t a = id_next(), b = id_next();
+    static const char hex[] = "0123456789abcdef";
+    uint64_t a = id_next(), b = id_next() >> 32;
+    char id[LLMR_REQUEST_ID_LEN] = "req_";
 
-    snprintf(buf, cap, "req_%016llx%08llx", (unsigned long long)a,
-             (unsigned long long)(b >> 32));
+    /* By hand: snprintf's two %llx were 1,500 instructions per request. */
+    for (int i = 0; i < 16; i++)
+        id[4 + i] = hex[(a >> (60 - 4 * i)) & 15];
+    for (int i = 0; i < 8; i++)
+        id[20 + i] = hex[(b >> (28 - 4 * i)) & 15];
+    id[28] = '\0';
+    if (cap == 0)
+        return;
+    cap = cap < sizeof(id) ? cap : sizeof(id);
+    memcpy(buf, id, cap - 1);
+    buf[cap - 1] = '\0';
 }
 
 const char *llmr_request_id(llmr_request *r)
