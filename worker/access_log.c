@@ -275,19 +275,30 @@ static void put_str(line *l, const char *s)
     static const char hex[] = "0123456789abcdef";
     char esc[6] = { '\\', 'u', '0', '0' };
 
+    size_t i = 0;
+
     put(l, "\"", 1);
-    for (size_t i = 0; s[i] != '\0' && i < STR_MAX; i++) {
-        unsigned char c = (unsigned char)s[i];
+    while (i < STR_MAX && s[i] != '\0') {
+        size_t run = i;
+        unsigned char c;
+
+        /* The bytes that need no escape go in one copy. */
+        while (run < STR_MAX && (c = (unsigned char)s[run]) >= 0x20 && c < 0x7f
+               && c != '"' && c != '\\')
+            run++;
+        put(l, s + i, run - i);
+        if (run >= STR_MAX || s[run] == '\0')
+            break;
+        c = (unsigned char)s[run];
         if (c == '"' || c == '\\') {
             put(l, "\\", 1);
             put(l, (const char *)&c, 1);
-        } else if (c < 0x20 || c >= 0x7f) {
+        } else {
             esc[4] = hex[c >> 4];
             esc[5] = hex[c & 15];
             put(l, esc, 6);
-        } else {
-            put(l, (const char *)&c, 1);
         }
+        i = run + 1;
     }
     put(l, "\"", 1);
 }
