@@ -5,7 +5,14 @@ malloc_count.so counter).  One worker, so that every request is its own.
 
   bench/count.py --build build [--requests 2000] [--streams 40] [--events 64]
                  [--delay MS] [--burst N]
-                 [--sites] [--many N] [--what syscalls,allocs,stream,stream_allocs,many]
+                 [--sites] [--many N]
+                 [--what syscalls,allocs,stream,stream_allocs,many,instructions]
+
+instructions: the user-space instructions a proxied request costs the worker,
+counted by valgrind's callgrind (no hardware counters needed, the same on a
+busy machine): the daemon runs under callgrind twice, answering 300 and then
+300 + --requests requests; the difference of the worker's totals over the
+difference of the counts leaves out start-up and exit.
 
 Prints one JSON object; with --sites, also the top allocation sites of the
 worker over the measured requests (raw frames; addr2line -f -e build/llmroute
@@ -149,6 +156,42 @@ def dump(pid, path):
     return {k: int(v) for k, v in counts.items()}, lines[1:]
 
 
+def callgrind_total(args, tmp, mock_port, n):
+    """Instructions of the worker of a daemon run under callgrind that
+    answered n sequential requests, from start to exit."""
+    port = bench.free_port()
+    conf = bench.llmroute_conf(tmp, "cg-%d" % n, port, mock_port, 1)
+    out = os.path.join(tmp, "callgrind-%d.%%p" % n)
+    p = subprocess.Popen(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
+                          os.path.join(args.build, "llmroute"), "-c", conf],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        bench.wait_for(lambda: bench.http_ok(port, "/health/readiness"), 120,
+                       "llmroute under callgrind")
+        worker = None
+        for pid in subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True,
+                                  text=True).stdout.split():
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                if b"prober" not in f.read():
+                    worker = int(pid)
+        requests(port, n, BODY)
+    finally:
+        p.terminate()
+        p.wait(60)
+    with open(out.replace("%p", str(worker))) as f:
+        for line in f:
+            if line.startswith("summary:"):
+                return int(line.split()[1])
+    raise RuntimeError("no callgrind summary for the worker")
+
+
+def instructions(args, tmp, mock_port):
+    base = 300
+    a = callgrind_total(args, tmp, mock_port, base)
+    b = callgrind_total(args, tmp, mock_port, base + args.requests)
+    return round((b - a) / args.requests)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
@@ -179,6 +222,9 @@ def main():
         if "many" in what:
             res["many_streams"] = many_streams(args, tmp, mock.port)
             what = [w for w in what if w != "many"]
+        if "instructions" in what:
+            res["instructions_per_request"] = instructions(args, tmp, mock.port)
+            what = [w for w in what if w != "instructions"]
         if "allocs" in what or "stream_allocs" in what:
             os.environ["LD_PRELOAD"] = so
         if what:
