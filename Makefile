@@ -148,7 +148,9 @@ bench:
 
 # libFuzzer targets (clang), each run for FUZZ_SECONDS; not part of `test`.
 # Seeds: request bodies and answers in tests/fuzz/seeds-json, the example
-# config for fuzz_conf, Anthropic and chat shapes in tests/fuzz/seeds-anthropic.  Inputs may grow to 1 MiB, and any input slower than
+# config for fuzz_conf, Anthropic and chat shapes in tests/fuzz/seeds-anthropic,
+# request heads for fuzz_conn (the head guard, cut into reads anywhere, must
+# give the verdict of one read) in tests/fuzz/seeds-conn.  Inputs may grow to 1 MiB, and any input slower than
 # FUZZ_TIMEOUT seconds (a quadratic path) fails like a crash, its input saved
 # in build/fuzz/.  The 1 MiB hostile bodies of tests/fuzz/big_seeds.py run
 # once first, each under the same timeout: in the corpus they would slow
@@ -189,6 +191,10 @@ fuzz:
 	@mkdir -p build/fuzz/corpus-cache
 	$(FUZZ_RUN) build/fuzz/fuzz_cache $(FUZZ_LOOP) build/fuzz/corpus-cache tests/fuzz/seeds-json \
 	    tests/fuzz/seeds-cache
+	@mkdir -p build/fuzz/corpus-conn
+	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_conn tests/fuzz/fuzz_conn.c worker/errors.c \
+	    worker/json.c common/log.c -levent
+	$(FUZZ_RUN) build/fuzz/fuzz_conn $(FUZZ_LOOP) build/fuzz/corpus-conn tests/fuzz/seeds-conn
 
 clean:
 	rm -rf build
