@@ -401,6 +401,26 @@ def proc_cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def strace(pid, calls, out, count=False):
+    """Starts strace on pid for the system calls named in calls (e.g.
+    "readv,writev,write"), its output in out (a count per call with
+    count=True), and returns the Popen once strace has attached, so that
+    nothing the test does next is missed."""
+    st = subprocess.Popen(["strace"] + (["-c"] if count else []) +
+                          ["-f", "-e", "trace=" + calls, "-o", out, "-p", str(pid)],
+                          stderr=subprocess.DEVNULL)
+
+    def attached():
+        with open("/proc/%d/status" % pid) as f:
+            return any(ln.startswith("TracerPid:") and ln.split()[1] != "0" for ln in f)
+    try:
+        wait_for(attached, slack(10), "strace attached to %d" % pid)
+    except BaseException:
+        st.kill()
+        raise
+    return st
+
+
 def proc_hwm_kb(pid):
     """pid's peak resident set (VmHWM), in kB."""
     with open("/proc/%d/status" % pid) as f:

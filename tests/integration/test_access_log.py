@@ -10,7 +10,7 @@ import signal
 import socket
 import subprocess
 
-from harness import (BUILD, ROOT, Daemon, Mock, chat, deployment, request, tmpdir,
+from harness import (BUILD, ROOT, Daemon, Mock, chat, deployment, request, strace, tmpdir,
                      wait_for)
 
 KEY = "sk-master-SECRET-4242"
@@ -264,13 +264,7 @@ def test_access_log_buffer_written_after_the_reply_not_before():
         log_fd = [int(f) for f in os.listdir("/proc/%d/fd" % pid)
                   if os.path.realpath("/proc/%d/fd/%s" % (pid, f)) == log][0]
         trace = os.path.join(d_dir, "strace.out")
-        st = subprocess.Popen(["strace", "-f", "-e", "trace=readv,writev,write", "-o", trace,
-                               "-p", str(pid)], stderr=subprocess.DEVNULL)
-
-        def traced():
-            with open("/proc/%d/status" % pid) as f:
-                return any(ln.startswith("TracerPid:") and ln.split()[1] != "0" for ln in f)
-        wait_for(traced, 10, "strace attached to the worker")
+        st = strace(pid, "readv,writev,write", trace)
         conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
         body = json.dumps({"model": "g", "messages": [{"role": "user", "content": "x"}]})
         for i in range(600):

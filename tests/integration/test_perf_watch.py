@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 import threading
 import time
 
@@ -61,14 +60,8 @@ def read_replies(s, n, timeout):
 def strace_epoll_ctl(pid, fn):
     """Runs fn() with strace counting the worker's epoll_ctl calls."""
     out = os.path.join(harness.tmpdir(), "strace-%d" % pid)
-    st = subprocess.Popen(["strace", "-c", "-f", "-e", "trace=epoll_ctl", "-o", out,
-                           "-p", str(pid)], stderr=subprocess.DEVNULL)
-
-    def traced():
-        with open("/proc/%d/status" % pid) as f:
-            return any(ln.startswith("TracerPid:") and ln.split()[1] != "0" for ln in f)
+    st = harness.strace(pid, "epoll_ctl", out, count=True)
     try:
-        wait_for(traced, harness.slack(10), "strace attached to the worker")
         fn()
     finally:
         st.terminate()
