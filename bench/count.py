@@ -35,8 +35,9 @@ import bench  # noqa: E402  (Server, start_llmroute, wait_for)
 BODY = {"model": "bench", "messages": [{"role": "user", "content": "hi"}]}
 
 
-def worker_pid(lr):
-    out = subprocess.run(["pgrep", "-P", str(lr.p.pid)], capture_output=True, text=True)
+def worker_pid(master):
+    """The worker among the children of master's pid (the prober aside)."""
+    out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True)
     for pid in map(int, out.stdout.split()):
         with open("/proc/%d/cmdline" % pid, "rb") as f:
             if b"prober" not in f.read():
@@ -168,12 +169,7 @@ def callgrind_total(args, tmp, mock_port, n):
     try:
         bench.wait_for(lambda: bench.http_ok(port, "/health/readiness"), 120,
                        "llmroute under callgrind")
-        worker = None
-        for pid in subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True,
-                                  text=True).stdout.split():
-            with open("/proc/%s/cmdline" % pid, "rb") as f:
-                if b"prober" not in f.read():
-                    worker = int(pid)
+        worker = worker_pid(p.pid)
         requests(port, n, BODY)
     finally:
         p.terminate()
@@ -230,7 +226,7 @@ def main():
         if what:
             lr = bench.start_llmroute(args, tmp, "lr", mock.port, 1)
             os.environ.pop("LD_PRELOAD", None)
-            pid = worker_pid(lr)
+            pid = worker_pid(lr.p.pid)
             requests(lr.port, 200, BODY)    # warm: pools, buffers, connections
         if "allocs" in what:
             path = os.path.join(tmp, "mc.%d" % pid)
