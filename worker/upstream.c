@@ -41,6 +41,7 @@ typedef struct up_xfer {
     int sends;                  /* times curl set out to send the attempt */
     int expired_queued;         /* the attempt's deadline passed in the queue */
     const char *url;            /* a target's URL the handle holds, or NULL */
+    const char *proxy, *noproxy;    /* the proxy strings it holds, or NULL */
     llmr_upstream_done_fn *done;    /* the owner's completion callback */
     void *arg;
 } up_xfer;
@@ -662,6 +663,28 @@ void llmr_upstream_release(llmr_worker *w, CURL *easy)
     }
 }
 
+/* Where a transfer goes: the target's URL parsed (a one-off URL as a
+ * string), and the proxy the environment names for it.  libcurl copies a
+ * string set (a malloc and a free per request), so the strings, which live
+ * as long as the worker, are set only when the handle holds others
+ * (deployments of one group often share them). */
+static void set_target(up_xfer *x, const llmr_target *t, const llmr_xfer_spec *s)
+{
+    CURL *e = x->easy;
+    const char *url = s->url != NULL ? s->url : t->url[s->op];
+
+    curl_easy_setopt(e, CURLOPT_CURLU, s->url != NULL ? NULL : t->uh[s->op]);
+    if (s->url != NULL || x->url == NULL || strcmp(x->url, url) != 0)
+        curl_easy_setopt(e, CURLOPT_URL, url);
+    x->url = s->url != NULL ? NULL : url;
+    if (x->proxy == NULL || strcmp(x->proxy, t->proxy) != 0)
+        curl_easy_setopt(e, CURLOPT_PROXY, t->proxy);
+    if (x->noproxy == NULL || strcmp(x->noproxy, t->noproxy) != 0)
+        curl_easy_setopt(e, CURLOPT_NOPROXY, t->noproxy);
+    x->proxy = t->proxy;
+    x->noproxy = t->noproxy;
+}
+
 /* Every option of a transfer, set on every attempt (handles are reused
  * without a reset). */
 static void setup(llmr_worker *w, up_xfer *x, const llmr_xfer_spec *s)
@@ -671,12 +694,7 @@ static void setup(llmr_worker *w, up_xfer *x, const llmr_xfer_spec *s)
     const llmr_deployment *d = &w->conf->deployments[s->dep];
     long h2 = d->http2 && strncasecmp(d->api_base, "https://", 8) == 0;
 
-    /* libcurl copies a URL set (a malloc and a free per request): a target's
-     * URL, which lives as long as the worker, is set only when the handle
-     * holds another (deployments of one group often share it). */
-    if (s->url != NULL || x->url == NULL || strcmp(x->url, t->url[s->op]) != 0)
-        curl_easy_setopt(e, CURLOPT_URL, s->url != NULL ? s->url : t->url[s->op]);
-    x->url = s->url != NULL ? NULL : t->url[s->op];
+    set_target(x, t, s);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->headers != NULL ? s->headers : t->headers);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, s->body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)s->len);

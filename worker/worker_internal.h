@@ -20,10 +20,14 @@ enum llmr_op { LLMR_OP_CHAT, LLMR_OP_COMPLETIONS, LLMR_OP_EMBEDDINGS, LLMR_OP_RE
                LLMR_OP_COUNT };
 
 /* What a worker precomputes per deployment so that the request path builds
- * no URL and no header list. */
+ * no URL and no header list, and libcurl parses no URL and reads no
+ * environment: each URL also parsed (CURLOPT_CURLU), and the proxy the
+ * environment names for the deployment's scheme ("" for none). */
 typedef struct llmr_target {
     char *url[LLMR_OP_COUNT];
+    CURLU *uh[LLMR_OP_COUNT];
     struct curl_slist *headers;
+    char *proxy, *noproxy;
 } llmr_target;
 
 typedef struct llmr_router {
@@ -89,8 +93,9 @@ void llmr_http_reply_json(llmr_worker *w, struct evhttp_request *req, int status
  * is sent, when it is discarded, or when its connection dies first. */
 void llmr_http_active_end(llmr_worker *w);
 const char *llmr_http_reason(int status);
-/* reply.c: an x-request-id of our own on a reply that has none yet. */
-void llmr_reply_ensure_id(struct evkeyvalq *out);
+/* reply.c: the headers of every reply: Date, and an x-request-id of our
+ * own where it has none yet. */
+void llmr_reply_common(struct evkeyvalq *out);
 /* A fresh random request id, "req_" + 24 hex, into buf[29]. */
 void llmr_request_id_new(char *buf, size_t cap);
 int llmr_http_models_build(llmr_worker *w);
@@ -177,6 +182,10 @@ int llmr_azure_url(const llmr_deployment *d, enum llmr_op op, const char *rest,
 /* The same, for d's provider, in a buffer of its own (free()), or NULL. */
 char *llmr_provider_url(const llmr_deployment *d, enum llmr_op op, const char *rest,
                         const char *query);
+/* The proxy the environment names for a URL, and the hosts it exempts, as
+ * libcurl reads them (free()); "" for none. */
+char *llmr_env_proxy(const char *url);
+char *llmr_env_noproxy(void);
 struct curl_slist *llmr_openai_headers(const llmr_deployment *d);
 struct curl_slist *llmr_azure_headers(const llmr_deployment *d);
 int llmr_anthropic_url(const llmr_deployment *d, enum llmr_op op, const char *rest,
