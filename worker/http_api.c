@@ -129,7 +129,7 @@ void llmr_http_reply(llmr_worker *w, struct evhttp_request *req, int status,
 
     if (w->draining)
         evhttp_add_header(out, "Connection", "close");
-    llmr_reply_ensure_id(out);
+    llmr_reply_common(out);
     llmr_alog_reply(w, req, status, body != NULL ? (int64_t)evbuffer_get_length(body) : 0);
     evhttp_request_set_on_complete_cb(req, on_reply_sent, w);
     evhttp_send_reply(req, status, llmr_http_reason(status), body);
@@ -140,7 +140,7 @@ void llmr_http_stream_start(llmr_worker *w, struct evhttp_request *req, int stat
 {
     if (w->draining)
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-    llmr_reply_ensure_id(evhttp_request_get_output_headers(req));
+    llmr_reply_common(evhttp_request_get_output_headers(req));
     evhttp_send_reply_start(req, status, llmr_http_reason(status));
 }
 

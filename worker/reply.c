@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 #include <sys/random.h>
 #include <unistd.h>
@@ -79,10 +80,50 @@ const char *llmr_request_id(llmr_request *r)
     return r->id;
 }
 
-void llmr_reply_ensure_id(struct evkeyvalq *out)
+static void put2(char *p, int v)
+{
+    p[0] = (char)('0' + v / 10 % 10);
+    p[1] = (char)('0' + v % 10);
+}
+
+/* The Date header's value (RFC 9110's IMF-fixdate), formatted once a
+ * second: evhttp would format it with snprintf for every reply (~3,000
+ * instructions, 2% of a proxied request). */
+static const char *date_now(void)
+{
+    static const char days[] = "SunMonTueWedThuFriSat";
+    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    static char buf[sizeof("Thu, 01 Jan 1970 00:00:00 GMT")];
+    static time_t at = -1;
+    time_t now = time(NULL);
+    struct tm tm;
+
+    if (now == at || gmtime_r(&now, &tm) == NULL)
+        return buf;
+    at = now;
+    memcpy(buf, days + 3 * tm.tm_wday, 3);
+    memcpy(buf + 3, ", ", 2);
+    put2(buf + 5, tm.tm_mday);
+    buf[7] = ' ';
+    memcpy(buf + 8, months + 3 * tm.tm_mon, 3);
+    buf[11] = ' ';
+    put2(buf + 12, (tm.tm_year + 1900) / 100);
+    put2(buf + 14, tm.tm_year + 1900);
+    buf[16] = ' ';
+    put2(buf + 17, tm.tm_hour);
+    buf[19] = ':';
+    put2(buf + 20, tm.tm_min);
+    buf[22] = ':';
+    put2(buf + 23, tm.tm_sec);
+    memcpy(buf + 25, " GMT", 5);
+    return buf;
+}
+
+void llmr_reply_common(struct evkeyvalq *out)
 {
     char id[LLMR_REQUEST_ID_LEN];
 
+    evhttp_add_header(out, "Date", date_now());
     if (evhttp_find_header(out, "x-request-id") != NULL)
         return;
     llmr_request_id_new(id, sizeof(id));
