@@ -15,6 +15,7 @@
 
 #include <curl/curl.h>
 
+#include "alloc.h"
 #include "log.h"
 #include "master.h"
 
@@ -656,7 +657,7 @@ static int cycle_init(llmr_cycle *cy, const char *conf_path,
     }
     for (int i = 0; i < cy->conf->nwarnings; i++)   /* LiteLLM YAML keys it ignores */
         llmr_warn("%s", cy->conf->warnings[i]);
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    if (llmr_libs_init() < 0) {
         llmr_error("curl_global_init failed");
         return -1;
     }
