@@ -296,6 +296,44 @@ static void test_member_scan(void)
     T_EQ_INT(llmr_json_member("{}", 2, "a", &off, &n), -1);
 }
 
+/* The byte-at-a-time definition string_end() replaced: a backslash
+ * escapes the byte after it. */
+static size_t string_end_ref(const char *s, size_t i, size_t len)
+{
+    for (i++; i < len; i++) {
+        if (s[i] == '"')
+            return i + 1;
+        if (s[i] == '\\')
+            i++;
+    }
+    return 0;
+}
+
+/* string_end() finds quotes with memchr() and counts the backslashes
+ * before each: the same end as the reference on every string built of
+ * quotes, backslashes and letters, cut anywhere (runs of backslashes of
+ * both parities, a backslash last, no closing quote). */
+static void test_string_end_as_byte_loop(void)
+{
+    static const char alpha[] = "\"\\\\a";
+    char s[16];
+    int bad = 0, n = 0;
+
+    for (uint32_t code = 0; code < 1u << 20; code++) {    /* 4^10 strings of 10 */
+        uint32_t c = code;
+
+        s[0] = '"';
+        for (int k = 1; k <= 10; k++, c >>= 2)
+            s[k] = alpha[c & 3];
+        for (size_t len = 1; len <= 11; len++, n++)
+            bad += string_end(s, 0, len) != string_end_ref(s, 0, len);
+    }
+    T_EQ_INT(bad, 0);
+    T_CHECK(n > 10000000);
+    T_EQ_INT(string_end("x\"ab\\\\\"c", 1, 8), 7);     /* "ab\\" ends at the quote */
+    T_EQ_INT(string_end("\"a\\\"b", 0, 5), 0);            /* "a\"b: escaped, no end */
+}
+
 static void test_escape_utf8(void)
 {
     char out[64];
@@ -331,6 +369,7 @@ int main(void)
     T_RUN(test_escaped_keys);
     T_RUN(test_duplicate_keys);
     T_RUN(test_member_scan);
+    T_RUN(test_string_end_as_byte_loop);
     T_RUN(test_escape_utf8);
     return T_DONE();
 }
