@@ -231,11 +231,19 @@ static int64_t clamp_usage(int64_t v)
  * its output as it was. */
 int llmr_usage_read(const char *js, size_t len, int64_t *prompt, int64_t *completion)
 {
-    llmr_json *j = &usage_json;
     size_t off, n;
 
-    if (js == NULL || llmr_json_member(js, len, "usage", &off, &n) < 0 || js[off] != '{'
-        || llmr_json_parse(j, js + off, n, 256) < 0 || j->toks[0].type != JSMN_OBJECT)
+    if (js == NULL || llmr_json_member(js, len, "usage", &off, &n) < 0)
+        return -1;
+    return llmr_usage_object(js + off, n, prompt, completion);
+}
+
+int llmr_usage_object(const char *js, size_t len, int64_t *prompt, int64_t *completion)
+{
+    llmr_json *j = &usage_json;
+
+    if (len == 0 || js[0] != '{' || llmr_json_parse(j, js, len, 256) < 0
+        || j->toks[0].type != JSMN_OBJECT)
         return -1;
     llmr_json_int(j, llmr_json_get(j, 0, "prompt_tokens"), prompt);
     llmr_json_int(j, llmr_json_get(j, 0, "completion_tokens"), completion);

@@ -551,33 +551,77 @@ static size_t value_end(const char *s, size_t i, size_t len)
     return 0;
 }
 
-int llmr_json_member(const char *s, size_t len, const char *key, size_t *off, size_t *n)
+/* text_eq() after the checks that settle most keys without a call: the
+ * raw key no shorter than the name, or spelt plainly. */
+static inline int key_eq(const char *raw, size_t rn, const char *s, size_t n)
 {
-    size_t i = skip_ws(s, 0, len), e, klen = strlen(key);
-    int match;
+    if (rn < n || raw[0] != s[0])
+        return rn > n && raw[0] == '\\' && text_eq(raw, rn, s, n);
+    return rn == n ? memcmp(raw, s, n) == 0 : text_eq(raw, rn, s, n);
+}
 
-    if (i >= len || s[i] != '{')
+int llmr_json_members(const char *s, size_t len, const char *const *keys, int nkeys,
+                      size_t *off, size_t *n)
+{
+    size_t i = skip_ws(s, 0, len), e, klen[LLMR_JSON_MEMBERS_MAX];
+    int found = 0;
+
+    if (nkeys < 1 || nkeys > LLMR_JSON_MEMBERS_MAX || i >= len || s[i] != '{')
         return -1;
-    for (i = skip_ws(s, i + 1, len); i < len && s[i] == '"'; i = skip_ws(s, i + 1, len)) {
+    for (int k = 0; k < nkeys; k++) {
+        klen[k] = strlen(keys[k]);
+        n[k] = 0;
+    }
+    i = skip_ws(s, i + 1, len);
+    if (i < len && s[i] == '}')
+        return 0;
+    for (; i < len && s[i] == '"'; i = skip_ws(s, i + 1, len)) {
+        size_t k0 = i;
+        int which = -1;
+
         if ((e = string_end(s, i, len)) == 0)
             return -1;
-        match = text_eq(s + i + 1, e - i - 2, key, klen);
+        for (int k = 0; k < nkeys && which < 0; k++)
+            if (n[k] == 0 && key_eq(s + k0 + 1, e - k0 - 2, keys[k], klen[k]))
+                which = k;
         i = skip_ws(s, e, len);
         if (i >= len || s[i] != ':')
             return -1;
         i = skip_ws(s, i + 1, len);
         if ((e = value_end(s, i, len)) <= i)
             return -1;
-        if (match) {
-            *off = i;
-            *n = e - i;
-            return 0;
+        if (which >= 0) {
+            off[which] = i;
+            n[which] = e - i;
+            if (++found == nkeys)
+                return found;
         }
         i = skip_ws(s, e, len);
+        if (i < len && s[i] == '}')
+            return found;
         if (i >= len || s[i] != ',')
             return -1;
     }
     return -1;
+}
+
+int llmr_json_member(const char *s, size_t len, const char *key, size_t *off, size_t *n)
+{
+    return llmr_json_members(s, len, &key, 1, off, n) == 1 ? 0 : -1;
+}
+
+int llmr_json_first(const char *s, size_t len, size_t *off, size_t *n)
+{
+    size_t i, e;
+
+    if (len == 0 || s[0] != '[')
+        return -1;
+    i = skip_ws(s, 1, len);
+    if (i >= len || s[i] == ']' || (e = value_end(s, i, len)) <= i)
+        return -1;
+    *off = i;
+    *n = e - i;
+    return 0;
 }
 
 /* ---- escaping ---- */

@@ -63,6 +63,18 @@ int llmr_json_is_true(const llmr_json *j, int i);
  * it are walked, not validated. */
 int llmr_json_member(const char *js, size_t len, const char *key, size_t *off, size_t *n);
 
+/* The same for several keys in one scan: for each keys[k], [off[k], off[k]
+ * + n[k]) its (first) value, n[k] = 0 when absent.  Returns how many were
+ * found, once all are or the object ends; -1 when js is not an object or
+ * breaks before that. */
+#define LLMR_JSON_MEMBERS_MAX 8
+int llmr_json_members(const char *js, size_t len, const char *const *keys, int nkeys,
+                      size_t *off, size_t *n);
+
+/* The first element of the array that js[0..len) opens with '[': its
+ * bytes [*off, *off + *n) and 0, or -1 when it is empty or broken. */
+int llmr_json_first(const char *js, size_t len, size_t *off, size_t *n);
+
 /* Appends s[0..len) to out as the inside of a JSON string (no quotes),
  * escaping what JSON requires and replacing each byte that is not part of
  * well-formed UTF-8 by U+FFFD, so that the result is valid JSON whatever

@@ -21,8 +21,6 @@ void llmr_stream_usage(const llmr_request *r, int64_t *prompt, int64_t *completi
 void llmr_relay_init(llmr_request *r);
 /* Gives back what the relay holds (with the request). */
 void llmr_relay_free(llmr_relay *rl);
-/* The SSE tokenizer of stream.c (worker exit). */
-void llmr_stream_free_all(void);
 
 /* The SSE scanner on its own, for the unit tests: feeds bytes, calls `line`
  * for each complete line (without its \n), keeps a partial one in `held`. */

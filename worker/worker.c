@@ -189,7 +189,6 @@ static void worker_free(llmr_worker *w)
     llmr_router_free(w);
     llmr_http_free(w);
     llmr_attempt_free_all();
-    llmr_stream_free_all();
     free(w->models_body);
     llmr_request_pool_free(w);
     llmr_alog_close(w);

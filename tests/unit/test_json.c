@@ -330,6 +330,23 @@ static void test_string_end_as_byte_loop(void)
     }
     T_EQ_INT(bad, 0);
     T_CHECK(n > 10000000);
+    /* the same after 8 to 20 plain letters (8 of the alphabet): the runs of
+     * backslashes are counted back from each quote, never past the start */
+    char t[40];
+    bad = n = 0;
+    for (size_t pre = 8; pre <= 20; pre++)
+        for (uint32_t code = 0; code < 1u << 16; code++) {
+            uint32_t c = code;
+
+            t[0] = '"';
+            memset(t + 1, 'b', pre);
+            for (size_t k = 0; k < 8; k++, c >>= 2)
+                t[1 + pre + k] = alpha[c & 3];
+            for (size_t len = pre; len <= pre + 9; len++, n++)
+                bad += string_end(t, 0, len) != string_end_ref(t, 0, len);
+        }
+    T_EQ_INT(bad, 0);
+    T_CHECK(n > 8000000);
     T_EQ_INT(string_end("x\"ab\\\\\"c", 1, 8), 7);     /* "ab\\" ends at the quote */
     T_EQ_INT(string_end("\"a\\\"b", 0, 5), 0);            /* "a\"b: escaped, no end */
 }

@@ -88,7 +88,52 @@ static void test_usage_and_content(void)
         evbuffer_free(sse.line);
     }
     T_CHECK(ok);
-    llmr_stream_free_all();
+}
+
+static void scan(const char *line, llmr_sse *sse)
+{
+    memset(sse, 0, sizeof(*sse));
+    sse->prompt = sse->completion = -1;
+    sse_line(sse, line, strlen(line));
+}
+
+/* The members are found by scanning, not by tokenizing the event: each
+ * shape a server may send counts as the tokenizer counted it. */
+static void test_event_shapes(void)
+{
+    llmr_sse e;
+
+    /* keys in any order, escaped key names, content with escapes (its JSON
+     * length), nested objects and arrays stepped over */
+    scan("data: {\"choices\":[{\"index\":0,\"logprobs\":{\"a\":[1,{\"b\":\"}]\"}]},"
+         "\"d\\u0065lta\":{\"role\":\"x\",\"content\":\"a\\\"b\\n\"}}],\"id\":\"c\"}", &e);
+    T_CHECK(e.content_events == 1 && e.content_bytes == 6 && !e.got_usage);
+    /* legacy completions: choices[0].text */
+    scan("data: {\"choices\":[{\"text\":\"abc\",\"index\":0}]}", &e);
+    T_CHECK(e.content_events == 1 && e.content_bytes == 3);
+    /* only the first choice; an empty content, a null one, a delta that is
+     * not an object: nothing counted */
+    scan("data: {\"choices\":[{\"delta\":{}},{\"delta\":{\"content\":\"zz\"}}]}", &e);
+    T_CHECK(e.content_events == 0);
+    scan("data: {\"choices\":[{\"delta\":{\"content\":\"\"}}]}", &e);
+    T_CHECK(e.content_events == 0);
+    scan("data: {\"choices\":[{\"delta\":{\"content\":null}}]}", &e);
+    T_CHECK(e.content_events == 0);
+    scan("data: {\"choices\":[{\"delta\":\"x\",\"text\":\"abc\"}]}", &e);
+    T_CHECK(e.content_events == 0);
+    /* usage before choices, the first of two usage members */
+    scan("data: {\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2},\"choices\":"
+         "[{\"delta\":{\"content\":\"q\"}}],\"usage\":{\"prompt_tokens\":9}}", &e);
+    T_CHECK(e.got_usage && e.prompt == 5 && e.completion == 2 && e.content_bytes == 1);
+    /* usage null, or not JSON after all: nothing */
+    scan("data: {\"usage\":null,\"choices\":[]}", &e);
+    T_CHECK(!e.got_usage && e.content_events == 0);
+    scan("data: {\"choices\":[{\"delta\":{\"content\":\"ab\"}}", &e);
+    T_CHECK(e.content_events == 0);         /* the choices array never ends */
+    scan("data: {\"choices\":[{\"delta\":{\"content\":\"ab", &e);
+    T_CHECK(e.content_events == 0);
+    scan("data: {\"choices\" [1]}", &e);
+    T_CHECK(e.content_events == 0 && !e.got_usage);
 }
 
 int main(void)
@@ -97,5 +142,6 @@ int main(void)
     T_RUN(test_partial_line_kept);
     T_RUN(test_overlong_line_dropped);
     T_RUN(test_usage_and_content);
+    T_RUN(test_event_shapes);
     return T_DONE();
 }
