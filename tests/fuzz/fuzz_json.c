@@ -35,10 +35,50 @@ static void check_object(const llmr_json *j, const uint8_t *data, size_t size)
             llmr_json_unescape(out, sizeof(out), j->js + j->toks[t].start,
                                (size_t)(j->toks[t].end - j->toks[t].start));
     }
+    {   /* all the fields in one scan: what each one-key scan found */
+        size_t offs[6], ns[6];
+        if (llmr_json_members((const char *)data, size, fields, 6, offs, ns) < 0)
+            abort();
+        for (size_t f = 0; f < 6; f++) {
+            int found = llmr_json_member((const char *)data, size, fields[f], &off, &n) == 0;
+            if (found != (ns[f] > 0) || (found && (offs[f] != off || ns[f] != n)))
+                abort();
+        }
+    }
     llmr_json_dup_key(j, 0, fields, (int)(sizeof(fields) / sizeof(fields[0])));
     llmr_json_int(j, llmr_json_get(j, 0, "max_tokens"), &v);
     llmr_json_is_true(j, llmr_json_get(j, 0, "stream"));
     if (llmr_estimate_prompt_tokens(j) < 0)
+        abort();
+}
+
+/* The first element of a valid array, as the tokens have it. */
+static void check_first(const llmr_json *j, const uint8_t *data)
+{
+    const char *a = (const char *)data + j->toks[0].start;
+    size_t len = (size_t)(j->toks[0].end - j->toks[0].start), off, n;
+    int found = llmr_json_first(a, len, &off, &n) == 0;
+
+    if (found != (j->toks[0].size > 0)
+        || (found && (int)off + j->toks[0].start != value_begin(j, 1)))
+        abort();
+}
+
+/* On any bytes (the scans read upstream answers and stream events as they
+ * come): what they report lies inside the input. */
+static void check_scans(const uint8_t *data, size_t size)
+{
+    static const char *const two[] = { "usage", "choices" };
+    size_t offs[2], ns[2], off, n;
+    int got = llmr_json_members((const char *)data, size, two, 2, offs, ns);
+
+    if (got > 2)
+        abort();
+    for (int k = 0; got > 0 && k < 2; k++)
+        if (ns[k] > 0 && (offs[k] >= size || ns[k] > size - offs[k]))
+            abort();
+    if (llmr_json_first((const char *)data, size, &off, &n) == 0
+        && (off >= size || n == 0 || n > size - off))
         abort();
 }
 
@@ -70,7 +110,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();        /* one complete value was parsed */
         if (j.toks[0].type == JSMN_OBJECT)
             check_object(&j, data, size);
+        if (j.toks[0].type == JSMN_ARRAY)
+            check_first(&j, data);
     }
+    check_scans(data, size);
     n = llmr_json_escape(out, sizeof(out), (const char *)data, size);
     if (n >= sizeof(out) || strlen(out) != n)
         abort();
