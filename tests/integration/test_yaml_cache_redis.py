@@ -32,6 +32,9 @@ class Redis:
                                timeout=10)
             return r.stdout.strip() == "PONG"
         wait_for(up, 20, "redis-server")
+        self.cli = lambda *args: subprocess.run(
+            [cli_exe, "-p", str(self.port), "-a", password, "--no-auth-warning"] + list(args),
+            capture_output=True, text=True, timeout=10).stdout.strip()
 
     def stop(self):
         if self.p.poll() is None:
@@ -67,12 +70,18 @@ def test_yaml_cache_and_redis_served():
         t = cli(native, "-t", env=full_env(env))
         assert t.returncode == 0, t.stderr
         d = YamlDaemon(fixture("cache_redis.yaml"), env=env)
+        # The workers connect to Redis after they listen, and store an answer
+        # after it is sent: a call before either would (rightly) miss.
+        wait_for(lambda: d.log_text().count("cache: redis connected") >= 2, 20,
+                 "both workers connected to redis")
         body = {"temperature": 0}
         first = chat(d.port, content="cache me", extra=body)
         assert first.status == 200, first
+        key = "*:cache:" + first.headers["x-llmroute-cache-key"]
+        wait_for(lambda: r.cli("KEYS", key) != "", 20, "the answer stored in redis")
         # the second identical call is answered from the cache, not the mock
-        wait_for(lambda: chat(d.port, content="cache me", extra=body).status == 200
-                 and m.stats()["requests"] == 1, 20, "a cached answer")
+        second = chat(d.port, content="cache me", extra=body)
+        assert second.status == 200 and second.headers.get("x-llmroute-cache") == "hit", second
         assert m.stats()["requests"] == 1, m.stats()
         assert password not in d.log_text()
         d.stop()
