@@ -23,6 +23,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "clock.h"
+#include "fmt.h"
 #include "log.h"
 #include "request.h"
 
@@ -228,17 +229,9 @@ static void putf(line *l, const char *fmt, ...)
  * request's CPU (perf, issue 17). */
 static void put_int(line *l, int64_t v)
 {
-    char d[24];
-    int i = (int)sizeof(d);
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    char d[LLMR_FMT_MAX];
 
-    do {
-        d[--i] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    if (v < 0)
-        d[--i] = '-';
-    put(l, d + i, sizeof(d) - (size_t)i);
+    put(l, d, llmr_fmt_int(d, v));
 }
 
 static void put_key(line *l, const char *key)

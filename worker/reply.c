@@ -16,6 +16,7 @@
 #include <event2/buffer.h>
 
 #include "clock.h"
+#include "fmt.h"
 #include "log.h"
 #include "stream.h"
 #include "cache.h"
@@ -201,7 +202,7 @@ void llmr_reply_headers(llmr_request *r, int upstream)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(r->req);
     int pos = upstream ? r->at.pos : r->plan.pos;
-    char n[16];
+    char n[LLMR_FMT_MAX];
 
     id_headers(r, upstream, out);
 
@@ -209,7 +210,7 @@ void llmr_reply_headers(llmr_request *r, int upstream)
         evhttp_add_header(out, "Retry-After", r->at.retry_after);
     if (r->at.dep >= 0)
         evhttp_add_header(out, "x-llmroute-deployment", llmr_attempt_dep(r)->id);
-    snprintf(n, sizeof(n), "%d", r->plan.attempts);
+    llmr_fmt_int(n, r->plan.attempts);
     evhttp_add_header(out, "x-llmroute-attempts", n);
     evhttp_add_header(out, "x-llmroute-model-group", llmr_request_group_name(r, 0));
     llmr_cache_headers(r);

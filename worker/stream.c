@@ -13,6 +13,7 @@
 #include <event2/bufferevent.h>
 
 #include "clock.h"
+#include "fmt.h"
 #include "stream.h"
 #include "cache.h"
 
@@ -208,14 +209,16 @@ static void on_drained(struct evhttp_connection *evcon, void *arg)
 static int write_direct(llmr_relay *rl, struct bufferevent *bev, const char *data, size_t len)
 {
     struct evbuffer *out = bufferevent_get_output(bev);
-    char head[24];
+    char head[LLMR_FMT_MAX + 2];
     struct iovec iov[3];
     ssize_t n;
 
     if (!rl->chunked || evbuffer_get_length(out) != 0)
         return -1;
     iov[0].iov_base = head;
-    iov[0].iov_len = (size_t)snprintf(head, sizeof(head), "%zx\r\n", len);
+    iov[0].iov_len = llmr_fmt_hex(head, len);
+    memcpy(head + iov[0].iov_len, "\r\n", 2);
+    iov[0].iov_len += 2;
     iov[1].iov_base = (void *)data;
     iov[1].iov_len = len;
     iov[2].iov_base = (void *)"\r\n";
