@@ -587,6 +587,7 @@ void llmr_cache_free(llmr_worker *w)
 {
     llmr_cache *c = w->cache;
 
+    llmr_cache_key_free();
     if (c == NULL)
         return;
     while (c->pending != NULL) {

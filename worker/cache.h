@@ -35,6 +35,8 @@ int llmr_cache_ctl_read(const llmr_json *j, llmr_cache_ctl *c, char *err, size_t
 int llmr_cache_key(const llmr_json *j, const char *call, int stream, const char *group,
                    const char *ns, unsigned char key[LLMR_CACHE_KEY_LEN]);
 void llmr_cache_key_hex(const unsigned char key[LLMR_CACHE_KEY_LEN], char hex[65]);
+/* The digest state llmr_cache_key() keeps between keys (worker exit). */
+void llmr_cache_key_free(void);
 /* The canonical bytes the key hashes, appended to out (tests, fuzzing). */
 int llmr_cache_canonical(const llmr_json *j, const char *call, int stream, const char *group,
                          const char *ns, struct evbuffer *out);

@@ -99,6 +99,39 @@ static void test_key_canonical_text(void)
     evbuffer_free(b);
 }
 
+/* Bodies whose canonical text is gathered into blocks, and flushed at every
+ * offset around the 4 KiB block (members of many sizes, one bigger than a
+ * block): the key is still SHA-256 of the whole text, on every call of the
+ * one context reused. */
+static void test_key_of_long_bodies(void)
+{
+    static char body[40000];
+    unsigned char key[32], sha[32];
+    int ok = 1;
+
+    for (int k = 0; k < 60; k++) {
+        size_t n = (size_t)snprintf(body, sizeof(body), "{\"model\":\"x\"");
+        for (int m = 0; m < 3 + k % 5; m++) {
+            size_t len = (size_t)(k * 97 + m * 1031) % 5000 + (m == 2 && k % 7 == 0 ? 9000 : 1);
+            n += (size_t)snprintf(body + n, sizeof(body) - n, ",\"f%d\":\"", m);
+            memset(body + n, 'a' + (char)(m + k) % 26, len);
+            n += len;
+            body[n++] = '"';
+        }
+        body[n++] = '}';
+        struct evbuffer *b = evbuffer_new();
+        ok &= llmr_json_parse(&j, body, n, 256) == 0
+           && llmr_cache_canonical(&j, "chat", k & 1, "g", "ns", b) == 0
+           && llmr_cache_key(&j, "chat", k & 1, "g", "ns", key) == 0
+           && EVP_Digest(evbuffer_pullup(b, -1), evbuffer_get_length(b), sha, NULL,
+                         EVP_sha256(), NULL) == 1
+           && memcmp(key, sha, 32) == 0;
+        evbuffer_free(b);
+    }
+    T_CHECK(ok);
+    llmr_cache_key_free();
+}
+
 static int ctl(const char *body, llmr_cache_ctl *c, char *err)
 {
     if (llmr_json_parse(&j, body, strlen(body), 256) < 0)
@@ -352,6 +385,7 @@ int main(void)
     T_RUN(test_key_ignores_what_does_not_change_the_answer);
     T_RUN(test_key_changes_with_what_does);
     T_RUN(test_key_canonical_text);
+    T_RUN(test_key_of_long_bodies);
     T_RUN(test_controls);
     T_RUN(test_entry_framing);
     T_RUN(test_store_round_trip_and_purge);
