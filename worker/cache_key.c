@@ -84,6 +84,27 @@ static void emit_compact(const char *p, size_t n, emit_fn *emit, void *arg)
         emit(arg, p + run, n - run);
 }
 
+/* A member's name, unescaped, with its NUL bytes written as backslash '0'
+ * and its backslashes doubled: a name with a "\u0000" in it could
+ * otherwise spell the NULs that separate names and values, so that
+ * {"a\u00001\u0000b":2} hashed the same text as {"a":1,"b":2}, and one
+ * client's answer would be stored under another's key. */
+static void emit_name(emit_fn *emit, void *arg, const char *p, size_t n)
+{
+    size_t run = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != '\0' && p[i] != '\\')
+            continue;
+        if (i > run)
+            emit(arg, p + run, i - run);
+        emit(arg, p[i] == '\0' ? "\\0" : "\\\\", 2);
+        run = i + 1;
+    }
+    if (n > run)
+        emit(arg, p + run, n - run);
+}
+
 static void emit_str(emit_fn *emit, void *arg, const char *s)
 {
     emit(arg, s, strlen(s) + 1);
@@ -125,7 +146,7 @@ static int canonical(const llmr_json *j, const char *call, int stream, const cha
     emit_str(emit, arg, ns != NULL ? ns : "");
     for (int i = 0; i < m; i++) {
         const jsmntok_t *v = &j->toks[ms[i].val];
-        emit(arg, ms[i].name, ms[i].nlen);
+        emit_name(emit, arg, ms[i].name, ms[i].nlen);
         emit(arg, "", 1);
         emit_compact(j->js + v->start - (v->type == JSMN_STRING),
                      (size_t)(v->end - v->start) + 2 * (v->type == JSMN_STRING), emit, arg);

@@ -132,6 +132,32 @@ static void test_key_of_long_bodies(void)
     llmr_cache_key_free();
 }
 
+/* A name with NULs in it (\u0000) cannot spell the separators of the text
+ * the key hashes: these two bodies made the same text, and so the same key,
+ * before names had their NULs and backslashes escaped. */
+static void test_key_names_cannot_forge_separators(void)
+{
+    static const char *const pairs[][2] = {
+        { "{\"a\":1,\"b\":2}", "{\"a\\u00001\\u0000b\":2}" },
+        { "{\"a\\u0000\":1}", "{\"a\\\\0\":1}" },      /* NUL vs backslash-0 */
+        { "{\"x\":\"v\"}", "{\"x\\u0000\\\"v\\\"\":0}" },
+    };
+    unsigned char k1[32], k2[32];
+    struct evbuffer *b = evbuffer_new();
+    const char want[] = "llmroute-cache-v1\0chat\0" "0\0g\0\0a\\01\\0b\0" "2";
+
+    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++)
+        T_CHECK(key_of(pairs[i][0], "chat", 0, "g", "", k1) == 0
+                && key_of(pairs[i][1], "chat", 0, "g", "", k2) == 0
+                && memcmp(k1, k2, 32) != 0);
+    /* and the text spells the name's NULs as backslash '0' */
+    T_EQ_INT(llmr_json_parse(&j, pairs[0][1], strlen(pairs[0][1]), 64), 0);
+    T_EQ_INT(llmr_cache_canonical(&j, "chat", 0, "g", "", b), 0);
+    T_EQ_INT(evbuffer_get_length(b), sizeof(want));
+    T_CHECK(memcmp(evbuffer_pullup(b, -1), want, sizeof(want)) == 0);
+    evbuffer_free(b);
+}
+
 static int ctl(const char *body, llmr_cache_ctl *c, char *err)
 {
     if (llmr_json_parse(&j, body, strlen(body), 256) < 0)
@@ -386,6 +412,7 @@ int main(void)
     T_RUN(test_key_changes_with_what_does);
     T_RUN(test_key_canonical_text);
     T_RUN(test_key_of_long_bodies);
+    T_RUN(test_key_names_cannot_forge_separators);
     T_RUN(test_controls);
     T_RUN(test_entry_framing);
     T_RUN(test_store_round_trip_and_purge);
