@@ -367,18 +367,17 @@ static int unescape_one(const char *s, size_t i, size_t len, char *o, size_t *n)
     return 6;
 }
 
-/* Whether the inside of a JSON string raw[0..rn) decodes to s[0..n).  An
- * escape is at most 6 bytes for 1 decoded byte, so a raw text outside
- * [n, 6n] cannot match and costs nothing to rule out: a lookup never reads
- * more than 6n bytes of a key, however long the key is. */
+/* Whether the inside of a JSON string raw[0..rn), longer than s[0..n) (the
+ * rest key_eq() settles), decodes to s.  An escape is at most 6 bytes for 1
+ * decoded byte, so a raw text over 6n cannot match and costs nothing to
+ * rule out: a lookup never reads more than 6n bytes of a key, however long
+ * the key is. */
 static int text_eq(const char *raw, size_t rn, const char *s, size_t n)
 {
     size_t i = 0, o = 0;
 
-    if (rn < n || rn > 6 * n)
+    if (rn > 6 * n)                     /* each byte at most a 6-byte escape */
         return 0;
-    if (rn == n)
-        return memcmp(raw, s, n) == 0;   /* no room for an escape */
     while (i < rn) {
         char tmp[4];
         size_t k = 1;
@@ -398,19 +397,24 @@ static int text_eq(const char *raw, size_t rn, const char *s, size_t n)
     return o == n;
 }
 
-/* Token i is the string s (n bytes).  Most keys compared differ in length
- * from the name looked for, or are spelt without escapes: those are
- * settled here, text_eq() is left the rest. */
+/* The raw key raw[0..rn) is the name s (n bytes), text_eq() after the
+ * checks that settle most keys without a call: a key shorter than the
+ * name, one of its length (no room for an escape), or a longer one whose
+ * first byte is neither the name's nor an escape. */
+static inline int key_eq(const char *raw, size_t rn, const char *s, size_t n)
+{
+    if (rn <= n)
+        return rn == n && memcmp(raw, s, n) == 0;
+    return (raw[0] == s[0] || raw[0] == '\\') && text_eq(raw, rn, s, n);
+}
+
+/* Token i is the string s (n bytes). */
 static int tok_eq(const llmr_json *j, int i, const char *s, size_t n)
 {
     const jsmntok_t *t = &j->toks[i];
-    size_t rn = (size_t)(t->end - t->start);
 
-    if (t->type != JSMN_STRING || rn < n)
-        return 0;
-    if (rn == n)
-        return memcmp(j->js + t->start, s, n) == 0;
-    return text_eq(j->js + t->start, rn, s, n);
+    return t->type == JSMN_STRING
+        && key_eq(j->js + t->start, (size_t)(t->end - t->start), s, n);
 }
 
 int llmr_json_eq(const llmr_json *j, int i, const char *s)
@@ -549,15 +553,6 @@ static size_t value_end(const char *s, size_t i, size_t len)
             return i;
     }
     return 0;
-}
-
-/* text_eq() after the checks that settle most keys without a call: the
- * raw key no shorter than the name, or spelt plainly. */
-static inline int key_eq(const char *raw, size_t rn, const char *s, size_t n)
-{
-    if (rn < n || raw[0] != s[0])
-        return rn > n && raw[0] == '\\' && text_eq(raw, rn, s, n);
-    return rn == n ? memcmp(raw, s, n) == 0 : text_eq(raw, rn, s, n);
 }
 
 int llmr_json_members(const char *s, size_t len, const char *const *keys, int nkeys,

@@ -54,7 +54,7 @@ static char *env_first(const char *const *names)
  * empty variable counts as unset.  Read once per worker instead: a running
  * worker's environment does not change.  "" (set as CURLOPT_PROXY) is no
  * proxy, and keeps libcurl from looking again. */
-char *llmr_env_proxy(const char *url)
+static char *env_proxy(const char *url)
 {
     static const char *const http[] = {"http_proxy", "all_proxy", "ALL_PROXY", NULL};
     static const char *const https[] = {"https_proxy", "HTTPS_PROXY", "all_proxy",
@@ -64,7 +64,7 @@ char *llmr_env_proxy(const char *url)
 }
 
 /* no_proxy, then NO_PROXY, as libcurl reads them. */
-char *llmr_env_noproxy(void)
+static char *env_noproxy(void)
 {
     static const char *const names[] = {"no_proxy", "NO_PROXY", NULL};
 
@@ -96,8 +96,8 @@ static int target_build(const llmr_deployment *d, llmr_target *t)
             return -1;
         t->uh[op] = url_parsed(t->url[op]);
     }
-    t->proxy = llmr_env_proxy(d->api_base);
-    t->noproxy = llmr_env_noproxy();
+    t->proxy = env_proxy(d->api_base);
+    t->noproxy = env_noproxy();
     if (t->proxy == NULL || t->noproxy == NULL)
         return -1;
     t->headers = d->provider == LLMR_PROVIDER_AZURE ? llmr_azure_headers(d)

@@ -182,10 +182,6 @@ int llmr_azure_url(const llmr_deployment *d, enum llmr_op op, const char *rest,
 /* The same, for d's provider, in a buffer of its own (free()), or NULL. */
 char *llmr_provider_url(const llmr_deployment *d, enum llmr_op op, const char *rest,
                         const char *query);
-/* The proxy the environment names for a URL, and the hosts it exempts, as
- * libcurl reads them (free()); "" for none. */
-char *llmr_env_proxy(const char *url);
-char *llmr_env_noproxy(void);
 struct curl_slist *llmr_openai_headers(const llmr_deployment *d);
 struct curl_slist *llmr_azure_headers(const llmr_deployment *d);
 int llmr_anthropic_url(const llmr_deployment *d, enum llmr_op op, const char *rest,

@@ -18,7 +18,7 @@ static void env_clear(void)
 
 static int proxy_is(const char *url, const char *want)
 {
-    char *p = llmr_env_proxy(url);
+    char *p = env_proxy(url);
     int ok = p != NULL && strcmp(p, want) == 0;
 
     if (!ok)
@@ -77,15 +77,15 @@ static void test_no_proxy(void)
     char *n;
 
     env_clear();
-    n = llmr_env_noproxy();
+    n = env_noproxy();
     T_CHECK(n != NULL && strcmp(n, "") == 0);
     free(n);
     setenv("NO_PROXY", "upper.example", 1);
-    n = llmr_env_noproxy();
+    n = env_noproxy();
     T_CHECK(n != NULL && strcmp(n, "upper.example") == 0);
     free(n);
     setenv("no_proxy", "lower.example,127.0.0.1", 1);
-    n = llmr_env_noproxy();
+    n = env_noproxy();
     T_CHECK(n != NULL && strcmp(n, "lower.example,127.0.0.1") == 0);
     free(n);
     env_clear();
