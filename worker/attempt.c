@@ -19,17 +19,9 @@
  * the router's pick and its end; 0 once the worker has let go of all. */
 static long open_admissions;
 
-/* The tokenizer for upstream answers' "usage" members: this file's own. */
-static llmr_json usage_json;
-
 long llmr_attempt_open_admissions(void)
 {
     return open_admissions;
-}
-
-void llmr_attempt_free_all(void)
-{
-    llmr_json_free(&usage_json);
 }
 
 const llmr_deployment *llmr_attempt_dep(const llmr_request *r)
@@ -224,11 +216,11 @@ static int64_t clamp_usage(int64_t v)
     return v < 0 ? 0 : v > LLMR_USAGE_MAX ? LLMR_USAGE_MAX : v;
 }
 
-/* The "usage" member of the JSON object js[0..len): only it is tokenized
- * (a few tokens); the rest, maybe 50 MB of embeddings, is stepped over in
- * one scan that allocates nothing.  Chat's prompt_tokens/completion_tokens
- * and the Responses API's input_tokens/output_tokens; a count absent leaves
- * its output as it was. */
+/* The "usage" member of the JSON object js[0..len), found by one scan that
+ * allocates nothing: the rest, maybe 50 MB of embeddings, is stepped over.
+ * Chat's prompt_tokens/completion_tokens and the Responses API's
+ * input_tokens/output_tokens; a count absent, or not a plain non-negative
+ * integer, leaves its output as it was. */
 int llmr_usage_read(const char *js, size_t len, int64_t *prompt, int64_t *completion)
 {
     size_t off, n;
@@ -238,17 +230,23 @@ int llmr_usage_read(const char *js, size_t len, int64_t *prompt, int64_t *comple
     return llmr_usage_object(js + off, n, prompt, completion);
 }
 
+/* Scanned too, not tokenized: a buffered answer's usage and a stream's last
+ * event are read on every request, and the tokenizer cost 2,500
+ * instructions a request for the four numbers. */
 int llmr_usage_object(const char *js, size_t len, int64_t *prompt, int64_t *completion)
 {
-    llmr_json *j = &usage_json;
+    static const char *const keys[] = {
+        "prompt_tokens", "completion_tokens",
+        "input_tokens", "output_tokens",        /* the Responses API's, preferred */
+    };
+    int64_t *const to[] = { prompt, completion, prompt, completion };
+    size_t off[4], n[4];
 
-    if (len == 0 || js[0] != '{' || llmr_json_parse(j, js, len, 256) < 0
-        || j->toks[0].type != JSMN_OBJECT)
+    if (llmr_json_members(js, len, keys, 4, off, n) < 0)
         return -1;
-    llmr_json_int(j, llmr_json_get(j, 0, "prompt_tokens"), prompt);
-    llmr_json_int(j, llmr_json_get(j, 0, "completion_tokens"), completion);
-    llmr_json_int(j, llmr_json_get(j, 0, "input_tokens"), prompt);     /* Responses */
-    llmr_json_int(j, llmr_json_get(j, 0, "output_tokens"), completion);
+    for (int k = 0; k < 4; k++)
+        if (n[k] > 0)
+            llmr_json_int_text(js + off[k], n[k], to[k]);
     return 0;
 }
 

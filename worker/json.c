@@ -464,24 +464,31 @@ int llmr_json_dup_key(const llmr_json *j, int obj, const char *const *names, int
     return -1;
 }
 
+int llmr_json_int_text(const char *s, size_t n, int64_t *out)
+{
+    int64_t v = 0;
+
+    if (n == 0)
+        return -1;
+    for (size_t k = 0; k < n; k++) {
+        if (s[k] < '0' || s[k] > '9' || v > (INT64_MAX - 9) / 10)
+            return -1;
+        v = v * 10 + (s[k] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
 int llmr_json_int(const llmr_json *j, int i, int64_t *out)
 {
     const jsmntok_t *t;
-    int64_t v = 0;
 
     if (i < 0 || i >= j->ntoks)
         return -1;
     t = &j->toks[i];
     if (t->type != JSMN_PRIMITIVE || t->end <= t->start)
         return -1;
-    for (int k = t->start; k < t->end; k++) {
-        char c = j->js[k];
-        if (c < '0' || c > '9' || v > (INT64_MAX - 9) / 10)
-            return -1;
-        v = v * 10 + (c - '0');
-    }
-    *out = v;
-    return 0;
+    return llmr_json_int_text(j->js + t->start, (size_t)(t->end - t->start), out);
 }
 
 int llmr_json_is_true(const llmr_json *j, int i)

@@ -53,6 +53,9 @@ int llmr_json_eq(const llmr_json *j, int i, const char *s);
 int llmr_json_dup_key(const llmr_json *j, int obj, const char *const *names, int n);
 /* Integer value of a primitive token; -1 when it is not a non-negative integer. */
 int llmr_json_int(const llmr_json *j, int i, int64_t *out);
+/* The same for the text of a value, s[0..n): 0, or -1 unless it is all
+ * digits and fits in an int64_t. */
+int llmr_json_int_text(const char *s, size_t n, int64_t *out);
 int llmr_json_is_true(const llmr_json *j, int i);
 
 /* Finds the member `key` of the object that js[0..len) holds, without

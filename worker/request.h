@@ -241,7 +241,6 @@ const llmr_deployment *llmr_attempt_dep(const llmr_request *r);
 llmr_slot *llmr_attempt_slot(const llmr_request *r);
 /* Admissions not yet given back in this worker (checked builds). */
 long llmr_attempt_open_admissions(void);
-void llmr_attempt_free_all(void);
 
 /* reply.c: what each ending answers (builds the llmr_reply), and sending it */
 /* The request's own id ("req_" + 24 hex), for its x-request-id and logs. */

@@ -188,7 +188,6 @@ static void worker_free(llmr_worker *w)
     llmr_targets_free(w);
     llmr_router_free(w);
     llmr_http_free(w);
-    llmr_attempt_free_all();
     free(w->models_body);
     llmr_request_pool_free(w);
     llmr_alog_close(w);

@@ -136,6 +136,83 @@ static void test_event_shapes(void)
     T_CHECK(e.content_events == 0 && !e.got_usage);
 }
 
+/* The usage counts as the tokenizer reads them (what llmr_usage_object did
+ * before it scanned): parse, direct members, the Responses API's names
+ * last. */
+static int usage_by_tokens(const char *js, int64_t *p, int64_t *c)
+{
+    llmr_json j = { 0 };
+    int rc = llmr_json_parse(&j, js, strlen(js), 256) < 0 || j.toks[0].type != JSMN_OBJECT
+             ? -1 : 0;
+
+    if (rc == 0) {
+        llmr_json_int(&j, llmr_json_get(&j, 0, "prompt_tokens"), p);
+        llmr_json_int(&j, llmr_json_get(&j, 0, "completion_tokens"), c);
+        llmr_json_int(&j, llmr_json_get(&j, 0, "input_tokens"), p);
+        llmr_json_int(&j, llmr_json_get(&j, 0, "output_tokens"), c);
+    }
+    llmr_json_free(&j);
+    return rc;
+}
+
+/* Valid usage objects of every shape give the counts the tokenizer gave. */
+static void test_usage_scan_as_tokens(void)
+{
+    static const char *const objs[] = {
+        "{\"prompt_tokens\":18,\"completion_tokens\":5,\"total_tokens\":23}",
+        " { \"completion_tokens\" : 7 , \"prompt_tokens\" :\t3 } ",
+        "{\"input_tokens\":10,\"output_tokens\":7,\"input_tokens_details\":{\"cached_tokens\":1}}",
+        "{\"prompt_tokens\":1,\"input_tokens\":2,\"completion_tokens\":3,\"output_tokens\":4}",
+        "{\"prompt_tokens_details\":{\"prompt_tokens\":99},\"prompt_tokens\":4}",
+        "{\"prompt_tokens\":4,\"prompt_tokens\":5,\"completion_tokens\":1}",
+        "{\"pr\\u006fmpt_tokens\":12,\"completion_tokens\":2}",
+        "{\"prompt_tokens\":-1,\"completion_tokens\":\"6\"}",
+        "{\"prompt_tokens\":1.5,\"completion_tokens\":2e3}",
+        "{\"prompt_tokens\":null,\"completion_tokens\":true}",
+        "{\"prompt_tokens\":99999999999999999999,\"completion_tokens\":9223372036854775807}",
+        "{\"x\":[1,{\"completion_tokens\":8}],\"y\":\"}\\\"\",\"completion_tokens\":9}",
+        "{}",
+        "[1,2]",
+        "\"usage\"",
+    };
+    int ok = 1;
+
+    for (size_t i = 0; i < sizeof(objs) / sizeof(objs[0]); i++) {
+        int64_t p1 = -7, c1 = -7, p2 = -7, c2 = -7;
+        int r1 = usage_by_tokens(objs[i], &p1, &c1);
+        int r2 = llmr_usage_object(objs[i], strlen(objs[i]), &p2, &c2);
+        if (r1 != r2 || p1 != p2 || c1 != c2) {
+            fprintf(stderr, "  %s: tokens %d %lld %lld, scan %d %lld %lld\n", objs[i], r1,
+                    (long long)p1, (long long)c1, r2, (long long)p2, (long long)c2);
+            ok = 0;
+        }
+    }
+    T_CHECK(ok);
+}
+
+/* A buffered answer's usage: found past members of any size, none when the
+ * answer has no usage object or breaks before it. */
+static void test_usage_read(void)
+{
+    size_t big = 1 << 20;
+    char *s = malloc(big + 128);
+    int64_t p = -1, c = -1;
+    int n = snprintf(s, 32, "{\"data\":\"");
+
+    memset(s + n, 'x', big);
+    n += (int)big;
+    n += snprintf(s + n, 96, "\",\"usage\":{\"prompt_tokens\":6,\"completion_tokens\":2}}");
+    T_EQ_INT(llmr_usage_read(s, (size_t)n, &p, &c), 0);
+    T_CHECK(p == 6 && c == 2);
+    p = c = -1;
+    T_EQ_INT(llmr_usage_read(s, (size_t)n - 30, &p, &c), -1);
+    T_CHECK(p == -1 && c == -1);
+    T_EQ_INT(llmr_usage_read("{\"id\":\"x\"}", 10, &p, &c), -1);
+    T_EQ_INT(llmr_usage_read("{\"usage\":null}", 14, &p, &c), -1);
+    T_CHECK(p == -1 && c == -1);
+    free(s);
+}
+
 int main(void)
 {
     T_RUN(test_split_whatever_the_reads);
@@ -143,5 +220,7 @@ int main(void)
     T_RUN(test_overlong_line_dropped);
     T_RUN(test_usage_and_content);
     T_RUN(test_event_shapes);
+    T_RUN(test_usage_scan_as_tokens);
+    T_RUN(test_usage_read);
     return T_DONE();
 }
