@@ -22,6 +22,7 @@
 #include "cache_redis.h"
 #include "clock.h"
 #include "conn.h"
+#include "hblock.h"
 #include "log.h"
 
 #define POLL_FIRST_MS 2         /* a waiter looks at the store after this... */
@@ -174,14 +175,17 @@ static void reply_entry(llmr_cache_ticket *t, const llmr_cache_entry *e, const c
     llmr_worker *w = t->c->w;
     struct evkeyvalq *out = evhttp_request_get_output_headers(t->req);
     struct evbuffer *b = evbuffer_new();
+    llmr_hblock hb;
 
     evhttp_add_header(out, "Content-Type", e->content_type[0] ? e->content_type
                       : e->stream ? "text/event-stream" : "application/json");
+    llmr_hblock_init(&hb);
     if (e->stream)
-        evhttp_add_header(out, "Cache-Control", "no-cache");
-    evhttp_add_header(out, "x-llmroute-cache", how);
-    evhttp_add_header(out, "x-llmroute-cache-key", t->hex);
-    evhttp_add_header(out, "x-llmroute-model-group", w->conf->groups[t->group].name);
+        llmr_hblock_add(&hb, "Cache-Control", "no-cache");
+    llmr_hblock_add(&hb, "x-llmroute-cache", how);
+    llmr_hblock_add(&hb, "x-llmroute-cache-key", t->hex);
+    llmr_hblock_add(&hb, "x-llmroute-model-group", w->conf->groups[t->group].name);
+    llmr_hblock_attach(&hb, out);
     if (b != NULL)
         evbuffer_add(b, e->body, e->len);
     llmr_http_reply(w, t->req, e->status, b);
@@ -488,16 +492,14 @@ void llmr_cache_request_free(llmr_request *r)
     r->ctl.cache = NULL;
 }
 
-void llmr_cache_headers(llmr_request *r)
+void llmr_cache_headers(llmr_request *r, llmr_hblock *b)
 {
     llmr_cache_ticket *t = r->ctl.cache;
-    struct evkeyvalq *out;
 
     if (t == NULL)
         return;
-    out = evhttp_request_get_output_headers(r->req);
-    evhttp_add_header(out, "x-llmroute-cache", t->result != NULL ? t->result : "miss");
-    evhttp_add_header(out, "x-llmroute-cache-key", t->hex);
+    llmr_hblock_add(b, "x-llmroute-cache", t->result != NULL ? t->result : "miss");
+    llmr_hblock_add(b, "x-llmroute-cache-key", t->hex);
 }
 
 void llmr_cache_tee(llmr_request *r, const char *data, size_t len)

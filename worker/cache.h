@@ -97,8 +97,9 @@ void llmr_cache_request_done(struct llmr_request *r, const struct llmr_reply *re
 void llmr_cache_ticket_drop(struct llmr_cache_ticket *t);
 /* request.c: the request is freed (a leader that stored nothing lets go). */
 void llmr_cache_request_free(struct llmr_request *r);
-/* reply.c: the x-llmroute-cache headers. */
-void llmr_cache_headers(struct llmr_request *r);
+/* reply.c: the x-llmroute-cache headers, into the reply's header block. */
+struct llmr_hblock;
+void llmr_cache_headers(struct llmr_request *r, struct llmr_hblock *b);
 /* stream.c: bytes relayed to the client, kept to be stored at the end. */
 void llmr_cache_tee(struct llmr_request *r, const char *data, size_t len);
 

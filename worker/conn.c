@@ -28,6 +28,7 @@
 
 #include "access_log.h"
 #include "conn.h"
+#include "hblock.h"
 #include "log.h"
 #include "clock.h"
 #include "errors.h"
@@ -166,12 +167,6 @@ static void refuse(conn *k, enum llmr_error_kind kind, const char *fmt, ...)
 
 /* ---- the strict parser ------------------------------------------------- */
 
-static int is_tchar(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-        || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
 /* 1 to 18 decimal digits and nothing else: no sign, space or hex. */
 static int parse_length(const char *v, size_t n, int64_t *out)
 {
@@ -203,7 +198,7 @@ static void header_line(conn *k, const char *p, size_t n)
     }
     name = (size_t)(colon - p);
     for (size_t i = 0; i < name; i++)
-        if (!is_tchar((unsigned char)p[i])) {
+        if (!llmr_http_tchar((unsigned char)p[i])) {
             refuse(k, LLMR_E_BAD_REQUEST, "invalid character in a header name");
             return;
         }

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "stream.h"
 #include "cache.h"
+#include "hblock.h"
 
 const char *llmr_request_group_name(const llmr_request *r, int pos)
 {
@@ -183,12 +184,17 @@ const char *llmr_attempt_upstream_id(const llmr_attempt *a)
     return "";
 }
 
-/* The upstream's kept headers when the answer is its, then our own id
- * when it sent none. */
-static void id_headers(llmr_request *r, int upstream, struct evkeyvalq *out)
+/* The upstream's kept headers when the answer is its (its x-request-id as
+ * an entry of its own: it is looked up), then our own id when it sent none. */
+static void id_headers(llmr_request *r, int upstream, struct evkeyvalq *out, llmr_hblock *b)
 {
-    for (int i = 0; upstream && i < r->at.nfwd; i++)
-        evhttp_add_header(out, r->at.fwd[i], r->at.fwd[i] + strlen(r->at.fwd[i]) + 1);
+    for (int i = 0; upstream && i < r->at.nfwd; i++) {
+        const char *name = r->at.fwd[i], *value = name + strlen(name) + 1;
+        if (strcasecmp(name, "x-request-id") == 0)
+            evhttp_add_header(out, name, value);
+        else
+            llmr_hblock_add(b, name, value);
+    }
     if (evhttp_find_header(out, "x-request-id") == NULL)
         evhttp_add_header(out, "x-request-id", llmr_request_id(r));
 }
@@ -197,25 +203,28 @@ static void id_headers(llmr_request *r, int upstream, struct evkeyvalq *out)
  * answer is the last attempt's (passed on, or a stream it committed to),
  * so its ids, rate-limit headers and Retry-After go with it, and the
  * fallback named is that attempt's group; our own errors get none of the
- * upstream's headers and name the group the plan reached. */
+ * upstream's headers and name the group the plan reached.  All but
+ * x-request-id go to evhttp as one entry (hblock.h). */
 void llmr_reply_headers(llmr_request *r, int upstream)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(r->req);
     int pos = upstream ? r->at.pos : r->plan.pos;
     char n[LLMR_FMT_MAX];
+    llmr_hblock b;
 
-    id_headers(r, upstream, out);
-
+    llmr_hblock_init(&b);
+    id_headers(r, upstream, out, &b);
     if (upstream && r->at.retry_after[0])
-        evhttp_add_header(out, "Retry-After", r->at.retry_after);
+        llmr_hblock_add(&b, "Retry-After", r->at.retry_after);
     if (r->at.dep >= 0)
-        evhttp_add_header(out, "x-llmroute-deployment", llmr_attempt_dep(r)->id);
+        llmr_hblock_add(&b, "x-llmroute-deployment", llmr_attempt_dep(r)->id);
     llmr_fmt_int(n, r->plan.attempts);
-    evhttp_add_header(out, "x-llmroute-attempts", n);
-    evhttp_add_header(out, "x-llmroute-model-group", llmr_request_group_name(r, 0));
-    llmr_cache_headers(r);
+    llmr_hblock_add(&b, "x-llmroute-attempts", n);
+    llmr_hblock_add(&b, "x-llmroute-model-group", llmr_request_group_name(r, 0));
+    llmr_cache_headers(r, &b);
     if (pos > 0)
-        evhttp_add_header(out, "x-llmroute-fallback", llmr_request_group_name(r, pos));
+        llmr_hblock_add(&b, "x-llmroute-fallback", llmr_request_group_name(r, pos));
+    llmr_hblock_attach(&b, out);
 }
 
 void llmr_reply_error(llmr_reply *rep, enum llmr_error_kind k, ...)
