@@ -12,6 +12,7 @@
 
 #include "conn.h"
 #include "errors.h"
+#include "fmt.h"
 #include "log.h"
 #include "request.h"
 #include "cache.h"
@@ -127,12 +128,26 @@ void llmr_http_reply(llmr_worker *w, struct evhttp_request *req, int status,
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
 
+    int64_t len = body != NULL ? (int64_t)evbuffer_get_length(body) : 0;
+    int head = evhttp_request_get_command(req) == EVHTTP_REQ_HEAD;
+    char n[LLMR_FMT_MAX];
+
     if (w->draining)
         evhttp_add_header(out, "Connection", "close");
     llmr_reply_common(out);
-    llmr_alog_reply(w, req, status, body != NULL ? (int64_t)evbuffer_get_length(body) : 0);
+    /* The length is set here (evhttp's own goes through snprintf); to HEAD,
+     * as nginx does, the length the body would have had. */
+    if (status >= 200 && status != 204 && status != 304) {
+        llmr_fmt_int(n, len);
+        evhttp_add_header(out, "Content-Length", n);
+    }
+    /* evhttp would send a HEAD reply's body too: on a kept-alive connection
+     * the client would read it as the start of the next response. */
+    if (head && body != NULL)
+        evbuffer_drain(body, evbuffer_get_length(body));
+    llmr_alog_reply(w, req, status, head ? 0 : len);
     evhttp_request_set_on_complete_cb(req, on_reply_sent, w);
-    evhttp_send_reply(req, status, llmr_http_reason(status), body);
+    evhttp_send_reply(req, status, llmr_http_reason(status), head ? NULL : body);
     flush_now(evcon);
 }
 
