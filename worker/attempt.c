@@ -216,40 +216,6 @@ static int64_t clamp_usage(int64_t v)
     return v < 0 ? 0 : v > LLMR_USAGE_MAX ? LLMR_USAGE_MAX : v;
 }
 
-/* The "usage" member of the JSON object js[0..len), found by one scan that
- * allocates nothing: the rest, maybe 50 MB of embeddings, is stepped over.
- * Chat's prompt_tokens/completion_tokens and the Responses API's
- * input_tokens/output_tokens; a count absent, or not a plain non-negative
- * integer, leaves its output as it was. */
-int llmr_usage_read(const char *js, size_t len, int64_t *prompt, int64_t *completion)
-{
-    size_t off, n;
-
-    if (js == NULL || llmr_json_member(js, len, "usage", &off, &n) < 0)
-        return -1;
-    return llmr_usage_object(js + off, n, prompt, completion);
-}
-
-/* Scanned too, not tokenized: a buffered answer's usage and a stream's last
- * event are read on every request, and the tokenizer cost 2,500
- * instructions a request for the four numbers. */
-int llmr_usage_object(const char *js, size_t len, int64_t *prompt, int64_t *completion)
-{
-    static const char *const keys[] = {
-        "prompt_tokens", "completion_tokens",
-        "input_tokens", "output_tokens",        /* the Responses API's, preferred */
-    };
-    int64_t *const to[] = { prompt, completion, prompt, completion };
-    size_t off[4], n[4];
-
-    if (llmr_json_members(js, len, keys, 4, off, n) < 0)
-        return -1;
-    for (int k = 0; k < 4; k++)
-        if (n[k] > 0)
-            llmr_json_int_text(js + off[k], n[k], to[k]);
-    return 0;
-}
-
 /* Usage of a buffered answer, or the estimate when it reports none. */
 static void buffered_usage(llmr_request *r, int64_t *prompt, int64_t *completion)
 {

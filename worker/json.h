@@ -98,6 +98,12 @@ int llmr_json_unescape(char *out, size_t cap, const char *s, size_t len);
 /* estimate.c: the prompt's tokens, estimated from a parsed request:
  * string-value bytes of messages/prompt/input / 4, plus 4 a message, plus 3. */
 int64_t llmr_estimate_prompt_tokens(const llmr_json *j);
+/* estimate.c: the counts of the "usage" object member of the JSON object
+ * js[0..len) (chat's or the Responses API's names): 0, or -1 when it has
+ * none.  Found by scanning, never tokenized. */
+int llmr_usage_read(const char *js, size_t len, int64_t *prompt, int64_t *completion);
+/* The same counts of the usage object js[0..len) itself. */
+int llmr_usage_object(const char *js, size_t len, int64_t *prompt, int64_t *completion);
 
 /* The string token tok's text: as written when it holds no escape, else
  * decoded into buf[cap] (as written when that fails: too long, malformed).

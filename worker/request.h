@@ -228,11 +228,6 @@ void llmr_attempt_end(llmr_request *r, enum llmr_outcome outcome);
 void llmr_attempt_unadmit(llmr_request *r);
 /* A successful attempt: counters, latency and usage, reservation given back. */
 void llmr_attempt_succeeded(llmr_request *r);
-/* The counts of the "usage" object member of the JSON object js[0..len)
- * (chat's or the Responses API's names): 0, or -1 when it has none. */
-int llmr_usage_read(const char *js, size_t len, int64_t *prompt, int64_t *completion);
-/* The same counts of the usage object js[0..len) itself. */
-int llmr_usage_object(const char *js, size_t len, int64_t *prompt, int64_t *completion);
 /* A failed attempt counted against its deployment (cooldown window). */
 void llmr_attempt_failed(llmr_request *r, enum llmr_err err, int64_t ra);
 /* Why an attempt failed for want of something of ours, or NULL. */

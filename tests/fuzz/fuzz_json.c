@@ -52,6 +52,21 @@ static void check_object(const llmr_json *j, const uint8_t *data, size_t size)
         abort();
 }
 
+/* A valid object read as a usage object: the scan finds the counts the
+ * tokens hold (worker/estimate.c reads every answer's usage this way). */
+static void check_usage(const llmr_json *j, const uint8_t *data, size_t size)
+{
+    static const char *const names[] = { "prompt_tokens", "completion_tokens",
+                                         "input_tokens", "output_tokens" };
+    int64_t tok[2] = { -7, -7 }, scan[2] = { -7, -7 };
+
+    for (int k = 0; k < 4; k++)
+        llmr_json_int(j, llmr_json_get(j, 0, names[k]), &tok[k % 2]);
+    if (llmr_usage_object((const char *)data, size, &scan[0], &scan[1]) != 0
+        || tok[0] != scan[0] || tok[1] != scan[1])
+        abort();
+}
+
 /* The first element of a valid array, as the tokens have it. */
 static void check_first(const llmr_json *j, const uint8_t *data)
 {
@@ -80,6 +95,10 @@ static void check_scans(const uint8_t *data, size_t size)
     if (llmr_json_first((const char *)data, size, &off, &n) == 0
         && (off >= size || n == 0 || n > size - off))
         abort();
+    {   /* any bytes as an answer: its usage, if any, read inside them */
+        int64_t p = -1, c = -1;
+        llmr_usage_read((const char *)data, size, &p, &c);
+    }
 }
 
 /* What llmr_json_escape wrote must be a JSON string's inside as is. */
@@ -108,8 +127,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (llmr_json_parse(&j, (const char *)data, size, (int)(size / 2) + 64) == 0) {
         if (llmr_json_skip(&j, 0) != j.ntoks)
             abort();        /* one complete value was parsed */
-        if (j.toks[0].type == JSMN_OBJECT)
+        if (j.toks[0].type == JSMN_OBJECT) {
             check_object(&j, data, size);
+            check_usage(&j, data, size);
+        }
         if (j.toks[0].type == JSMN_ARRAY)
             check_first(&j, data);
     }
