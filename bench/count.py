@@ -6,13 +6,17 @@ malloc_count.so counter).  One worker, so that every request is its own.
   bench/count.py --build build [--requests 2000] [--streams 40] [--events 64]
                  [--delay MS] [--burst N]
                  [--sites] [--many N]
-                 [--what syscalls,allocs,stream,stream_allocs,many,instructions]
+                 [--what syscalls,allocs,stream,stream_allocs,many,instructions,
+                         nginx_instructions]
 
 instructions: the user-space instructions a proxied request costs the worker,
 counted by valgrind's callgrind (no hardware counters needed, the same on a
 busy machine): the daemon runs under callgrind twice, answering 300 and then
 300 + --requests requests; the difference of the worker's totals over the
-difference of the counts leaves out start-up and exit.
+difference of the counts leaves out start-up and exit.  nginx_instructions:
+the same for nginx proxying to the same mock (one process, master_process
+off), and with both the ratio: a user-space comparison that does not move
+with the machine's neighbours (kernel time is not in it).
 
 Prints one JSON object; with --sites, also the top allocation sites of the
 worker over the measured requests (raw frames; addr2line -f -e build/llmroute
@@ -22,6 +26,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -193,6 +198,63 @@ def instructions(args, tmp, mock_port):
     return round((b - a) / args.requests)
 
 
+def nginx_callgrind_total(tmp, mock_port, n):
+    """Instructions of nginx (one process: master_process off, so callgrind
+    follows it whole) proxying n sequential requests to the same mock, from
+    start to exit: bench's nginx configuration otherwise."""
+    port = bench.free_port()
+    d = os.path.join(tmp, "nginx-cg-%d" % n)
+    os.makedirs(d)
+    conf = bench.nginx_conf(d, port, mock_port, 1)
+    with open(conf) as f:
+        text = f.read().replace("master_process on;", "master_process off;")
+    with open(conf, "w") as f:
+        f.write(text)
+    out = os.path.join(d, "callgrind.out")
+    p = subprocess.Popen(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
+                          "nginx", "-c", conf, "-e", os.path.join(d, "error.log")],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        bench.wait_for(lambda: port_open(port), 120, "nginx under callgrind")
+        requests(port, n, BODY)
+    finally:
+        # A single nginx process checks for SIGTERM between its event waits;
+        # under valgrind, a signal taken just before a wait is only seen once
+        # another arrives (the wait has no timer then): sent until it exits.
+        for _ in range(20):
+            p.terminate()
+            try:
+                p.wait(3)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+        else:
+            p.kill()
+            p.wait(10)
+    with open(out) as f:
+        for line in f:
+            if line.startswith("summary:"):
+                return int(line.split()[1])
+    raise RuntimeError("no callgrind summary for nginx")
+
+
+def port_open(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def nginx_instructions(args, tmp, mock_port):
+    """nginx's user-space instructions per proxied request, counted as
+    llmroute's are: the same two runs, the same client, the same mock."""
+    base = 300
+    a = nginx_callgrind_total(tmp, mock_port, base)
+    b = nginx_callgrind_total(tmp, mock_port, base + args.requests)
+    return round((b - a) / args.requests)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
@@ -226,6 +288,12 @@ def main():
         if "instructions" in what:
             res["instructions_per_request"] = instructions(args, tmp, mock.port)
             what = [w for w in what if w != "instructions"]
+        if "nginx_instructions" in what:
+            res["nginx_instructions_per_request"] = nginx_instructions(args, tmp, mock.port)
+            if "instructions_per_request" in res:
+                res["instructions_ratio_to_nginx"] = round(
+                    res["instructions_per_request"] / res["nginx_instructions_per_request"], 2)
+            what = [w for w in what if w != "nginx_instructions"]
         if "allocs" in what or "stream_allocs" in what:
             os.environ["LD_PRELOAD"] = so
         if what:
