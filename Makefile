@@ -192,7 +192,7 @@ fuzz:
 	$(FUZZ_RUN) build/fuzz/fuzz_cache $(FUZZ_LOOP) build/fuzz/corpus-cache tests/fuzz/seeds-json \
 	    tests/fuzz/seeds-cache
 	@mkdir -p build/fuzz/corpus-conn
-	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_conn tests/fuzz/fuzz_conn.c worker/errors.c \
+	clang $(FUZZ_CFLAGS) -o build/fuzz/fuzz_conn tests/fuzz/fuzz_conn.c worker/errors.c worker/hblock.c \
 	    worker/json.c common/log.c -levent
 	$(FUZZ_RUN) build/fuzz/fuzz_conn $(FUZZ_LOOP) build/fuzz/corpus-conn tests/fuzz/seeds-conn
 
