@@ -151,6 +151,18 @@ void llmr_http_reply(llmr_worker *w, struct evhttp_request *req, int status,
     flush_now(evcon);
 }
 
+int llmr_http_method_ok(struct evhttp_request *req, enum evhttp_cmd_type want)
+{
+    enum evhttp_cmd_type m = evhttp_request_get_command(req);
+
+    return m == want || (want == EVHTTP_REQ_GET && m == EVHTTP_REQ_HEAD);
+}
+
+const char *llmr_http_allow(enum evhttp_cmd_type want)
+{
+    return want == EVHTTP_REQ_GET ? "GET, HEAD" : want == EVHTTP_REQ_POST ? "POST" : "";
+}
+
 void llmr_http_stream_start(llmr_worker *w, struct evhttp_request *req, int status)
 {
     if (w->draining)
@@ -404,13 +416,12 @@ static void handle(struct evhttp_request *req, void *arg)
 {
     llmr_worker *w = arg;
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-    enum evhttp_cmd_type method = evhttp_request_get_command(req);
     const route *r = find_route(path != NULL ? path : "");
 
     if (llmr_conn_request_start(w, req) < 0)
         return;                 /* refused by conn.c, which closes it */
     active_begin(w);
-    if (r == NULL && llmr_routes_handle(w, req, path != NULL ? path : "", method))
+    if (r == NULL && llmr_routes_handle(w, req, path != NULL ? path : ""))
         return;                 /* routes.c: paths with a name in them */
     if (r == NULL) {
         llmr_error_reply(w, req, LLMR_E_NOT_FOUND, LLMR_CLIP(path != NULL ? strlen(path) : 0),
@@ -422,9 +433,10 @@ static void handle(struct evhttp_request *req, void *arg)
         llmr_anth_handle(w, req, r->kind == ROUTE_COUNT_TOKENS);    /* its own errors */
         return;
     }
-    if (method != (r->kind == ROUTE_PROXY ? EVHTTP_REQ_POST : EVHTTP_REQ_GET)) {
+    if (!llmr_http_method_ok(req, r->kind == ROUTE_PROXY ? EVHTTP_REQ_POST : EVHTTP_REQ_GET)) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
-                          r->kind == ROUTE_PROXY ? "POST" : "GET");
+                          llmr_http_allow(r->kind == ROUTE_PROXY ? EVHTTP_REQ_POST
+                                          : EVHTTP_REQ_GET));
         llmr_error_reply(w, req, LLMR_E_METHOD_NOT_ALLOWED, r->path);
         return;
     }

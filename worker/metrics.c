@@ -290,8 +290,9 @@ void llmr_metrics_handle(llmr_worker *w, struct evhttp_request *req)
 {
     struct evbuffer *b;
 
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
+    if (!llmr_http_method_ok(req, EVHTTP_REQ_GET)) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+                          llmr_http_allow(EVHTTP_REQ_GET));
         llmr_error_reply(w, req, LLMR_E_METHOD_NOT_ALLOWED, "/metrics");
         return;
     }

@@ -95,8 +95,7 @@ static void model_by_id(llmr_worker *w, struct evhttp_request *req, const char *
     evbuffer_free(b);
 }
 
-int llmr_routes_handle(llmr_worker *w, struct evhttp_request *req, const char *path,
-                       enum evhttp_cmd_type method)
+int llmr_routes_handle(llmr_worker *w, struct evhttp_request *req, const char *path)
 {
     enum llmr_op op = LLMR_OP_CHAT;
     const char *rest = NULL;
@@ -113,9 +112,9 @@ int llmr_routes_handle(llmr_worker *w, struct evhttp_request *req, const char *p
             llmr_responses_forward(w, req, rest);
         return 1;
     }
-    if (method != want) {
+    if (!llmr_http_method_ok(req, want)) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
-                          kind == AZURE ? "POST" : "GET");
+                          llmr_http_allow(want));
         llmr_error_reply(w, req, LLMR_E_METHOD_NOT_ALLOWED, kind == AZURE ? AZURE_PREFIX
                          "{deployment}/..." : "/v1/models/{model}");
     } else if (!llmr_http_authorized(w, req)) {

@@ -106,6 +106,11 @@ void llmr_http_reply(llmr_worker *w, struct evhttp_request *req, int status,
 /* A chunked reply: headers now, body with evhttp_send_reply_chunk(). */
 void llmr_http_stream_start(llmr_worker *w, struct evhttp_request *req, int status);
 void llmr_http_stream_end(llmr_worker *w, struct evhttp_request *req);
+/* Whether the request's method is `want`; a GET resource answers HEAD too,
+ * as nginx and LiteLLM do (the same status and head, no body:
+ * llmr_http_reply drops it).  The Allow header of a 405 for `want`. */
+int llmr_http_method_ok(struct evhttp_request *req, enum evhttp_cmd_type want);
+const char *llmr_http_allow(enum evhttp_cmd_type want);
 /* Ends a request whose client has gone, without a reply. */
 void llmr_http_discard(llmr_worker *w, struct evhttp_request *req);
 /* Whether the client sent the master_key (Bearer or api-key). */
@@ -126,8 +131,7 @@ void llmr_health_groups_json(llmr_worker *w, struct evbuffer *b);
 /* routes.c: the paths that carry a name (Azure's deployment routes,
  * /v1/models/{id}, /v1/responses/{id}...); 1 when path was one of them and
  * has been answered. */
-int llmr_routes_handle(llmr_worker *w, struct evhttp_request *req, const char *path,
-                       enum evhttp_cmd_type method);
+int llmr_routes_handle(llmr_worker *w, struct evhttp_request *req, const char *path);
 
 
 /* upstream.c */

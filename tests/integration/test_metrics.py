@@ -134,7 +134,7 @@ def test_metrics_auth():
     assert "llmroute_requests_total" in body and "sk-metrics" not in body
     r = request(d.port, "POST", "/metrics", body="",
                 headers={"Authorization": "Bearer sk-metrics"})
-    assert r.status == 405 and r.headers.get("allow") == "GET", r
+    assert r.status == 405 and r.headers.get("allow") == "GET, HEAD", r
     d.stop()
     d2 = Daemon([deployment("g", m, dep_id="a")],
                 server='master_key = "sk-metrics"; metrics_public = true;')

@@ -10,7 +10,8 @@ through a client library that would forgive a folded or doubled line.
   own errors, HTTP/1.0 clients;
 - Content-Length is the body's length on every reply that has one, HTTP/1.0
   included; a HEAD reply has the length and no body (evhttp sent the body,
-  which a kept-alive client read as the start of the next response)."""
+  which a kept-alive client read as the start of the next response);
+- GET resources answer HEAD (as nginx and LiteLLM do), not 405."""
 import json
 import re
 
@@ -155,11 +156,11 @@ def test_content_length_as_evhttp_sent_it():
         assert status.startswith(b"HTTP/" + version + b" 200"), status
         assert int(h["content-length"][0]) == len(body), (h, body)
     # HEAD: the length the body would have had, and no body
-    status, h, body = exchange(d.port, b"HEAD /v1/models HTTP/1.1\r\nHost: x\r\n"
+    status, h, body = exchange(d.port, b"HEAD /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
                                        b"Connection: close\r\n\r\n")
     assert status.startswith(b"HTTP/1.1 405") and body == b"", (status, h, body)
     once(h, "content-length")
-    assert int(h["content-length"][0]) > 0, h
+    assert int(h["content-length"][0]) > 0 and h["allow"] == ["POST"], h
     two = (b"GET /health/liveliness HTTP/1.1\r\nHost: x\r\n\r\n"
            b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     raw, _ = raw_exchange(d.port, two, until="close")
@@ -177,7 +178,7 @@ def test_head_reply_has_no_body_on_a_kept_alive_connection():
     the framing."""
     m = Mock("head")
     d = Daemon([deployment("g", m)], workers=1)
-    two = (b"HEAD /v1/models HTTP/1.1\r\nHost: x\r\n\r\n"
+    two = (b"HEAD /v1/chat/completions HTTP/1.1\r\nHost: x\r\n\r\n"
            b"GET /health/liveliness HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     raw, _ = raw_exchange(d.port, two, until="close")
     status, h, rest = head_of(raw)
@@ -185,3 +186,32 @@ def test_head_reply_has_no_body_on_a_kept_alive_connection():
     assert rest.startswith(b"HTTP/1.1 200 OK\r\n"), raw
     status2, h2, body2 = head_of(rest)
     assert int(h2["content-length"][0]) == len(body2), (h2, body2)
+
+
+def test_get_resources_answer_head():
+    """GET resources answer HEAD as nginx and LiteLLM do: the GET's status
+    and head, its length, no body; the connection stays in step. A 405 of
+    a GET resource allows "GET, HEAD"; the master key still applies."""
+    m = Mock("head")
+    d = Daemon([deployment("g", m)], workers=1, server='master_key = "sk-master";')
+    auth = b"Authorization: Bearer sk-master\r\n"
+    for path in (b"/health/liveliness", b"/health/readiness", b"/v1/models", b"/v1/models/g",
+                 b"/metrics", b"/status.json", b"/ui"):
+        get = exchange(d.port, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n" + auth +
+                       b"Connection: close\r\n\r\n")
+        two = (b"HEAD " + path + b" HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n"
+               b"GET /health/liveliness HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        raw, _ = raw_exchange(d.port, two, until="close")
+        status, h, rest = head_of(raw)
+        assert status == get[0] == b"HTTP/1.1 200 OK", (path, status, get[0])
+        assert h["content-length"] == get[1]["content-length"], (path, h, get[1])
+        assert h["content-type"] == get[1]["content-type"], (path, h, get[1])
+        assert int(h["content-length"][0]) == len(get[2]) > 0, (path, h, len(get[2]))
+        assert rest.startswith(b"HTTP/1.1 200 OK\r\n"), (path, raw[:400])
+    # the key is checked for HEAD as for GET
+    status, h, body = exchange(d.port, b"HEAD /v1/models HTTP/1.1\r\nHost: x\r\n"
+                                       b"Connection: close\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 401") and body == b"", (status, h, body)
+    status, h, body = exchange(d.port, b"POST /v1/models HTTP/1.1\r\nHost: x\r\n" + auth +
+                               b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")
+    assert status.startswith(b"HTTP/1.1 405") and h["allow"] == ["GET, HEAD"], (status, h)

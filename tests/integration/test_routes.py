@@ -146,7 +146,7 @@ def test_model_by_id_and_aliases_listed():
     r = request(d.port, "GET", "/v1/models/gpt-4o")
     assert r.status == 401, r
     r = request(d.port, "POST", "/v1/models/gpt-4o", {}, BEARER)
-    assert r.status == 405 and r.headers.get("allow") == "GET", r
+    assert r.status == 405 and r.headers.get("allow") == "GET, HEAD", r
     # the list: groups, then the aliases that are not hidden
     ids = [x["id"] for x in request(d.port, "GET", "/v1/models", None, BEARER).json()["data"]]
     assert ids == ["gpt-4o", "small", "gpt-4"], ids
