@@ -26,7 +26,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -184,11 +183,15 @@ def callgrind_total(args, tmp, mock_port, n):
     finally:
         p.terminate()
         p.wait(60)
-    with open(out.replace("%p", str(worker))) as f:
+    return callgrind_summary(out.replace("%p", str(worker)), "the worker")
+
+
+def callgrind_summary(path, who):
+    with open(path) as f:
         for line in f:
             if line.startswith("summary:"):
                 return int(line.split()[1])
-    raise RuntimeError("no callgrind summary for the worker")
+    raise RuntimeError("no callgrind summary for " + who)
 
 
 def instructions(args, tmp, mock_port):
@@ -215,7 +218,7 @@ def nginx_callgrind_total(tmp, mock_port, n):
                           "nginx", "-c", conf, "-e", os.path.join(d, "error.log")],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        bench.wait_for(lambda: port_open(port), 120, "nginx under callgrind")
+        bench.wait_for(lambda: bench.http_ok(port, "/v1/models"), 120, "nginx under callgrind")
         requests(port, n, BODY)
     finally:
         # A single nginx process checks for SIGTERM between its event waits;
@@ -231,19 +234,7 @@ def nginx_callgrind_total(tmp, mock_port, n):
         else:
             p.kill()
             p.wait(10)
-    with open(out) as f:
-        for line in f:
-            if line.startswith("summary:"):
-                return int(line.split()[1])
-    raise RuntimeError("no callgrind summary for nginx")
-
-
-def port_open(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
+    return callgrind_summary(out, "nginx")
 
 
 def nginx_instructions(args, tmp, mock_port):
